@@ -1,0 +1,290 @@
+/**
+ * The client module: one game session over the official `phoenix` client.
+ *
+ * It owns the socket and the channels and exposes a reactive `state` that the
+ * components bind to, plus `guess` and `newGame`. Two kinds of session:
+ *
+ * - own game: `hangman:game`, joined with `{game_id}` when sessionStorage has
+ *   one (a reload or a reconnect resumes the game) and `{}` otherwise; it also
+ *   watches the shared room `game:<id>` so moves made through the share link
+ *   show up live, and so Presence counts the owner in the room;
+ * - shared room: `game:<id>` from a share link; moves go through the room.
+ *
+ * Guesses made while the channel is not joined are queued and sent once the
+ * join succeeds again; a guess the server refuses, or one that cannot be
+ * played any more, is reported in `state.notice`. Nothing is dropped silently.
+ */
+import { Presence, Socket, type Channel, type Push } from 'phoenix'
+import { reactive, readonly } from 'vue'
+import { isOver, normalizeGuess, type Tally } from './tally'
+
+export type Connection = 'connecting' | 'connected' | 'reconnecting' | 'offline'
+
+export interface SessionState {
+  mode: 'own' | 'room'
+  gameId: string | null
+  tally: Tally | null
+  connection: Connection
+  /** Guesses waiting for the connection to come back, in the order typed. */
+  pending: string[]
+  /** A message the player must see: a refused or dropped guess, an expired game. */
+  notice: string | null
+  /** Presence keys (player names) in the shared room. */
+  players: string[]
+  /** The shared room's game does not exist (unknown or expired id). */
+  roomMissing: boolean
+}
+
+export interface SessionOptions {
+  /** Absolute `ws:`/`wss:` URL of the socket mount; `phoenix` appends `/websocket`. */
+  socketUrl: string
+  /** Presence key, sent as the socket connect param `player`. */
+  player: string
+  /** Where the own game's id is kept (the page passes `sessionStorage`). */
+  storage: Storage
+  /** Join this shared room instead of the player's own game. */
+  roomId?: string
+}
+
+export interface GameSession {
+  readonly state: Readonly<SessionState>
+  guess(input: string): void
+  newGame(): void
+  close(): void
+}
+
+export const GAME_ID_KEY = 'hangman.game_id'
+/** How long a sent guess may wait for its reply before it counts as lost in transit. */
+const MOVE_TIMEOUT_MS = 10_000
+
+const REASONS: Record<string, string> = {
+  invalid_guess: 'it is not a letter a–z',
+  not_found: 'this game no longer exists',
+  unavailable: 'the game service is unavailable',
+  rate_limited: 'too many moves at once, slow down',
+}
+
+function describe(reason: unknown): string {
+  return REASONS[String(reason)] ?? `the server said “${String(reason)}”`
+}
+
+/** The socket mount `socket` resolved against the page, as a WebSocket URL. */
+export function socketUrlFor(pageUrl: string): string {
+  const url = new URL('socket', pageUrl)
+  url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:'
+  url.search = ''
+  url.hash = ''
+  return url.toString()
+}
+
+/** Replies to `make_move`/`tally` carry the tally itself; joins and `new_game` wrap it. */
+function tallyOf(response: unknown): Tally {
+  const r = response as { tally?: Tally }
+  return r.tally ?? (response as Tally)
+}
+
+export function openSession(options: SessionOptions): GameSession {
+  const { storage, roomId } = options
+  const state = reactive<SessionState>({
+    mode: roomId ? 'room' : 'own',
+    gameId: roomId ?? storage.getItem(GAME_ID_KEY),
+    tally: null,
+    connection: 'connecting',
+    pending: [],
+    notice: null,
+    players: [],
+    roomMissing: false,
+  })
+
+  // What the connection badge is computed from.
+  const link = { socketOpen: false, joined: false, failedOnce: false }
+  function refreshConnection() {
+    if (typeof navigator !== 'undefined' && navigator.onLine === false) {
+      state.connection = 'offline'
+    } else if (link.socketOpen && link.joined) {
+      state.connection = 'connected'
+    } else if (link.failedOnce) {
+      state.connection = 'reconnecting'
+    } else {
+      state.connection = 'connecting'
+    }
+  }
+  window.addEventListener('online', refreshConnection)
+  window.addEventListener('offline', refreshConnection)
+
+  const socket = new Socket(options.socketUrl, { params: { player: options.player } })
+  socket.onOpen(() => {
+    link.socketOpen = true
+    refreshConnection()
+  })
+  const lost = () => {
+    link.socketOpen = false
+    link.joined = false
+    link.failedOnce = true
+    refreshConnection()
+  }
+  socket.onClose(lost)
+  socket.onError(lost)
+
+  /**
+   * Accepts a tally unless it is older than the one shown: `used` only grows
+   * within a game, and the own game hears each move twice (its own channel and
+   * the watched room), so the room copy must bring something new.
+   */
+  function applyTally(tally: Tally, mustGrow = false) {
+    const shown = state.tally?.used.length ?? -1
+    if (tally.used.length > shown || (!mustGrow && tally.used.length === shown)) {
+      state.tally = tally
+    }
+  }
+
+  // The shared room an own game watches for other players' moves and Presence.
+  let watched: Channel | null = null
+
+  function adoptGame(gameId: string, tally: Tally) {
+    const changed = gameId !== state.gameId
+    state.gameId = gameId
+    state.tally = tally
+    if (state.mode === 'own') {
+      storage.setItem(GAME_ID_KEY, gameId)
+      if (changed || !watched) watchRoom(gameId)
+    }
+    return changed
+  }
+
+  // The channel moves go through.
+  const primary: Channel =
+    state.mode === 'room'
+      ? socket.channel(`game:${roomId}`, {})
+      : socket.channel('hangman:game', () => (state.gameId ? { game_id: state.gameId } : {}))
+  primary.on('tally', (tally: Tally) => applyTally(tally))
+  primary.onError(() => {
+    link.joined = false
+    refreshConnection()
+  })
+  if (state.mode === 'room') trackPresence(primary)
+
+  primary
+    .join()
+    .receive('ok', (response: { game_id: string; tally: Tally }) => {
+      const switchedGame = adoptGame(response.game_id, response.tally)
+      link.joined = true
+      refreshConnection()
+      flushPending(switchedGame)
+    })
+    .receive('error', ({ reason }: { reason: string }) => {
+      if (reason !== 'not_found') return // the badge shows it; phoenix retries with backoff
+      if (state.mode === 'room') {
+        state.roomMissing = true
+        primary.leave()
+      } else {
+        // The stored game expired: the join params closure now asks for a new one.
+        storage.removeItem(GAME_ID_KEY)
+        state.gameId = null
+        state.notice = 'Your previous game has expired, so a new one was started.'
+      }
+    })
+
+  function watchRoom(gameId: string) {
+    watched?.leave()
+    const room = socket.channel(`game:${gameId}`, {})
+    watched = room
+    state.players = []
+    room.on('tally', (tally: Tally) => {
+      if (watched === room) applyTally(tally, true)
+    })
+    trackPresence(room)
+    room.join().receive('ok', (response: { tally: Tally }) => {
+      if (watched === room) applyTally(response.tally, true)
+    })
+  }
+
+  function trackPresence(channel: Channel) {
+    const presence = new Presence(channel)
+    presence.onSync(() => {
+      if (channel === primary || channel === watched) state.players = presence.list((key) => key)
+    })
+  }
+
+  const inFlight = new Set<string>()
+
+  function send(letter: string) {
+    inFlight.add(letter)
+    const push: Push = primary.push('make_move', { guess: letter }, MOVE_TIMEOUT_MS)
+    push
+      .receive('ok', (response: unknown) => {
+        inFlight.delete(letter)
+        applyTally(tallyOf(response))
+      })
+      .receive('error', ({ reason }: { reason: string }) => {
+        inFlight.delete(letter)
+        state.notice = `Your guess “${letter}” was not played: ${describe(reason)}.`
+      })
+      .receive('timeout', () => {
+        inFlight.delete(letter)
+        if (link.joined) {
+          state.notice = `The server did not answer your guess “${letter}”; please try again.`
+        } else {
+          // Lost in transit with the connection: a guess is safe to repeat, so queue it again.
+          state.pending.push(letter)
+        }
+      })
+  }
+
+  function flushPending(switchedGame: boolean) {
+    const queued = state.pending.splice(0)
+    if (queued.length === 0) return
+    const tally = state.tally!
+    const list = queued.join(', ')
+    if (switchedGame) {
+      state.notice = `Your guesses ${list} were not played: they were meant for a game that no longer exists.`
+    } else if (isOver(tally)) {
+      state.notice = `Your guesses ${list} were not played: the game ended first.`
+    } else {
+      queued.filter((letter) => !tally.used.includes(letter)).forEach(send)
+    }
+  }
+
+  function guess(input: string) {
+    const letter = normalizeGuess(input)
+    if (!letter) {
+      state.notice = `“${input}” is not a letter a–z.`
+      return
+    }
+    if (state.tally && isOver(state.tally)) return
+    if (state.pending.includes(letter) || inFlight.has(letter)) return
+    state.notice = null
+    if (link.joined) send(letter)
+    else state.pending.push(letter)
+  }
+
+  function newGame() {
+    if (state.mode !== 'own') return
+    if (!link.joined) {
+      state.notice = 'Cannot start a new game while reconnecting; try again once connected.'
+      return
+    }
+    state.notice = null
+    state.pending.splice(0)
+    primary
+      .push('new_game', {}, MOVE_TIMEOUT_MS)
+      .receive('ok', (response: { game_id: string; tally: Tally }) =>
+        adoptGame(response.game_id, response.tally),
+      )
+      .receive('error', ({ reason }: { reason: string }) => {
+        state.notice = `No new game was started: ${describe(reason)}.`
+      })
+      .receive('timeout', () => {
+        state.notice = 'The server did not answer; no new game was started.'
+      })
+  }
+
+  function close() {
+    window.removeEventListener('online', refreshConnection)
+    window.removeEventListener('offline', refreshConnection)
+    socket.disconnect()
+  }
+
+  socket.connect()
+  return { state: readonly(state) as Readonly<SessionState>, guess, newGame, close }
+}
