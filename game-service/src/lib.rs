@@ -1,1 +1,21 @@
-//! placeholder
+//! The Hangman game service: the rules, a dictionary and a registry of live
+//! games behind the `hangman.v1` gRPC API.
+//!
+//! - [`rules`]: the game itself, pure (no I/O, no async). Start here.
+//! - [`dictionary`]: the word list and uniform random choice.
+//! - [`registry`]: live games by id, idle TTL, maximum count, change notification.
+//! - [`service`]: the gRPC API, translating messages and errors to and from the registry.
+//! - [`server`]: assembles the server (API, health, reflection, `/metrics`) and runs it.
+//! - [`config`]: flags and their environment-variable twins.
+//! - [`telemetry`]: logs, per-call spans with `traceparent`, Prometheus metrics.
+
+pub mod config;
+pub mod dictionary;
+pub mod registry;
+pub mod rules;
+pub mod server;
+pub mod service;
+pub mod telemetry;
+
+pub use config::Config;
+pub use server::{RunningServer, StartError, start};

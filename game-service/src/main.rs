@@ -1,1 +1,24 @@
-fn main() {}
+use clap::Parser;
+use game_service::{Config, telemetry};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::parse();
+    telemetry::init_logging(config.log_json);
+    telemetry::metrics_handle();
+    let server = game_service::start(config).await?;
+    shutdown_signal().await;
+    server.stop().await;
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM (what Kubernetes sends).
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler installs");
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+}

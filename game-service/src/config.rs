@@ -1,0 +1,70 @@
+//! Command-line flags, each with an environment-variable twin.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::Parser;
+
+/// The Hangman game service: rules, dictionary and live games behind gRPC.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "game-service", version, about)]
+pub struct Config {
+    /// Address to serve gRPC (and /metrics over HTTP/1.1) on.
+    #[arg(long, env = "GAME_SERVICE_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+
+    /// Drop a game after this long without a move (e.g. "1h", "90s").
+    #[arg(long, env = "GAME_SERVICE_GAME_TTL", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub game_ttl: Duration,
+
+    /// How often expired games are swept away.
+    #[arg(long, env = "GAME_SERVICE_SWEEP_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub sweep_interval: Duration,
+
+    /// Most games held at once; creating one more fails with RESOURCE_EXHAUSTED.
+    #[arg(long, env = "GAME_SERVICE_MAX_GAMES", default_value_t = 100_000)]
+    pub max_games: usize,
+
+    /// Changes buffered per watcher; a watcher further behind skips ahead.
+    #[arg(long, env = "GAME_SERVICE_WATCH_BUFFER", default_value_t = 64)]
+    pub watch_buffer: usize,
+
+    /// Most concurrent WatchGame streams on one game.
+    #[arg(
+        long,
+        env = "GAME_SERVICE_MAX_WATCHERS_PER_GAME",
+        default_value_t = 1_000
+    )]
+    pub max_watchers_per_game: usize,
+
+    /// Largest request message accepted, in bytes.
+    #[arg(long, env = "GAME_SERVICE_MAX_MESSAGE_SIZE", default_value_t = 16 * 1024)]
+    pub max_message_size: usize,
+
+    /// Most concurrent HTTP/2 streams (calls) on one connection.
+    #[arg(
+        long,
+        env = "GAME_SERVICE_MAX_CONCURRENT_STREAMS",
+        default_value_t = 4_096
+    )]
+    pub max_concurrent_streams: u32,
+
+    /// Deadline for a unary call (a stream's messages are not cut off by it).
+    #[arg(long, env = "GAME_SERVICE_REQUEST_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub request_timeout: Duration,
+
+    /// On SIGTERM/Ctrl-C, how long open calls get to finish.
+    #[arg(long, env = "GAME_SERVICE_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: Duration,
+
+    /// Word list to use instead of the built-in one (one lowercase word per line).
+    #[arg(long, env = "GAME_SERVICE_DICTIONARY")]
+    pub dictionary: Option<PathBuf>,
+
+    /// Allow CreateGame to fix the word, for deterministic tests and demos.
+    #[arg(long, env = "GAME_SERVICE_TEST_MODE")]
+    pub test_mode: bool,
+
+    /// Log JSON lines instead of human-readable text.
+    #[arg(long, env = "GAME_SERVICE_LOG_JSON")]
+    pub log_json: bool,
+}

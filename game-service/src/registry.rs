@@ -1,0 +1,320 @@
+//! Live games by id, with an idle TTL, a maximum count and change notification.
+//!
+//! Memory stays bounded whatever clients do: at most `max_games` games, each
+//! dropped after `game_ttl` without a move or creation; at most
+//! `max_watchers_per_game` watchers per game, each with a buffer of
+//! `watch_buffer` tallies (a watcher that falls further behind skips ahead
+//! rather than growing the buffer).
+//!
+//! Moves on one game are applied one at a time under the game's own lock, and
+//! the change is published under that same lock, so watchers see changes in
+//! the order they were applied.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, RwLock},
+    time::{Duration, Instant},
+};
+
+use base64::Engine;
+use rand::Rng;
+use thiserror::Error;
+use tokio::sync::broadcast;
+
+use crate::{
+    dictionary::Dictionary,
+    rules::{Game, InvalidGuess, InvalidWord, Tally},
+};
+
+/// An unguessable game id: 128 random bits as unpadded URL-safe base64.
+pub type GameId = Arc<str>;
+
+/// How big the registry may grow and how long games live.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_games: usize,
+    pub game_ttl: Duration,
+    pub watch_buffer: usize,
+    pub max_watchers_per_game: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum RegistryError {
+    #[error("no game with this id (it may have ended or expired)")]
+    NotFound,
+    #[error("the game id is empty")]
+    EmptyId,
+    #[error("the server holds its maximum of {max} games; try again later")]
+    Full { max: usize },
+    #[error("the game has its maximum of {max} watchers")]
+    TooManyWatchers { max: usize },
+    #[error(transparent)]
+    InvalidGuess(#[from] InvalidGuess),
+    #[error("invalid word: {0}")]
+    InvalidWord(#[from] InvalidWord),
+}
+
+/// A new watcher's view: the tally now and every change after it.
+pub struct Subscription {
+    pub tally: Tally,
+    pub changes: broadcast::Receiver<Tally>,
+}
+
+struct Slot {
+    state: Mutex<SlotState>,
+    changes: broadcast::Sender<Tally>,
+}
+
+struct SlotState {
+    game: Game,
+    last_active: Instant,
+}
+
+pub struct Registry {
+    games: RwLock<HashMap<GameId, Arc<Slot>>>,
+    dictionary: Dictionary,
+    limits: Limits,
+}
+
+impl Registry {
+    pub fn new(dictionary: Dictionary, limits: Limits) -> Registry {
+        Registry {
+            games: RwLock::new(HashMap::new()),
+            dictionary,
+            limits,
+        }
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Starts a game with `word`, or a random word from the dictionary.
+    pub fn create(&self, word: Option<&str>) -> Result<(GameId, Tally), RegistryError> {
+        let game = Game::new(word.unwrap_or_else(|| self.dictionary.random_word()))?;
+        let tally = game.tally();
+        let id = new_game_id();
+        let (changes, _) = broadcast::channel(self.limits.watch_buffer.max(1));
+        let slot = Arc::new(Slot {
+            state: Mutex::new(SlotState {
+                game,
+                last_active: Instant::now(),
+            }),
+            changes,
+        });
+        let mut games = self.games.write().unwrap_or_else(|e| e.into_inner());
+        if games.len() >= self.limits.max_games {
+            // Only a full registry pays for a sweep; expired games make room.
+            self.remove_expired(&mut games, Instant::now());
+            if games.len() >= self.limits.max_games {
+                return Err(RegistryError::Full {
+                    max: self.limits.max_games,
+                });
+            }
+        }
+        games.insert(id.clone(), slot);
+        metrics::gauge!("hangman_games_live").set(games.len() as f64);
+        Ok((id, tally))
+    }
+
+    /// The game's current tally. Reading is not activity: it does not extend the TTL.
+    pub fn get(&self, id: &str) -> Result<Tally, RegistryError> {
+        let slot = self.slot(id)?;
+        let state = lock(&slot.state);
+        self.check_alive(&state)?;
+        Ok(state.game.tally())
+    }
+
+    /// Plays one guess; publishes the new tally to watchers when it changed.
+    pub fn make_move(&self, id: &str, guess: &str) -> Result<Tally, RegistryError> {
+        let slot = self.slot(id)?;
+        let mut state = lock(&slot.state);
+        self.check_alive(&state)?;
+        let before = state.game.clone();
+        state.game.make_move(guess)?;
+        state.last_active = Instant::now();
+        let tally = state.game.tally();
+        if state.game != before {
+            // No receivers is fine: nobody is watching.
+            let _ = slot.changes.send(tally.clone());
+        }
+        Ok(tally)
+    }
+
+    /// The tally now and a receiver of every later change, taken under the
+    /// game's lock so that no change falls between the two.
+    pub fn watch(&self, id: &str) -> Result<Subscription, RegistryError> {
+        let slot = self.slot(id)?;
+        let state = lock(&slot.state);
+        self.check_alive(&state)?;
+        let max = self.limits.max_watchers_per_game;
+        if slot.changes.receiver_count() >= max {
+            return Err(RegistryError::TooManyWatchers { max });
+        }
+        Ok(Subscription {
+            tally: state.game.tally(),
+            changes: slot.changes.subscribe(),
+        })
+    }
+
+    /// Removes a game; its watchers' streams end.
+    pub fn end(&self, id: &str) -> Result<(), RegistryError> {
+        check_id(id)?;
+        let mut games = self.games.write().unwrap_or_else(|e| e.into_inner());
+        let removed = games.remove(id).ok_or(RegistryError::NotFound)?;
+        metrics::gauge!("hangman_games_live").set(games.len() as f64);
+        drop(games);
+        // An expired game that was not swept yet no longer exists for clients.
+        self.check_alive(&lock(&removed.state))
+    }
+
+    /// Drops every game idle for longer than the TTL; returns how many.
+    pub fn sweep(&self) -> usize {
+        let mut games = self.games.write().unwrap_or_else(|e| e.into_inner());
+        let removed = self.remove_expired(&mut games, Instant::now());
+        metrics::gauge!("hangman_games_live").set(games.len() as f64);
+        removed
+    }
+
+    pub fn len(&self) -> usize {
+        self.games.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn remove_expired(&self, games: &mut HashMap<GameId, Arc<Slot>>, now: Instant) -> usize {
+        let before = games.len();
+        games.retain(|_, slot| {
+            now.duration_since(lock(&slot.state).last_active) <= self.limits.game_ttl
+        });
+        before - games.len()
+    }
+
+    fn slot(&self, id: &str) -> Result<Arc<Slot>, RegistryError> {
+        check_id(id)?;
+        let games = self.games.read().unwrap_or_else(|e| e.into_inner());
+        games.get(id).cloned().ok_or(RegistryError::NotFound)
+    }
+
+    /// An expired game waiting for the sweeper is already gone for clients.
+    fn check_alive(&self, state: &SlotState) -> Result<(), RegistryError> {
+        if state.last_active.elapsed() > self.limits.game_ttl {
+            Err(RegistryError::NotFound)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+fn check_id(id: &str) -> Result<(), RegistryError> {
+    if id.is_empty() {
+        Err(RegistryError::EmptyId)
+    } else {
+        Ok(())
+    }
+}
+
+/// A game's lock; a panic while holding it cannot leave a half-made move
+/// (`Game::make_move` does not panic), so a poisoned lock is still usable.
+fn lock(state: &Mutex<SlotState>) -> std::sync::MutexGuard<'_, SlotState> {
+    state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn new_game_id() -> GameId {
+    let bytes: [u8; 16] = rand::rng().random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(bytes)
+        .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry(max_games: usize, game_ttl: Duration) -> Registry {
+        Registry::new(
+            Dictionary::parse("hangman").unwrap(),
+            Limits {
+                max_games,
+                game_ttl,
+                watch_buffer: 4,
+                max_watchers_per_game: 2,
+            },
+        )
+    }
+
+    #[test]
+    fn ids_are_22_url_safe_characters_and_distinct() {
+        let ids: std::collections::HashSet<_> = (0..1000).map(|_| new_game_id()).collect();
+        assert_eq!(ids.len(), 1000);
+        for id in ids {
+            assert_eq!(id.len(), 22);
+            assert!(
+                id.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            );
+        }
+    }
+
+    #[test]
+    fn a_full_registry_refuses_new_games_until_one_expires() {
+        let registry = registry(2, Duration::from_millis(50));
+        registry.create(None).unwrap();
+        registry.create(None).unwrap();
+        assert!(matches!(
+            registry.create(None),
+            Err(RegistryError::Full { max: 2 })
+        ));
+        std::thread::sleep(Duration::from_millis(80));
+        assert!(registry.create(None).is_ok());
+        assert_eq!(registry.len(), 1);
+    }
+
+    #[test]
+    fn the_sweeper_drops_only_idle_games() {
+        let registry = registry(10, Duration::from_millis(60));
+        let (idle, _) = registry.create(None).unwrap();
+        let (busy, _) = registry.create(None).unwrap();
+        for guess in ["a", "b"] {
+            std::thread::sleep(Duration::from_millis(40));
+            registry.make_move(&busy, guess).unwrap();
+        }
+        assert_eq!(registry.get(&idle), Err(RegistryError::NotFound));
+        assert_eq!(registry.sweep(), 1);
+        assert!(registry.get(&busy).is_ok());
+    }
+
+    #[test]
+    fn watchers_are_capped_per_game() {
+        let registry = registry(10, Duration::from_secs(60));
+        let (id, _) = registry.create(None).unwrap();
+        let _a = registry.watch(&id).unwrap();
+        let _b = registry.watch(&id).unwrap();
+        assert!(matches!(
+            registry.watch(&id),
+            Err(RegistryError::TooManyWatchers { max: 2 })
+        ));
+    }
+
+    #[test]
+    fn a_slow_watcher_keeps_at_most_the_buffer_and_learns_it_lagged() {
+        let registry = registry(10, Duration::from_secs(60));
+        let (id, _) = registry.create(None).unwrap();
+        let mut sub = registry.watch(&id).unwrap();
+        for guess in "abcdefghijklmnop".chars() {
+            registry.make_move(&id, &guess.to_string()).unwrap();
+        }
+        assert!(matches!(
+            sub.changes.try_recv(),
+            Err(broadcast::error::TryRecvError::Lagged(_))
+        ));
+        // After the lag only the newest `watch_buffer` changes remain.
+        let mut left = 0;
+        while sub.changes.try_recv().is_ok() {
+            left += 1;
+        }
+        assert_eq!(left, 4);
+    }
+}

@@ -1,0 +1,325 @@
+//! The Hangman rules (DESIGN.md §3): pure state transitions, no I/O, no async.
+//!
+//! A [`Game`] holds a word, the letters guessed so far and the turns left;
+//! [`Game::make_move`] applies one guess and [`Game::tally`] is what a player may
+//! see. Everything else in the service (registry, gRPC) only stores games and
+//! carries tallies; no other module decides anything about play.
+
+use thiserror::Error;
+
+/// Wrong guesses a new game allows.
+pub const TURNS: u8 = 7;
+
+/// Where a game stands after its latest move.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GameState {
+    /// No guess made yet.
+    Initializing,
+    /// The last guess was in the word.
+    GoodGuess,
+    /// The last guess was not in the word; a turn was spent.
+    BadGuess,
+    /// The last guess had been tried before; nothing changed.
+    AlreadyUsed,
+    /// Every letter of the word has been guessed. Final.
+    Won,
+    /// No turns are left. Final.
+    Lost,
+}
+
+impl GameState {
+    /// Whether the game is finished: no move changes it any more.
+    pub fn is_over(self) -> bool {
+        matches!(self, GameState::Won | GameState::Lost)
+    }
+}
+
+/// A word a game cannot be played with.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum InvalidWord {
+    #[error("the word is empty")]
+    Empty,
+    #[error("the word must be lowercase letters a-z only")]
+    NotLowercaseLetters,
+}
+
+/// A guess that is not exactly one letter a-z (after trimming and lower-casing).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("a guess must be exactly one letter a-z, got {shown:?}")]
+pub struct InvalidGuess {
+    /// The guess as received, cut short so that a huge guess never fills a log or a reply.
+    pub shown: String,
+}
+
+impl InvalidGuess {
+    const SHOWN_CHARS: usize = 16;
+
+    fn new(guess: &str) -> Self {
+        let mut shown: String = guess.chars().take(Self::SHOWN_CHARS).collect();
+        if guess.chars().nth(Self::SHOWN_CHARS).is_some() {
+            shown.push('…');
+        }
+        InvalidGuess { shown }
+    }
+}
+
+/// The set of letters a-z guessed so far, as a bit set: sorted and unique by construction.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+struct Letters(u32);
+
+impl Letters {
+    fn bit(letter: u8) -> u32 {
+        1 << (letter - b'a')
+    }
+
+    fn contains(self, letter: u8) -> bool {
+        self.0 & Self::bit(letter) != 0
+    }
+
+    fn insert(&mut self, letter: u8) {
+        self.0 |= Self::bit(letter);
+    }
+
+    fn iter(self) -> impl Iterator<Item = char> {
+        (b'a'..=b'z')
+            .filter(move |&l| self.contains(l))
+            .map(char::from)
+    }
+}
+
+/// One game of Hangman.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Game {
+    word: Box<str>,
+    /// The word's distinct letters, so that "won" is one comparison.
+    letters_in_word: Letters,
+    used: Letters,
+    turns_left: u8,
+    state: GameState,
+}
+
+/// What a player may see of a game.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tally {
+    pub game_state: GameState,
+    pub turns_left: u8,
+    /// One entry per letter of the word: the letter once guessed, else `'_'`.
+    pub letters: Vec<char>,
+    /// The letters guessed so far, sorted, each once.
+    pub used: Vec<char>,
+    /// The word, only once the game is won or lost.
+    pub word: Option<String>,
+}
+
+impl Game {
+    /// A new game with `word`, which must be lowercase letters a-z.
+    pub fn new(word: &str) -> Result<Game, InvalidWord> {
+        if word.is_empty() {
+            return Err(InvalidWord::Empty);
+        }
+        if !word.bytes().all(|b| b.is_ascii_lowercase()) {
+            return Err(InvalidWord::NotLowercaseLetters);
+        }
+        let mut letters_in_word = Letters::default();
+        word.bytes().for_each(|b| letters_in_word.insert(b));
+        Ok(Game {
+            word: word.into(),
+            letters_in_word,
+            used: Letters::default(),
+            turns_left: TURNS,
+            state: GameState::Initializing,
+        })
+    }
+
+    pub fn state(&self) -> GameState {
+        self.state
+    }
+
+    /// Applies one guess, in the order of DESIGN.md §3, and returns the new state.
+    ///
+    /// A finished game ignores every guess, even an invalid one; otherwise an
+    /// invalid guess is an error and changes nothing.
+    pub fn make_move(&mut self, guess: &str) -> Result<GameState, InvalidGuess> {
+        if self.state.is_over() {
+            return Ok(self.state);
+        }
+        let letter = parse_guess(guess)?;
+        self.state = if self.used.contains(letter) {
+            GameState::AlreadyUsed
+        } else {
+            self.used.insert(letter);
+            if self.letters_in_word.contains(letter) {
+                if self.used.0 & self.letters_in_word.0 == self.letters_in_word.0 {
+                    GameState::Won
+                } else {
+                    GameState::GoodGuess
+                }
+            } else {
+                self.turns_left -= 1;
+                if self.turns_left == 0 {
+                    GameState::Lost
+                } else {
+                    GameState::BadGuess
+                }
+            }
+        };
+        Ok(self.state)
+    }
+
+    pub fn tally(&self) -> Tally {
+        Tally {
+            game_state: self.state,
+            turns_left: self.turns_left,
+            letters: self
+                .word
+                .bytes()
+                .map(|b| {
+                    if self.used.contains(b) {
+                        char::from(b)
+                    } else {
+                        '_'
+                    }
+                })
+                .collect(),
+            used: self.used.iter().collect(),
+            word: self.state.is_over().then(|| self.word.to_string()),
+        }
+    }
+}
+
+/// The letter a guess stands for: exactly one letter a-z after trimming and lower-casing.
+pub fn parse_guess(guess: &str) -> Result<u8, InvalidGuess> {
+    let mut chars = guess.trim().chars();
+    let (Some(c), None) = (chars.next(), chars.next()) else {
+        return Err(InvalidGuess::new(guess));
+    };
+    let mut lower = c.to_lowercase();
+    match (lower.next(), lower.next()) {
+        (Some(l @ 'a'..='z'), None) => Ok(l as u8),
+        _ => Err(InvalidGuess::new(guess)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn play(word: &str, guesses: &str) -> Game {
+        let mut game = Game::new(word).unwrap();
+        for g in guesses.chars() {
+            game.make_move(&g.to_string()).unwrap();
+        }
+        game
+    }
+
+    #[test]
+    fn a_new_game_has_seven_turns_nothing_used_and_every_letter_hidden() {
+        let tally = Game::new("bee").unwrap().tally();
+        assert_eq!(tally.game_state, GameState::Initializing);
+        assert_eq!(tally.turns_left, 7);
+        assert_eq!(tally.letters, vec!['_', '_', '_']);
+        assert!(tally.used.is_empty());
+        assert_eq!(tally.word, None);
+    }
+
+    #[test]
+    fn a_word_must_be_lowercase_letters() {
+        assert_eq!(Game::new(""), Err(InvalidWord::Empty));
+        assert_eq!(Game::new("Bee"), Err(InvalidWord::NotLowercaseLetters));
+        assert_eq!(Game::new("be e"), Err(InvalidWord::NotLowercaseLetters));
+        assert_eq!(Game::new("café"), Err(InvalidWord::NotLowercaseLetters));
+    }
+
+    #[test]
+    fn a_letter_in_the_word_is_a_good_guess_and_shows_everywhere() {
+        let mut game = Game::new("bee").unwrap();
+        assert_eq!(game.make_move("e"), Ok(GameState::GoodGuess));
+        let tally = game.tally();
+        assert_eq!(tally.letters, vec!['_', 'e', 'e']);
+        assert_eq!(tally.used, vec!['e']);
+        assert_eq!(tally.turns_left, 7);
+    }
+
+    #[test]
+    fn a_letter_not_in_the_word_is_a_bad_guess_and_costs_a_turn() {
+        let mut game = Game::new("bee").unwrap();
+        assert_eq!(game.make_move("x"), Ok(GameState::BadGuess));
+        assert_eq!(game.tally().turns_left, 6);
+        assert_eq!(game.tally().letters, vec!['_', '_', '_']);
+    }
+
+    #[test]
+    fn a_letter_tried_before_is_already_used_and_changes_nothing_else() {
+        let mut game = play("bee", "ex");
+        let before = game.tally();
+        assert_eq!(game.make_move("x"), Ok(GameState::AlreadyUsed));
+        let after = game.tally();
+        assert_eq!(after.game_state, GameState::AlreadyUsed);
+        assert_eq!(
+            (after.turns_left, after.letters, after.used),
+            (before.turns_left, before.letters, before.used)
+        );
+    }
+
+    #[test]
+    fn guessing_every_distinct_letter_wins_and_reveals_the_word() {
+        let game = play("bee", "eb");
+        let tally = game.tally();
+        assert_eq!(tally.game_state, GameState::Won);
+        assert_eq!(tally.letters, vec!['b', 'e', 'e']);
+        assert_eq!(tally.word.as_deref(), Some("bee"));
+    }
+
+    #[test]
+    fn the_seventh_bad_guess_loses_and_reveals_the_word() {
+        let mut game = play("bee", "acdfgh");
+        assert_eq!(game.state(), GameState::BadGuess);
+        assert_eq!(game.tally().word, None);
+        assert_eq!(game.make_move("i"), Ok(GameState::Lost));
+        let tally = game.tally();
+        assert_eq!(tally.turns_left, 0);
+        assert_eq!(tally.word.as_deref(), Some("bee"));
+        assert_eq!(tally.letters, vec!['_', '_', '_']);
+    }
+
+    #[test]
+    fn nothing_changes_after_the_game_is_over_not_even_for_invalid_guesses() {
+        for (word, guesses) in [("bee", "eb"), ("bee", "acdfghi")] {
+            let mut game = play(word, guesses);
+            let over = game.clone();
+            for guess in ["e", "z", "!!", ""] {
+                assert_eq!(game.make_move(guess), Ok(over.state()));
+                assert_eq!(game, over);
+            }
+        }
+    }
+
+    #[test]
+    fn guesses_are_trimmed_and_lower_cased() {
+        let mut game = Game::new("bee").unwrap();
+        assert_eq!(game.make_move("  E\n"), Ok(GameState::GoodGuess));
+        assert_eq!(game.tally().used, vec!['e']);
+    }
+
+    #[test]
+    fn an_invalid_guess_is_rejected_and_spends_no_turn() {
+        let mut game = play("bee", "x");
+        let before = game.clone();
+        for guess in ["", " ", "ab", "1", "é", "-", "ß", "\u{0}", "e e"] {
+            let err = game.make_move(guess).unwrap_err();
+            assert_eq!(err.shown, guess, "{guess:?}");
+            assert_eq!(game, before, "{guess:?} changed the game");
+        }
+    }
+
+    #[test]
+    fn an_invalid_guess_error_shows_at_most_sixteen_characters() {
+        let err = parse_guess(&"x".repeat(10_000)).unwrap_err();
+        assert_eq!(err.shown, format!("{}…", "x".repeat(16)));
+    }
+
+    #[test]
+    fn used_letters_are_sorted() {
+        assert_eq!(play("bee", "zeax").tally().used, vec!['a', 'e', 'x', 'z']);
+    }
+}

@@ -1,0 +1,207 @@
+//! Assembles and runs the gRPC server: the Hangman API, health, reflection
+//! (v1 and v1alpha), `/metrics`, the TTL sweeper, and graceful shutdown.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use axum::{middleware, routing::get};
+use hangman_proto::v1::hangman_service_server::HangmanServiceServer;
+use thiserror::Error;
+use tokio::{net::TcpListener, task::JoinHandle};
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
+use tonic_health::ServingStatus;
+
+use crate::{
+    config::Config,
+    dictionary::{Dictionary, DictionaryError},
+    registry::{Limits, Registry},
+    service::HangmanApi,
+    telemetry,
+};
+
+#[derive(Debug, Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Dictionary(#[from] DictionaryError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot build server reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+/// A server running in the background; [`RunningServer::stop`] shuts it down.
+pub struct RunningServer {
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+    task: JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+impl RunningServer {
+    /// The address actually bound (useful with port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The URL a gRPC client connects to.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Graceful shutdown: health turns NOT_SERVING, watch streams end, open
+    /// calls finish, and the listener closes.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.wait().await;
+    }
+
+    /// Waits until the server has stopped.
+    pub async fn wait(self) {
+        match self.task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::error!(%error, "server failed"),
+            Err(error) => tracing::error!(%error, "server task failed"),
+        }
+    }
+
+    /// A token that stops the server when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+}
+
+/// Binds `config.listen` and serves in the background.
+pub async fn start(config: Config) -> Result<RunningServer, StartError> {
+    let dictionary = match &config.dictionary {
+        Some(path) => Dictionary::from_file(path)?,
+        None => Dictionary::builtin(),
+    };
+    let registry = Arc::new(Registry::new(
+        dictionary,
+        Limits {
+            max_games: config.max_games,
+            game_ttl: config.game_ttl,
+            watch_buffer: config.watch_buffer,
+            max_watchers_per_game: config.max_watchers_per_game,
+        },
+    ));
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+
+    let shutdown = CancellationToken::new();
+    let api = HangmanServiceServer::new(HangmanApi::new(
+        registry.clone(),
+        config.test_mode,
+        shutdown.clone(),
+    ))
+    .max_decoding_message_size(config.max_message_size);
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<HangmanServiceServer<HangmanApi>>()
+        .await;
+
+    let mut routes = Routes::builder();
+    routes
+        .add_service(api)
+        .add_service(health_service)
+        .add_service(reflection().build_v1()?)
+        .add_service(reflection().build_v1alpha()?);
+    let routes = routes
+        .routes()
+        .into_axum_router()
+        .route("/metrics", get(telemetry::render_metrics))
+        .layer(middleware::from_fn(telemetry::observe));
+
+    tokio::spawn(sweep_expired_games(
+        registry,
+        config.sweep_interval,
+        shutdown.clone(),
+    ));
+
+    let server = tonic::transport::Server::builder()
+        // HTTP/1.1 only so that `curl /metrics` works; gRPC stays on HTTP/2.
+        .accept_http1(true)
+        .timeout(config.request_timeout)
+        .max_concurrent_streams(config.max_concurrent_streams)
+        .add_routes(Routes::from(routes));
+    let signal = {
+        let shutdown = shutdown.clone();
+        let grace = config.shutdown_timeout;
+        async move {
+            shutdown.cancelled().await;
+            health
+                .set_not_serving::<HangmanServiceServer<HangmanApi>>()
+                .await;
+            health
+                .set_service_status("", ServingStatus::NotServing)
+                .await;
+            tracing::info!(?grace, "shutting down");
+        }
+    };
+    let grace = config.shutdown_timeout;
+    let deadline = shutdown.clone();
+    let task = tokio::spawn(async move {
+        let serve = server.serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+        tokio::pin!(serve);
+        tokio::select! {
+            result = &mut serve => result,
+            // Past the grace period, open connections are cut.
+            () = grace_expired(&deadline, grace) => {
+                tracing::warn!("calls still open after the shutdown grace period; closing");
+                Ok(())
+            }
+        }
+    });
+    tracing::info!("listening on {addr}");
+    Ok(RunningServer {
+        addr,
+        shutdown,
+        task,
+    })
+}
+
+/// Reflection over every service the server offers; built once per protocol version.
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(hangman_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
+        .include_reflection_service(false)
+}
+
+async fn grace_expired(shutdown: &CancellationToken, grace: Duration) {
+    shutdown.cancelled().await;
+    tokio::time::sleep(grace).await;
+}
+
+async fn sweep_expired_games(
+    registry: Arc<Registry>,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {
+                let removed = registry.sweep();
+                if removed > 0 {
+                    tracing::info!(removed, "expired games dropped");
+                }
+            }
+            () = shutdown.cancelled() => return,
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! The `hangman.v1.HangmanService` gRPC API over the [`Registry`].
+//!
+//! This module only translates: proto messages to registry calls and back,
+//! registry errors to gRPC status codes. The rules live in `rules`.
+
+use std::{pin::Pin, sync::Arc};
+
+use futures::{Stream, StreamExt, stream};
+use hangman_proto::v1::{
+    self as pb, CreateGameRequest, CreateGameResponse, EndGameRequest, EndGameResponse,
+    GetGameRequest, GetGameResponse, MakeMoveRequest, MakeMoveResponse, WatchGameRequest,
+    WatchGameResponse, hangman_service_server::HangmanService,
+};
+use tokio_stream::wrappers::{BroadcastStream, errors::BroadcastStreamRecvError};
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+
+use crate::{
+    registry::{Registry, RegistryError},
+    rules::{GameState, Tally},
+};
+
+/// The gRPC service: a handle on the shared registry plus the server's mode.
+pub struct HangmanApi {
+    registry: Arc<Registry>,
+    test_mode: bool,
+    /// Cancelled when the server shuts down, so that watch streams end and
+    /// graceful shutdown does not wait for them forever.
+    shutdown: CancellationToken,
+}
+
+impl HangmanApi {
+    pub fn new(registry: Arc<Registry>, test_mode: bool, shutdown: CancellationToken) -> Self {
+        HangmanApi {
+            registry,
+            test_mode,
+            shutdown,
+        }
+    }
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchGameResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl HangmanService for HangmanApi {
+    async fn create_game(
+        &self,
+        request: Request<CreateGameRequest>,
+    ) -> Result<Response<CreateGameResponse>, Status> {
+        let word = request.into_inner().word;
+        if word.is_some() && !self.test_mode {
+            return Err(Status::invalid_argument(
+                "a fixed word is accepted only when the server runs in test mode (--test-mode)",
+            ));
+        }
+        let (game_id, tally) = self.registry.create(word.as_deref())?;
+        metrics::counter!("hangman_games_created_total").increment(1);
+        tracing::info!(%game_id, "game created");
+        Ok(Response::new(CreateGameResponse {
+            game_id: game_id.to_string(),
+            tally: Some(to_proto(tally)),
+        }))
+    }
+
+    async fn get_game(
+        &self,
+        request: Request<GetGameRequest>,
+    ) -> Result<Response<GetGameResponse>, Status> {
+        let game_id = request.into_inner().game_id;
+        let tally = self.registry.get(&game_id)?;
+        Ok(Response::new(GetGameResponse {
+            game_id,
+            tally: Some(to_proto(tally)),
+        }))
+    }
+
+    async fn make_move(
+        &self,
+        request: Request<MakeMoveRequest>,
+    ) -> Result<Response<MakeMoveResponse>, Status> {
+        let MakeMoveRequest { game_id, guess } = request.into_inner();
+        let tally = self.registry.make_move(&game_id, &guess)?;
+        metrics::counter!("hangman_moves_total", "state" => state_name(tally.game_state))
+            .increment(1);
+        Ok(Response::new(MakeMoveResponse {
+            game_id,
+            tally: Some(to_proto(tally)),
+        }))
+    }
+
+    type WatchGameStream = WatchStream;
+
+    async fn watch_game(
+        &self,
+        request: Request<WatchGameRequest>,
+    ) -> Result<Response<WatchStream>, Status> {
+        let game_id = request.into_inner().game_id;
+        let subscription = self.registry.watch(&game_id)?;
+        let message = move |tally| {
+            Ok(WatchGameResponse {
+                game_id: game_id.clone(),
+                tally: Some(to_proto(tally)),
+            })
+        };
+        // A lagging watcher skips the changes it missed and goes on with the
+        // oldest one still buffered: order is kept, memory is bounded.
+        let changes = BroadcastStream::new(subscription.changes).filter_map(|change| async {
+            match change {
+                Ok(tally) => Some(tally),
+                Err(BroadcastStreamRecvError::Lagged(_)) => None,
+            }
+        });
+        let stream = stream::once(async { subscription.tally })
+            .chain(changes)
+            .map(message)
+            .take_until(self.shutdown.clone().cancelled_owned());
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn end_game(
+        &self,
+        request: Request<EndGameRequest>,
+    ) -> Result<Response<EndGameResponse>, Status> {
+        self.registry.end(&request.into_inner().game_id)?;
+        Ok(Response::new(EndGameResponse {}))
+    }
+}
+
+impl From<RegistryError> for Status {
+    fn from(error: RegistryError) -> Status {
+        let message = error.to_string();
+        match error {
+            RegistryError::NotFound => Status::not_found(message),
+            RegistryError::EmptyId
+            | RegistryError::InvalidGuess(_)
+            | RegistryError::InvalidWord(_) => Status::invalid_argument(message),
+            RegistryError::Full { .. } | RegistryError::TooManyWatchers { .. } => {
+                Status::resource_exhausted(message)
+            }
+        }
+    }
+}
+
+pub fn to_proto(tally: Tally) -> pb::Tally {
+    pb::Tally {
+        game_state: proto_state(tally.game_state) as i32,
+        turns_left: tally.turns_left.into(),
+        letters: tally.letters.iter().map(char::to_string).collect(),
+        used: tally.used.iter().map(char::to_string).collect(),
+        word: tally.word,
+    }
+}
+
+fn proto_state(state: GameState) -> pb::GameState {
+    match state {
+        GameState::Initializing => pb::GameState::Initializing,
+        GameState::GoodGuess => pb::GameState::GoodGuess,
+        GameState::BadGuess => pb::GameState::BadGuess,
+        GameState::AlreadyUsed => pb::GameState::AlreadyUsed,
+        GameState::Won => pb::GameState::Won,
+        GameState::Lost => pb::GameState::Lost,
+    }
+}
+
+fn state_name(state: GameState) -> &'static str {
+    match state {
+        GameState::Initializing => "initializing",
+        GameState::GoodGuess => "good_guess",
+        GameState::BadGuess => "bad_guess",
+        GameState::AlreadyUsed => "already_used",
+        GameState::Won => "won",
+        GameState::Lost => "lost",
+    }
+}
