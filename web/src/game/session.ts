@@ -237,7 +237,8 @@ export function openSession(options: SessionOptions): GameSession {
     const tally = state.tally!
     const list = queued.join(', ')
     if (switchedGame) {
-      state.notice = `Your guesses ${list} were not played: they were meant for a game that no longer exists.`
+      const dropped = `Your guesses ${list} were not played: they were meant for a game that no longer exists.`
+      state.notice = state.notice ? `${state.notice} ${dropped}` : dropped
     } else if (isOver(tally)) {
       state.notice = `Your guesses ${list} were not played: the game ended first.`
     } else {
