@@ -51,7 +51,7 @@ describe('the whole stack, started with scripts/run', () => {
     return opened
   }
 
-  it('wins a game with the letter buttons and the keyboard, then starts a new one', async () => {
+  it('wins a game with the letter buttons and the keyboard, then starts a new one with Enter', async () => {
     const { page, problems } = await open()
     await expectText(statusOf(page), "Let's play!")
     assert.deepEqual(await wordOf(page), Array(WORD.length).fill(''))
@@ -75,7 +75,7 @@ describe('the whole stack, started with scripts/run', () => {
     await screenshot(page, 'spa-won')
 
     const finished = await gameIdOf(page)
-    await page.getByTestId('new-game').click()
+    await page.keyboard.press('Enter') // the focus moved to New Game when the game ended
     await expectText(statusOf(page), "Let's play!")
     assert.deepEqual(await wordOf(page), Array(WORD.length).fill(''))
     assert.equal(await page.locator('.key:enabled').count(), 26)
@@ -161,6 +161,17 @@ describe('the whole stack, started with scripts/run', () => {
     await typeLetter(page, 'm')
     await expectText(statusOf(page), 'Good guess!')
     await screenshot(page, 'spa-phone')
+  })
+
+  it('shows the badge offline while the browser has no network, and connected once it is back', async () => {
+    const { page, context } = await open()
+    await context.setOffline(true)
+    await expectConnection(page, 'offline')
+    await expectText(page.getByTestId('connection'), 'Offline')
+    await screenshot(page, 'spa-offline')
+    await context.setOffline(false)
+    await expectConnection(page, 'connected')
+    assert.equal(await clickLetter(page, 'h'), 'right')
   })
 
   it('plays the HTML app with JavaScript disabled', async () => {

@@ -73,6 +73,13 @@ describe('GameView', () => {
     expect(w.emitted('new-game')).toHaveLength(1)
   })
 
+  it('moves the focus to New Game when the game ends, so Enter starts the next one', async () => {
+    const w = render(midGame)
+    await w.setProps({ tally: { ...midGame, game_state: 'won', word: 'beef' } })
+    await new Promise((resolve) => setTimeout(resolve))
+    expect(document.activeElement).toBe(w.get('[data-testid=new-game]').element)
+  })
+
   it('renders a lost game: the word revealed, the missed letters marked, the whole figure drawn', () => {
     const w = render({
       game_state: 'lost',
