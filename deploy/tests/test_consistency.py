@@ -1,0 +1,329 @@
+"""The rendered manifests agree with themselves and with the real binaries.
+
+Each Deployment's container is started here the way its pod would start it: the
+files of its image (deploy/docker), the image's ENV, then the pod's env and
+ConfigMaps and mounted Secrets, listening on loopback port 0 instead of
+0.0.0.0:PORT and reaching a real local game service. Its probes then have to answer.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import secrets
+import socket
+
+import pytest
+
+from conftest import (
+    REPO,
+    SERVICES,
+    Service,
+    env_twins,
+    grpc_health,
+    http_get,
+    in_root,
+    lay_out,
+    service_of_image,
+    wait_for_status,
+    write_secret_mounts,
+)
+
+FRONT_ENDS = {"html-gallows", "ws-gateway-v1", "ws-gateway-v2"}
+
+
+def containers(manifests):
+    for deployment in manifests.of_kind("Deployment"):
+        pod = deployment["spec"]["template"]["spec"]
+        for container in pod["containers"]:
+            yield deployment, pod, container
+
+
+def listen_address(env: dict[str, str]) -> tuple[str, str]:
+    (name,) = [k for k in env if k.endswith("_LISTEN")]
+    return name, env[name]
+
+
+def container_port(container: dict, port) -> int:
+    if isinstance(port, int):
+        return port
+    (number,) = [p["containerPort"] for p in container["ports"] if p["name"] == port]
+    return number
+
+
+class Pod:
+    """A Deployment's container running here as its pod would run it."""
+
+    def __init__(self, manifests, deployment, tmp_path, images, binaries, web_dist, game_service):
+        self.pod_spec = deployment["spec"]["template"]["spec"]
+        (self.container,) = self.pod_spec["containers"]
+        self.service = service_of_image(self.container["image"])
+        image = images[self.service]
+        root = lay_out(image, tmp_path / "root", binaries, web_dist)
+        write_secret_mounts(self.pod_spec, self.container, root)
+        self.env = {**image.env, **manifests.container_env(self.container)}
+        self.listen_var, self.listen = listen_address(self.env)
+        run_env = {k: in_root(v, root) for k, v in self.env.items()}
+        run_env[self.listen_var] = "127.0.0.1:0"
+        for key in run_env:
+            if key.endswith("_GAME_SERVICE"):
+                run_env[key] = game_service.url
+        argv = [in_root(arg, root) for arg in image.entrypoint]
+        self.process = Service(argv, run_env, root)
+        self.addr = self.process.wait_listening()
+
+    def stop(self):
+        return self.process.stop()
+
+
+@pytest.fixture
+def start_pod(manifests, tmp_path, images, binaries, web_dist, game_service):
+    pods = []
+
+    def start(deployment):
+        root = tmp_path / f"pod{len(pods)}"
+        pod = Pod(manifests, deployment, root, images, binaries, web_dist, game_service)
+        pods.append(pod)
+        return pod
+
+    yield start
+    for pod in pods:
+        pod.stop()
+
+
+# --- probes and configuration against the binaries --------------------------------
+def test_every_env_var_the_manifests_set_is_a_flag_of_the_binary(manifests, images, binaries):
+    for deployment, _, container in containers(manifests):
+        service = service_of_image(container["image"])
+        known = env_twins(binaries[service])
+        env = {**images[service].env, **manifests.container_env(container)}
+        unknown = set(env) - known
+        assert not unknown, f"{deployment['metadata']['name']}: {service} reads no {unknown}"
+
+
+def test_containers_listen_on_all_interfaces_at_their_declared_port(manifests, images):
+    for deployment, _, container in containers(manifests):
+        env = {**images[service_of_image(container["image"])].env}
+        env.update(manifests.container_env(container))
+        _, listen = listen_address(env)
+        host, port = listen.rsplit(":", 1)
+        assert host == "0.0.0.0", f"{deployment['metadata']['name']}: {listen}"
+        assert [p["containerPort"] for p in container["ports"]] == [int(port)]
+
+
+def test_every_probe_targets_the_port_and_path_the_binary_serves(manifests, start_pod):
+    for deployment in manifests.of_kind("Deployment"):
+        pod = start_pod(deployment)
+        declared_port = int(pod.listen.rsplit(":", 1)[1])
+        for kind in ("livenessProbe", "readinessProbe"):
+            probe = pod.container[kind]
+            where = f"{manifests.overlay}: {deployment['metadata']['name']} {kind}"
+            if "grpc" in probe:
+                assert probe["grpc"]["port"] == declared_port, where
+                assert '"status": "SERVING"' in grpc_health(pod.addr), where
+            else:
+                get = probe["httpGet"]
+                assert container_port(pod.container, get["port"]) == declared_port, where
+                assert wait_for_status(pod.addr, get["path"]) == 200, where
+
+
+def test_game_service_uses_grpc_probes_and_front_ends_http_probes(manifests):
+    for deployment, _, container in containers(manifests):
+        grpc = service_of_image(container["image"]) == "game-service"
+        for kind in ("livenessProbe", "readinessProbe"):
+            assert ("grpc" in container[kind]) is grpc
+        if not grpc:
+            assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+            assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+
+
+def test_front_ends_reach_the_game_service_through_its_service(manifests):
+    service = manifests.get("Service", "game-service")
+    (port,) = service["spec"]["ports"]
+    for deployment, _, container in containers(manifests):
+        env = manifests.container_env(container)
+        targets = [v for k, v in env.items() if k.endswith("_GAME_SERVICE")]
+        if deployment["metadata"]["name"] in FRONT_ENDS:
+            assert targets == [f"http://game-service:{port['port']}"]
+
+
+def test_each_gateway_version_serves_its_mount_and_spa_under_its_route(manifests, start_pod):
+    for route in manifests.of_kind("HTTPRoute"):
+        (rule,) = route["spec"]["rules"]
+        (backend,) = rule["backendRefs"]
+        if not backend["name"].startswith("ws-gateway-"):
+            continue
+        version = backend["name"].removeprefix("ws-gateway-")
+        (match,) = rule["matches"]
+        assert match["path"] == {"type": "PathPrefix", "value": f"/ws/{version}"}
+        service = manifests.get("Service", backend["name"])
+        (deployment,) = manifests.selected_deployments(service["spec"]["selector"])
+        assert deployment["metadata"]["name"] == f"ws-gateway-{version}"
+        pod = start_pod(deployment)
+        mount, static = pod.env["WS_GATEWAY_MOUNT"], pod.env["WS_GATEWAY_STATIC_PATH"]
+        assert mount.startswith(f"/ws/{version}/") and static.startswith(f"/ws/{version}/")
+        assert wait_for_status(pod.addr, "/readyz") == 200
+        status, _, body = http_get(pod.addr, static)
+        assert status == 200 and b"<html" in body.lower(), f"{static} does not serve the SPA"
+        assert websocket_upgrade(pod.addr, f"{mount}/websocket?vsn=2.0.0") == 101
+
+
+def websocket_upgrade(addr: str, path: str) -> int:
+    """The status line's code of a real WebSocket handshake."""
+    host, port = addr.rsplit(":", 1)
+    key = base64.b64encode(secrets.token_bytes(16)).decode()
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(
+            (
+                f"GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                "Sec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+        status_line = sock.makefile("rb").readline().decode()
+    return int(status_line.split()[1])
+
+
+def test_html_route_sends_root_and_hangman_to_html_gallows(manifests, start_pod):
+    route = manifests.get("HTTPRoute", "html-gallows")
+    (rule,) = route["spec"]["rules"]
+    prefixes = {m["path"]["value"] for m in rule["matches"]}
+    assert prefixes == {"/", "/hangman"}
+    assert rule["backendRefs"] == [{"name": "html-gallows", "port": 4001}]
+    pod = start_pod(manifests.get("Deployment", "html-gallows"))
+    assert wait_for_status(pod.addr, "/readyz") == 200
+    assert http_get(pod.addr, "/hangman")[0] == 200
+    status, headers, _ = http_get(pod.addr, "/")
+    assert 300 <= status < 400 and headers["location"].endswith("/hangman")
+
+
+# --- objects that refer to each other ---------------------------------------------
+def test_every_service_selects_exactly_one_deployment_and_a_port_it_has(manifests):
+    for service in manifests.of_kind("Service"):
+        deployments = manifests.selected_deployments(service["spec"]["selector"])
+        name = service["metadata"]["name"]
+        assert [d["metadata"]["name"] for d in deployments] == [name]
+        (container,) = deployments[0]["spec"]["template"]["spec"]["containers"]
+        for port in service["spec"]["ports"]:
+            container_port(container, port["targetPort"])
+
+
+def test_every_route_points_at_an_existing_service_port_through_the_gateway(manifests):
+    gateways = {g["metadata"]["name"] for g in manifests.of_kind("Gateway")}
+    for route in manifests.of_kind("HTTPRoute"):
+        assert {p["name"] for p in route["spec"]["parentRefs"]} <= gateways
+        for rule in route["spec"]["rules"]:
+            for backend in rule["backendRefs"]:
+                service = manifests.get("Service", backend["name"])
+                assert backend["port"] in [p["port"] for p in service["spec"]["ports"]]
+
+
+def test_two_gateway_versions_run_side_by_side_with_their_own_config_and_tag(manifests):
+    v1 = manifests.get("Deployment", "ws-gateway-v1")["spec"]["template"]["spec"]
+    v2 = manifests.get("Deployment", "ws-gateway-v2")["spec"]["template"]["spec"]
+    (c1,), (c2,) = v1["containers"], v2["containers"]
+    assert c1["image"].split(":")[0] == c2["image"].split(":")[0]
+    assert c1["image"] != c2["image"], "each version has its own image tag"
+    assert c1["envFrom"] != c2["envFrom"], "each version has its own ConfigMap"
+    assert manifests.container_env(c1)["WS_GATEWAY_MOUNT"] == "/ws/v1/socket"
+    assert manifests.container_env(c2)["WS_GATEWAY_MOUNT"] == "/ws/v2/socket"
+
+
+def test_network_policy_admits_both_front_ends_and_nothing_else(manifests):
+    policy = manifests.get("NetworkPolicy", "game-service")["spec"]
+    protected = manifests.selected_deployments(policy["podSelector"]["matchLabels"])
+    assert [d["metadata"]["name"] for d in protected] == ["game-service"]
+    assert "Ingress" in policy["policyTypes"]
+    admitted = set()
+    for rule in policy["ingress"]:
+        for peer in rule["from"]:
+            assert set(peer) == {"podSelector"}, "only pods of this namespace, by label"
+            admitted |= {
+                d["metadata"]["name"]
+                for d in manifests.selected_deployments(peer["podSelector"]["matchLabels"])
+            }
+        assert [p["port"] for p in rule["ports"]] == [50051]
+    assert admitted == FRONT_ENDS
+
+
+def test_autoscalers_and_disruption_budgets_cover_the_front_ends(manifests):
+    hpas = manifests.of_kind("HorizontalPodAutoscaler")
+    assert all(h["apiVersion"] == "autoscaling/v2" for h in hpas)
+    assert {h["spec"]["scaleTargetRef"]["name"] for h in hpas} == FRONT_ENDS
+    for hpa in hpas:
+        target = manifests.get("Deployment", hpa["spec"]["scaleTargetRef"]["name"])
+        assert "replicas" not in target["spec"], "the autoscaler owns the replica count"
+        assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
+    budgets = set()
+    for pdb in manifests.of_kind("PodDisruptionBudget"):
+        (deployment,) = manifests.selected_deployments(pdb["spec"]["selector"]["matchLabels"])
+        budgets.add(deployment["metadata"]["name"])
+    assert budgets == FRONT_ENDS
+
+
+def test_game_service_runs_exactly_one_replica_and_says_why(manifests):
+    spec = manifests.get("Deployment", "game-service")["spec"]
+    assert spec["replicas"] == 1
+    assert spec["strategy"]["type"] == "Recreate", "a rolling update would run two"
+    readme = (REPO / "deploy" / "README.md").read_text()
+    assert re.search(r"one replica", readme, re.I) and "memory" in readme
+
+
+def test_every_container_runs_with_the_restricted_security_profile(manifests):
+    for deployment, pod, container in containers(manifests):
+        where = deployment["metadata"]["name"]
+        assert pod["securityContext"]["runAsNonRoot"] is True, where
+        assert pod["securityContext"]["runAsUser"] != 0, where
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, where
+        assert pod["automountServiceAccountToken"] is False, where
+        context = container["securityContext"]
+        assert context["allowPrivilegeEscalation"] is False, where
+        assert context["readOnlyRootFilesystem"] is True, where
+        assert context["capabilities"] == {"drop": ["ALL"]}, where
+    for namespace in manifests.of_kind("Namespace"):
+        labels = namespace["metadata"]["labels"]
+        assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+def test_every_container_has_requests_limits_and_drains_before_it_stops(manifests):
+    for deployment, pod, container in containers(manifests):
+        where = deployment["metadata"]["name"]
+        for bound in ("requests", "limits"):
+            assert set(container["resources"][bound]) == {"cpu", "memory"}, where
+        pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+        shutdown = [
+            parse_seconds(v)
+            for k, v in manifests.container_env(container).items()
+            if k.endswith(("_SHUTDOWN_TIMEOUT", "_REQUEST_TIMEOUT"))
+        ]
+        assert pod["terminationGracePeriodSeconds"] > pre_stop + max(shutdown, default=0), where
+
+
+def parse_seconds(value: str) -> int:
+    match = re.fullmatch(r"(\d+)s", value)
+    assert match, f"write durations in seconds here, not {value}"
+    return int(match.group(1))
+
+
+def test_cookie_key_comes_from_a_secret_that_is_not_committed(manifests):
+    assert not manifests.of_kind("Secret"), "no Secret (so no key) is rendered"
+    pod = manifests.get("Deployment", "html-gallows")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    (volume,) = [v for v in pod["volumes"] if "secret" in v]
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == volume["name"]]
+    (item,) = volume["secret"]["items"]
+    key_file = manifests.container_env(container)["HTML_GALLOWS_COOKIE_KEY_FILE"]
+    assert key_file == f"{mount['mountPath']}/{item['path']}"
+    readme = (REPO / "deploy" / "README.md").read_text()
+    assert (
+        f"kubectl create secret generic {volume['secret']['secretName']}" in readme
+        and f"--from-literal={item['key']}=" in readme
+    ), "deploy/README.md shows how to create the cookie key Secret"
+
+
+def test_every_image_has_a_dockerfile(manifests):
+    for _, _, container in containers(manifests):
+        service = service_of_image(container["image"])
+        assert service in SERVICES
+        assert (REPO / "deploy" / "docker" / f"{service}.Dockerfile").exists()
+
