@@ -5,7 +5,6 @@ use game_service::{Config, telemetry};
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     telemetry::init_logging(config.log_json);
-    telemetry::metrics_handle();
     let server = game_service::start(config).await?;
     shutdown_signal().await;
     server.stop().await;

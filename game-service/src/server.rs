@@ -75,6 +75,7 @@ impl RunningServer {
 
 /// Binds `config.listen` and serves in the background.
 pub async fn start(config: Config) -> Result<RunningServer, StartError> {
+    telemetry::metrics_handle();
     let dictionary = match &config.dictionary {
         Some(path) => Dictionary::from_file(path)?,
         None => Dictionary::builtin(),

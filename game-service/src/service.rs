@@ -11,7 +11,7 @@ use hangman_proto::v1::{
     GetGameRequest, GetGameResponse, MakeMoveRequest, MakeMoveResponse, WatchGameRequest,
     WatchGameResponse, hangman_service_server::HangmanService,
 };
-use tokio_stream::wrappers::{BroadcastStream, errors::BroadcastStreamRecvError};
+use tokio_stream::wrappers::BroadcastStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
@@ -102,14 +102,11 @@ impl HangmanService for HangmanApi {
                 tally: Some(to_proto(tally)),
             })
         };
-        // A lagging watcher skips the changes it missed and goes on with the
-        // oldest one still buffered: order is kept, memory is bounded.
-        let changes = BroadcastStream::new(subscription.changes).filter_map(|change| async {
-            match change {
-                Ok(tally) => Some(tally),
-                Err(BroadcastStreamRecvError::Lagged(_)) => None,
-            }
-        });
+        // The only error is `Lagged`: a watcher that fell behind skips the
+        // changes it missed and goes on with the oldest one still buffered,
+        // so order is kept and memory is bounded.
+        let changes =
+            BroadcastStream::new(subscription.changes).filter_map(|change| async { change.ok() });
         let stream = stream::once(async { subscription.tally })
             .chain(changes)
             .map(message)

@@ -1,0 +1,453 @@
+//! The `hangman.v1` API as a client sees it: a real server on port 0, real gRPC,
+//! the generated client.
+
+use std::{collections::HashSet, time::Duration};
+
+use clap::Parser;
+use futures::StreamExt;
+use game_service::{Config, RunningServer};
+use hangman_proto::v1::{
+    CreateGameRequest, EndGameRequest, GameState, GetGameRequest, MakeMoveRequest, Tally,
+    WatchGameRequest, hangman_service_client::HangmanServiceClient,
+};
+use tonic::{Code, transport::Channel};
+
+async fn server(extra_flags: &[&str]) -> RunningServer {
+    let mut args = vec!["game-service", "--listen", "127.0.0.1:0"];
+    args.extend_from_slice(extra_flags);
+    game_service::start(Config::parse_from(args)).await.unwrap()
+}
+
+async fn client(server: &RunningServer) -> HangmanServiceClient<Channel> {
+    HangmanServiceClient::connect(server.url()).await.unwrap()
+}
+
+async fn new_game(client: &mut HangmanServiceClient<Channel>, word: &str) -> String {
+    client
+        .create_game(CreateGameRequest {
+            word: Some(word.into()),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .game_id
+}
+
+async fn guess(client: &mut HangmanServiceClient<Channel>, game_id: &str, guess: &str) -> Tally {
+    client
+        .make_move(MakeMoveRequest {
+            game_id: game_id.into(),
+            guess: guess.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .tally
+        .unwrap()
+}
+
+fn strings(letters: &str) -> Vec<String> {
+    letters.chars().map(String::from).collect()
+}
+
+#[tokio::test]
+async fn a_full_game_is_won_by_guessing_every_letter() {
+    let server = server(&["--test-mode"]).await;
+    let mut client = client(&server).await;
+    let created = client
+        .create_game(CreateGameRequest {
+            word: Some("otter".into()),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let id = created.game_id;
+    let tally = created.tally.unwrap();
+    assert_eq!(tally.game_state(), GameState::Initializing);
+    assert_eq!(tally.turns_left, 7);
+    assert_eq!(tally.letters, strings("_____"));
+    assert_eq!(tally.word, None);
+
+    let tally = guess(&mut client, &id, "t").await;
+    assert_eq!(tally.game_state(), GameState::GoodGuess);
+    assert_eq!(tally.letters, strings("_tt__"));
+    let tally = guess(&mut client, &id, "z").await;
+    assert_eq!(tally.game_state(), GameState::BadGuess);
+    assert_eq!(tally.turns_left, 6);
+    let tally = guess(&mut client, &id, "t").await;
+    assert_eq!(tally.game_state(), GameState::AlreadyUsed);
+    for letter in ["o", "e"] {
+        assert_eq!(
+            guess(&mut client, &id, letter).await.game_state(),
+            GameState::GoodGuess
+        );
+    }
+    let tally = guess(&mut client, &id, "R").await;
+    assert_eq!(tally.game_state(), GameState::Won);
+    assert_eq!(tally.letters, strings("otter"));
+    assert_eq!(tally.used, strings("eortz"));
+    assert_eq!(tally.word.as_deref(), Some("otter"));
+
+    let read = client
+        .get_game(GetGameRequest {
+            game_id: id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(read.game_id, id);
+    assert_eq!(read.tally.unwrap(), tally);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_full_game_is_lost_after_seven_wrong_letters() {
+    let server = server(&["--test-mode"]).await;
+    let mut client = client(&server).await;
+    let id = new_game(&mut client, "otter").await;
+    for (i, letter) in "abcdfg".chars().enumerate() {
+        let tally = guess(&mut client, &id, &letter.to_string()).await;
+        assert_eq!(tally.game_state(), GameState::BadGuess);
+        assert_eq!(tally.turns_left, 6 - i as u32);
+        assert_eq!(tally.word, None);
+    }
+    let tally = guess(&mut client, &id, "h").await;
+    assert_eq!(tally.game_state(), GameState::Lost);
+    assert_eq!(tally.turns_left, 0);
+    assert_eq!(tally.word.as_deref(), Some("otter"));
+    // Nothing changes once the game is over.
+    assert_eq!(guess(&mut client, &id, "o").await, tally);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_invalid_guess_is_rejected_with_a_reason_and_changes_nothing() {
+    let server = server(&["--test-mode"]).await;
+    let mut client = client(&server).await;
+    let id = new_game(&mut client, "otter").await;
+    for bad in ["", "ab", "7", "é", " ", &"x".repeat(5000)] {
+        let status = client
+            .make_move(MakeMoveRequest {
+                game_id: id.clone(),
+                guess: bad.into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{bad:?}");
+        assert!(
+            status.message().contains("exactly one letter a-z"),
+            "{}",
+            status.message()
+        );
+        assert!(
+            status.message().len() < 100,
+            "the message echoes a huge guess"
+        );
+    }
+    let tally = client
+        .get_game(GetGameRequest { game_id: id })
+        .await
+        .unwrap()
+        .into_inner()
+        .tally
+        .unwrap();
+    assert_eq!(tally.game_state(), GameState::Initializing);
+    assert_eq!(tally.turns_left, 7);
+    assert!(tally.used.is_empty());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_and_empty_ids_are_not_found_and_invalid() {
+    let server = server(&[]).await;
+    let mut client = client(&server).await;
+    let unknown = "AAAAAAAAAAAAAAAAAAAAAA".to_string();
+    let codes = [
+        client
+            .get_game(GetGameRequest {
+                game_id: unknown.clone(),
+            })
+            .await
+            .unwrap_err()
+            .code(),
+        client
+            .make_move(MakeMoveRequest {
+                game_id: unknown.clone(),
+                guess: "a".into(),
+            })
+            .await
+            .unwrap_err()
+            .code(),
+        client
+            .watch_game(WatchGameRequest {
+                game_id: unknown.clone(),
+            })
+            .await
+            .unwrap_err()
+            .code(),
+        client
+            .end_game(EndGameRequest { game_id: unknown })
+            .await
+            .unwrap_err()
+            .code(),
+    ];
+    assert_eq!(codes, [Code::NotFound; 4]);
+    let status = client
+        .make_move(MakeMoveRequest {
+            game_id: String::new(),
+            guess: "a".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("empty"), "{}", status.message());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_fixed_word_is_refused_outside_test_mode() {
+    let server = server(&[]).await;
+    let mut client = client(&server).await;
+    let status = client
+        .create_game(CreateGameRequest {
+            word: Some("otter".into()),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status.message().contains("test mode"),
+        "{}",
+        status.message()
+    );
+    // Without a word, a random one from the dictionary.
+    let tally = client
+        .create_game(CreateGameRequest { word: None })
+        .await
+        .unwrap()
+        .into_inner()
+        .tally
+        .unwrap();
+    assert!(tally.letters.len() >= 4);
+    assert!(tally.letters.iter().all(|l| l == "_"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_fixed_word_must_be_lowercase_letters_even_in_test_mode() {
+    let server = server(&["--test-mode"]).await;
+    let mut client = client(&server).await;
+    for word in ["", "Otter", "ot ter"] {
+        let status = client
+            .create_game(CreateGameRequest {
+                word: Some(word.into()),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{word:?}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn ids_are_unguessable_url_safe_text() {
+    let server = server(&[]).await;
+    let mut client = client(&server).await;
+    let mut ids = HashSet::new();
+    for _ in 0..50 {
+        let id = client
+            .create_game(CreateGameRequest { word: None })
+            .await
+            .unwrap()
+            .into_inner()
+            .game_id;
+        assert_eq!(id.len(), 22, "{id}");
+        assert!(
+            id.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        );
+        ids.insert(id);
+    }
+    assert_eq!(ids.len(), 50);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_idle_game_expires_after_its_ttl() {
+    let server = server(&[
+        "--test-mode",
+        "--game-ttl",
+        "300ms",
+        "--sweep-interval",
+        "50ms",
+    ])
+    .await;
+    let mut client = client(&server).await;
+    let idle = new_game(&mut client, "otter").await;
+    let active = new_game(&mut client, "otter").await;
+    let mut watch = client
+        .watch_game(WatchGameRequest {
+            game_id: idle.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(watch.next().await.is_some());
+    for letter in ["a", "b", "c"] {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        guess(&mut client, &active, letter).await;
+    }
+    let status = client
+        .get_game(GetGameRequest { game_id: idle })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+    // The watcher of the expired game sees its stream end.
+    let end = tokio::time::timeout(Duration::from_secs(5), watch.next()).await;
+    assert!(matches!(end, Ok(None)), "{end:?}");
+    // Moves keep a game alive.
+    assert!(
+        client
+            .get_game(GetGameRequest { game_id: active })
+            .await
+            .is_ok()
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_full_registry_refuses_new_games_with_resource_exhausted() {
+    let server = server(&["--max-games", "3"]).await;
+    let mut client = client(&server).await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(
+            client
+                .create_game(CreateGameRequest { word: None })
+                .await
+                .unwrap()
+                .into_inner()
+                .game_id,
+        );
+    }
+    let status = client
+        .create_game(CreateGameRequest { word: None })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert!(
+        status.message().contains("maximum of 3"),
+        "{}",
+        status.message()
+    );
+    // Ending a game makes room.
+    client
+        .end_game(EndGameRequest {
+            game_id: ids.pop().unwrap(),
+        })
+        .await
+        .unwrap();
+    assert!(
+        client
+            .create_game(CreateGameRequest { word: None })
+            .await
+            .is_ok()
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn concurrent_moves_on_one_game_are_all_applied() {
+    // A word with every letter, so that no guess ends the game early.
+    let server = server(&["--test-mode"]).await;
+    let mut client = client(&server).await;
+    let id = new_game(&mut client, "thequickbrownfoxjumpsoverthelazydog").await;
+    let tasks: Vec<_> = ('a'..='y')
+        .map(|letter| {
+            let mut client = client.clone();
+            let id = id.clone();
+            tokio::spawn(async move { guess(&mut client, &id, &letter.to_string()).await })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let tally = client
+        .get_game(GetGameRequest { game_id: id })
+        .await
+        .unwrap()
+        .into_inner()
+        .tally
+        .unwrap();
+    assert_eq!(tally.used.len(), 25, "{:?}", tally.used);
+    assert_eq!(tally.game_state(), GameState::GoodGuess);
+    assert_eq!(tally.letters.iter().filter(|l| *l == "_").count(), 1); // the z
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_watcher_gets_the_tally_now_then_every_change_in_order_then_the_end() {
+    let server = server(&["--test-mode"]).await;
+    let mut client = client(&server).await;
+    let id = new_game(&mut client, "otter").await;
+    guess(&mut client, &id, "x").await;
+    let mut watch = client
+        .watch_game(WatchGameRequest {
+            game_id: id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut played = Vec::new();
+    for letter in ["o", "x", "t", "q", "e", "r"] {
+        played.push(guess(&mut client, &id, letter).await);
+    }
+    let first = watch.next().await.unwrap().unwrap();
+    assert_eq!(first.game_id, id);
+    assert_eq!(first.tally.unwrap().used, strings("x"));
+    for expected in played {
+        let change = watch.next().await.unwrap().unwrap();
+        assert_eq!(change.tally.unwrap(), expected);
+    }
+    client
+        .end_game(EndGameRequest { game_id: id })
+        .await
+        .unwrap();
+    assert!(
+        watch.next().await.is_none(),
+        "the stream ends with the game"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn watch_streams_end_when_the_server_shuts_down() {
+    let server = server(&["--test-mode"]).await;
+    let mut client = client(&server).await;
+    let id = new_game(&mut client, "otter").await;
+    let mut watch = client
+        .watch_game(WatchGameRequest { game_id: id })
+        .await
+        .unwrap()
+        .into_inner();
+    watch.next().await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(5), server.stop())
+        .await
+        .expect("graceful shutdown does not wait on open watch streams");
+    assert!(!matches!(watch.next().await, Some(Ok(_))));
+}
+
+#[tokio::test]
+async fn an_oversized_request_is_refused() {
+    let server = server(&["--max-message-size", "1024"]).await;
+    let mut client = client(&server).await;
+    let status = client
+        .make_move(MakeMoveRequest {
+            game_id: "x".repeat(4096),
+            guess: "a".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::OutOfRange);
+    server.stop().await;
+}

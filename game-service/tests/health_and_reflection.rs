@@ -1,0 +1,161 @@
+//! What operators and tools see: gRPC health (serving, then not serving on
+//! shutdown), server reflection over v1 and v1alpha, and `/metrics`.
+
+use clap::Parser;
+use futures::StreamExt;
+use game_service::{Config, RunningServer};
+use hangman_proto::v1::{CreateGameRequest, hangman_service_client::HangmanServiceClient};
+use tonic::transport::Channel;
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+use tonic_reflection::pb::{v1, v1alpha};
+
+const SERVICES: [&str; 4] = [
+    "grpc.health.v1.Health",
+    "grpc.reflection.v1.ServerReflection",
+    "grpc.reflection.v1alpha.ServerReflection",
+    "hangman.v1.HangmanService",
+];
+
+async fn server() -> RunningServer {
+    // Open health watches hold graceful shutdown until the grace period ends.
+    game_service::start(Config::parse_from([
+        "game-service",
+        "--listen",
+        "127.0.0.1:0",
+        "--shutdown-timeout",
+        "500ms",
+    ]))
+    .await
+    .unwrap()
+}
+
+async fn channel(server: &RunningServer) -> Channel {
+    Channel::from_shared(server.url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn health_reports_serving_then_not_serving_during_shutdown() {
+    let server = server().await;
+    let mut health = HealthClient::new(channel(&server).await);
+    for service in ["", "hangman.v1.HangmanService"] {
+        let status = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status();
+        assert_eq!(status, ServingStatus::Serving, "{service:?}");
+    }
+    let mut watch = health
+        .watch(HealthCheckRequest {
+            service: "hangman.v1.HangmanService".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        watch.next().await.unwrap().unwrap().status(),
+        ServingStatus::Serving
+    );
+    let stopping = tokio::spawn(server.stop());
+    assert_eq!(
+        watch.next().await.unwrap().unwrap().status(),
+        ServingStatus::NotServing
+    );
+    stopping.await.unwrap();
+}
+
+#[tokio::test]
+async fn reflection_v1_lists_every_service_and_describes_the_api() {
+    let server = server().await;
+    let mut client =
+        v1::server_reflection_client::ServerReflectionClient::new(channel(&server).await);
+    let requests = [
+        v1::server_reflection_request::MessageRequest::ListServices(String::new()),
+        v1::server_reflection_request::MessageRequest::FileContainingSymbol(
+            "hangman.v1.HangmanService".into(),
+        ),
+    ]
+    .map(|message| v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(message),
+    });
+    let mut replies = client
+        .server_reflection_info(futures::stream::iter(requests))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+        replies.next().await.unwrap().unwrap().message_response
+    else {
+        panic!("expected a service list");
+    };
+    let mut names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
+    names.sort();
+    assert_eq!(names, SERVICES);
+    let Some(v1::server_reflection_response::MessageResponse::FileDescriptorResponse(files)) =
+        replies.next().await.unwrap().unwrap().message_response
+    else {
+        panic!("expected file descriptors");
+    };
+    assert!(!files.file_descriptor_proto.is_empty());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn reflection_v1alpha_lists_every_service() {
+    let server = server().await;
+    let mut client =
+        v1alpha::server_reflection_client::ServerReflectionClient::new(channel(&server).await);
+    let request = v1alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            v1alpha::server_reflection_request::MessageRequest::ListServices(String::new()),
+        ),
+    };
+    let mut replies = client
+        .server_reflection_info(futures::stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(v1alpha::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+        replies.next().await.unwrap().unwrap().message_response
+    else {
+        panic!("expected a service list");
+    };
+    let mut names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
+    names.sort();
+    assert_eq!(names, SERVICES);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_are_served_as_prometheus_text_over_http1() {
+    let server = server().await;
+    let mut client = HangmanServiceClient::connect(server.url()).await.unwrap();
+    client
+        .create_game(CreateGameRequest { word: None })
+        .await
+        .unwrap();
+    let response = reqwest::get(format!("{}/metrics", server.url()))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body = response.text().await.unwrap();
+    assert!(body.contains("hangman_games_created_total"), "{body}");
+    assert!(
+        body.contains(
+            r#"grpc_server_handling_seconds_bucket{method="/hangman.v1.HangmanService/CreateGame""#
+        ),
+        "{body}"
+    );
+    server.stop().await;
+}
