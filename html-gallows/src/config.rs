@@ -1,0 +1,167 @@
+//! Command-line flags, each with an `HTML_GALLOWS_*` environment twin.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use axum_extra::extract::cookie::Key;
+use clap::Parser;
+
+/// The fewest bytes of key material accepted for signing and encrypting cookies.
+pub const MIN_COOKIE_KEY_BYTES: usize = 32;
+
+/// How html-gallows is configured. Every flag has an environment twin and a default,
+/// so `html-gallows` with no flags runs locally next to a local game service.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "html-gallows", version, about)]
+pub struct Config {
+    /// Address to serve HTTP on (port 0 picks a free port).
+    #[arg(long, env = "HTML_GALLOWS_LISTEN", default_value = "127.0.0.1:4001")]
+    pub listen: SocketAddr,
+
+    /// URL of the game service's gRPC endpoint.
+    #[arg(
+        long,
+        env = "HTML_GALLOWS_GAME_SERVICE",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub game_service: String,
+
+    /// Secret that signs and encrypts the session cookie (at least 32 bytes).
+    /// Without it or --cookie-key-file, a fresh random key is made at start and
+    /// every session ends when the process does.
+    #[arg(
+        long,
+        env = "HTML_GALLOWS_COOKIE_KEY",
+        hide_env_values = true,
+        conflicts_with = "cookie_key_file"
+    )]
+    pub cookie_key: Option<String>,
+
+    /// File holding the cookie secret (e.g. a mounted Kubernetes Secret); surrounding
+    /// white space is ignored.
+    #[arg(long, env = "HTML_GALLOWS_COOKIE_KEY_FILE")]
+    pub cookie_key_file: Option<PathBuf>,
+
+    /// Mark the session cookie `Secure` (set it when served behind TLS).
+    #[arg(long, env = "HTML_GALLOWS_SECURE_COOKIES")]
+    pub secure_cookies: bool,
+
+    /// How long to wait for a connection to the game service.
+    #[arg(long, env = "HTML_GALLOWS_GRPC_CONNECT_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub grpc_connect_timeout: Duration,
+
+    /// How long to wait for one game-service call.
+    #[arg(long, env = "HTML_GALLOWS_GRPC_REQUEST_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub grpc_request_timeout: Duration,
+
+    /// How long one HTTP request may take in all before it is answered 503.
+    #[arg(long, env = "HTML_GALLOWS_REQUEST_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub request_timeout: Duration,
+
+    /// Largest accepted request body in bytes (the forms send a few dozen).
+    #[arg(long, env = "HTML_GALLOWS_MAX_BODY_BYTES", default_value_t = 4096)]
+    pub max_body_bytes: usize,
+
+    /// HTTP requests handled at once; further requests wait for a free slot
+    /// (and are answered 503 if the request timeout passes first).
+    #[arg(
+        long,
+        env = "HTML_GALLOWS_MAX_CONCURRENT_REQUESTS",
+        default_value_t = 1024
+    )]
+    pub max_concurrent_requests: usize,
+
+    /// How long a graceful shutdown waits for requests in flight.
+    #[arg(long, env = "HTML_GALLOWS_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long, env = "HTML_GALLOWS_LOG_JSON")]
+    pub log_json: bool,
+}
+
+/// Why the cookie key could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum CookieKeyError {
+    #[error("cannot read the cookie key file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the cookie key has {0} bytes; it needs at least {MIN_COOKIE_KEY_BYTES}")]
+    TooShort(usize),
+}
+
+impl Config {
+    /// The key for the session cookie, from the flag, the file, or (neither given)
+    /// freshly generated, and where it came from.
+    pub fn cookie_key(&self) -> Result<(Key, KeySource), CookieKeyError> {
+        let secret = match (&self.cookie_key, &self.cookie_key_file) {
+            (Some(text), _) => text.trim().to_owned(),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map_err(|source| CookieKeyError::Read {
+                    path: path.clone(),
+                    source,
+                })?
+                .trim()
+                .to_owned(),
+            (None, None) => return Ok((Key::generate(), KeySource::Generated)),
+        };
+        if secret.len() < MIN_COOKIE_KEY_BYTES {
+            return Err(CookieKeyError::TooShort(secret.len()));
+        }
+        Ok((Key::derive_from(secret.as_bytes()), KeySource::Configured))
+    }
+}
+
+/// Where the cookie key came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeySource {
+    /// From `--cookie-key` or `--cookie-key-file`.
+    Configured,
+    /// Made at start: sessions do not survive a restart or span replicas.
+    Generated,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Config {
+        Config::parse_from(std::iter::once("html-gallows").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn a_short_cookie_key_is_refused() {
+        let config = parse(&["--cookie-key", "too short"]);
+        assert!(matches!(
+            config.cookie_key(),
+            Err(CookieKeyError::TooShort(9))
+        ));
+    }
+
+    #[test]
+    fn the_same_secret_gives_the_same_key() {
+        let secret = "a secret that is long enough to sign cookies";
+        let (first, source) = parse(&["--cookie-key", secret]).cookie_key().unwrap();
+        let (second, _) = parse(&["--cookie-key", secret]).cookie_key().unwrap();
+        assert_eq!(source, KeySource::Configured);
+        assert_eq!(first.master(), second.master());
+    }
+
+    #[test]
+    fn the_key_file_is_read_and_trimmed() {
+        let secret = "a secret that is long enough to sign cookies";
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), format!("{secret}\n")).unwrap();
+        let path = file.path().to_str().unwrap();
+        let (from_file, _) = parse(&["--cookie-key-file", path]).cookie_key().unwrap();
+        let (from_flag, _) = parse(&["--cookie-key", secret]).cookie_key().unwrap();
+        assert_eq!(from_file.master(), from_flag.master());
+    }
+
+    #[test]
+    fn no_key_given_makes_a_fresh_one() {
+        let (_, source) = parse(&[]).cookie_key().unwrap();
+        assert_eq!(source, KeySource::Generated);
+    }
+}

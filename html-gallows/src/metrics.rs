@@ -1,0 +1,75 @@
+//! Prometheus metrics: HTTP requests by route (count and latency), games
+//! created, moves by outcome and game-service errors (recorded where they
+//! happen), rendered at `/metrics`.
+
+use std::{sync::OnceLock, time::Instant};
+
+use axum::{
+    extract::{MatchedPath, Request},
+    middleware::Next,
+    response::Response,
+};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Latency buckets in seconds: a page answers in well under a millisecond to a
+/// few hundred when the game service is slow.
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+/// The process-wide Prometheus recorder. `metrics` has one global recorder, so
+/// it is installed once however many servers the process starts (tests start
+/// several). If another recorder was installed first, this one stays detached
+/// and `/metrics` shows only what that one is not given: a warning says so.
+pub fn handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Full("gallows_http_request_duration_seconds".to_owned()),
+                &LATENCY_BUCKETS,
+            )
+            .expect("the latency buckets are not empty");
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        if let Err(error) = metrics::set_global_recorder(recorder) {
+            tracing::warn!(%error, "another metrics recorder is installed; /metrics will be empty");
+        }
+        handle
+    })
+}
+
+/// Middleware (a route layer, so the matched route is known): counts requests
+/// and records their latency by method, route and status.
+pub async fn track_requests(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().to_string();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!(
+        "gallows_http_requests_total",
+        "method" => method.clone(),
+        "route" => route.clone(),
+        "status" => status,
+    )
+    .increment(1);
+    metrics::histogram!(
+        "gallows_http_request_duration_seconds",
+        "method" => method,
+        "route" => route,
+    )
+    .record(started.elapsed().as_secs_f64());
+    response
+}
+
+pub fn game_created() {
+    metrics::counter!("gallows_games_created_total").increment(1);
+}
+
+pub fn move_played(outcome: &'static str) {
+    metrics::counter!("gallows_moves_total", "outcome" => outcome).increment(1);
+}

@@ -1,0 +1,254 @@
+//! The HTTP interface: routes, handlers, and the layers every request passes.
+//!
+//! The game follows post/redirect/get: the two POST routes check the form's
+//! CSRF token, act through the game service, and answer `303 See Other`, so a
+//! reload never plays a letter twice.
+
+use axum::{
+    Extension, Form, Router,
+    error_handling::HandleErrorLayer,
+    extract::{FromRef, State, rejection::FormRejection},
+    http::{HeaderValue, StatusCode, header},
+    middleware,
+    response::{IntoResponse, Redirect, Response},
+    routing::{get, post},
+};
+use serde::Deserialize;
+use tower::{BoxError, ServiceBuilder};
+use tower_http::{limit::RequestBodyLimitLayer, set_header::SetResponseHeaderLayer};
+
+use crate::{
+    config::Config,
+    error::{AppError, error_page},
+    metrics,
+    pages::{GamePage, ProblemPage, WelcomePage, render},
+    session::{CookieSettings, Session},
+    trace_context::{TraceContext, trace_requests},
+    upstream::{GameService, UpstreamError},
+};
+
+const WELCOME: &str = "/hangman";
+const CURRENT_GAME: &str = "/hangman/current";
+const STYLESHEET: &str = include_str!("../static/gallows.css");
+/// No scripts anywhere: the pages need none, so the policy forbids them.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
+     form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub games: GameService,
+    pub cookies: CookieSettings,
+}
+
+impl FromRef<AppState> for CookieSettings {
+    fn from_ref(state: &AppState) -> Self {
+        state.cookies.clone()
+    }
+}
+
+/// What the two forms post: the session's CSRF token and, from the guess
+/// forms, a letter (a keyboard button's value or the text field's).
+#[derive(Debug, Deserialize)]
+struct PostedForm {
+    csrf_token: Option<String>,
+    #[serde(default)]
+    guess: String,
+}
+
+/// The form, once it is readable and carries this session's CSRF token.
+fn accept_form(
+    session: &Session,
+    form: Result<Form<PostedForm>, FormRejection>,
+) -> Result<PostedForm, AppError> {
+    let Form(form) = form.map_err(|rejection| AppError::BadForm(rejection.body_text()))?;
+    session.verify_csrf(form.csrf_token.as_deref())?;
+    Ok(form)
+}
+
+pub fn router(state: AppState, config: &Config) -> Router {
+    let limits = ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(overloaded))
+        .load_shed()
+        .concurrency_limit(config.max_concurrent_requests)
+        .timeout(config.request_timeout)
+        .layer(RequestBodyLimitLayer::new(config.max_body_bytes));
+    Router::new()
+        .route("/", get(|| async { Redirect::to(WELCOME) }))
+        .route(WELCOME, get(welcome).post(new_game))
+        .route(CURRENT_GAME, get(show_game))
+        .route("/hangman/current/guess", post(guess))
+        .route("/static/gallows.css", get(stylesheet))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readiness))
+        .route("/metrics", get(|| async { metrics::handle().render() }))
+        .fallback(not_found)
+        .route_layer(middleware::from_fn(metrics::track_requests))
+        .layer(limits)
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("same-origin"),
+        ))
+        .layer(middleware::from_fn(trace_requests))
+        .with_state(state)
+}
+
+async fn welcome(session: Session) -> Response {
+    let page = render(
+        StatusCode::OK,
+        &WelcomePage {
+            csrf_token: session.csrf_token(),
+        },
+    );
+    (session, page).into_response()
+}
+
+async fn new_game(
+    State(app): State<AppState>,
+    Extension(trace): Extension<TraceContext>,
+    session: Session,
+    form: Result<Form<PostedForm>, FormRejection>,
+) -> Response {
+    if let Err(error) = accept_form(&session, form) {
+        return error_page(error, session, WELCOME);
+    }
+    match app.games.create_game(&trace).await {
+        Ok(game) => {
+            metrics::game_created();
+            (session.play(game.game_id), Redirect::to(CURRENT_GAME)).into_response()
+        }
+        Err(error) => error_page(error.into(), session, WELCOME),
+    }
+}
+
+async fn show_game(
+    State(app): State<AppState>,
+    Extension(trace): Extension<TraceContext>,
+    session: Session,
+) -> Response {
+    let Some(game_id) = session.game_id() else {
+        return (session, Redirect::to(WELCOME)).into_response();
+    };
+    match app.games.get_game(game_id, &trace).await {
+        Ok(tally) => {
+            let page = render(StatusCode::OK, &GamePage::new(session.csrf_token(), &tally));
+            (session, page).into_response()
+        }
+        Err(error) => error_page(error.into(), session, CURRENT_GAME),
+    }
+}
+
+async fn guess(
+    State(app): State<AppState>,
+    Extension(trace): Extension<TraceContext>,
+    session: Session,
+    form: Result<Form<PostedForm>, FormRejection>,
+) -> Response {
+    let guess = match accept_form(&session, form) {
+        Ok(form) => form.guess,
+        Err(error) => return error_page(error, session, CURRENT_GAME),
+    };
+    let Some(game_id) = session.game_id().map(str::to_owned) else {
+        return (session, Redirect::to(WELCOME)).into_response();
+    };
+    match app.games.make_move(&game_id, &guess, &trace).await {
+        Ok(tally) => {
+            metrics::move_played(tally.game_state().as_str_name());
+            (session, Redirect::to(CURRENT_GAME)).into_response()
+        }
+        Err(UpstreamError::InvalidGuess(reason)) => {
+            metrics::move_played("REFUSED");
+            tracing::debug!(%reason, "guess refused");
+            // Nothing changed: show the game as it stands, and why.
+            match app.games.get_game(&game_id, &trace).await {
+                Ok(tally) => {
+                    let page = render(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        &GamePage::refused(session.csrf_token(), &tally),
+                    );
+                    (session, page).into_response()
+                }
+                Err(error) => error_page(error.into(), session, CURRENT_GAME),
+            }
+        }
+        Err(error) => error_page(error.into(), session, CURRENT_GAME),
+    }
+}
+
+async fn readiness(
+    State(app): State<AppState>,
+    Extension(trace): Extension<TraceContext>,
+) -> (StatusCode, &'static str) {
+    if app.games.is_serving(&trace).await {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the game service is not serving\n",
+        )
+    }
+}
+
+async fn stylesheet() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        STYLESHEET,
+    )
+}
+
+async fn not_found(session: Session) -> Response {
+    let page = render(
+        StatusCode::NOT_FOUND,
+        &ProblemPage {
+            csrf_token: session.csrf_token(),
+            title: "Page not found",
+            message: "There is no page at this address.",
+            offer_new_game: false,
+            retry_href: None,
+        },
+    );
+    (session, page).into_response()
+}
+
+/// The answer when a request is shed (too many at once) or runs out of time.
+async fn overloaded(error: BoxError) -> Response {
+    let (title, message) = if error.is::<tower::timeout::error::Elapsed>() {
+        (
+            "That took too long",
+            "The game did not answer in time. Please try again.",
+        )
+    } else {
+        (
+            "Too busy right now",
+            "Too many players at once. Please try again in a moment.",
+        )
+    };
+    tracing::warn!(%error, "request not served");
+    let page = render(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &ProblemPage {
+            // No session is read here: the page offers only links.
+            csrf_token: "",
+            title,
+            message,
+            offer_new_game: false,
+            retry_href: Some(CURRENT_GAME),
+        },
+    );
+    ([(header::RETRY_AFTER, "5")], page).into_response()
+}

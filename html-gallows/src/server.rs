@@ -1,0 +1,133 @@
+//! Starting and stopping the HTTP server.
+
+use std::{net::SocketAddr, time::Duration};
+
+use anyhow::Context;
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+
+use crate::{
+    config::{Config, KeySource},
+    metrics,
+    routes::{AppState, router},
+    session::CookieSettings,
+    upstream::GameService,
+};
+
+/// How often histogram data is folded into the exporter's state.
+const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// A running html-gallows.
+pub struct Server {
+    addr: SocketAddr,
+    shutdown: oneshot::Sender<()>,
+    serving: JoinHandle<std::io::Result<()>>,
+    upkeep: JoinHandle<()>,
+    grace: Duration,
+}
+
+/// Binds the listener and serves in the background. The game service is
+/// connected on first use, so this succeeds while it is down.
+pub async fn start(config: Config) -> anyhow::Result<Server> {
+    let (key, key_source) = config.cookie_key()?;
+    if key_source == KeySource::Generated {
+        tracing::warn!(
+            "no --cookie-key or --cookie-key-file given: using a fresh random key, \
+             so sessions end when this process does"
+        );
+    }
+    let games = GameService::connect_lazy(&config)
+        .with_context(|| format!("invalid game service URL {:?}", config.game_service))?;
+    let state = AppState {
+        games,
+        cookies: CookieSettings {
+            key,
+            secure: config.secure_cookies,
+        },
+    };
+    let app = router(state, &config);
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(game_service = %config.game_service, "listening on {addr}");
+
+    let (shutdown, stop_requested) = oneshot::channel();
+    let serving = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                stop_requested.await.ok();
+            })
+            .await
+    });
+    let upkeep = tokio::spawn(async {
+        let mut ticks = tokio::time::interval(METRICS_UPKEEP_INTERVAL);
+        loop {
+            ticks.tick().await;
+            metrics::handle().run_upkeep();
+        }
+    });
+    Ok(Server {
+        addr,
+        shutdown,
+        serving,
+        upkeep,
+        grace: config.shutdown_grace,
+    })
+}
+
+impl Server {
+    /// The address actually bound.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://ADDR`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting connections and waits (up to the shutdown grace) for the
+    /// requests in flight.
+    pub async fn stop(self) {
+        self.upkeep.abort();
+        self.shutdown.send(()).ok();
+        let mut serving = self.serving;
+        match tokio::time::timeout(self.grace, &mut serving).await {
+            Ok(Ok(Ok(()))) => tracing::info!("stopped"),
+            Ok(Ok(Err(error))) => tracing::error!(%error, "server failed"),
+            Ok(Err(error)) => tracing::error!(%error, "server task failed"),
+            Err(_) => {
+                tracing::warn!(grace = ?self.grace, "requests still running after the grace period; stopping anyway");
+                serving.abort();
+            }
+        }
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
