@@ -1,1 +1,154 @@
-//! placeholder
+//! ws-gateway: a Phoenix Channels server that plays Hangman through the `hangman.v1` gRPC API.
+//!
+//! - [`phoenix`]: the protocol layer (transport, serializers, socket, channels, presence),
+//!   with no Hangman in it.
+//! - [`hangman`]: the connect hook and the `hangman:game` and `game:<id>` channels.
+//! - [`upstream`]: the shared gRPC client of the game service (timeouts, `traceparent`).
+//! - [`http`]: `/healthz`, `/readyz`, `/version`, `/metrics` and the SPA's files.
+//! - [`config`]: flags and their environment twins.
+//!
+//! [`start`] wires them into a running server; `main.rs` only adds telemetry and signals.
+
+pub mod config;
+pub mod hangman;
+pub mod http;
+pub mod phoenix;
+pub mod upstream;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+use phoenix::presence::Presence;
+use phoenix::socket::SocketLimits;
+use phoenix::transport::{AllowedOrigins, Endpoint, TransportConfig};
+use upstream::{Upstream, UpstreamConfig};
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("invalid game service URL: {0}")]
+    GameServiceUrl(#[from] tonic::transport::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("invalid mount path {0:?}: it must start with '/'")]
+    Mount(String),
+}
+
+/// A running gateway.
+pub struct Server {
+    addr: SocketAddr,
+    endpoint: Arc<Endpoint<hangman::HangmanSocket>>,
+    stop_http: CancellationToken,
+    serve: JoinHandle<()>,
+    drain: Duration,
+}
+
+impl Server {
+    /// The address actually bound.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://ADDR`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// `ws://ADDR`.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}", self.addr)
+    }
+
+    /// WebSocket connections open right now.
+    pub fn connections(&self) -> usize {
+        self.endpoint.connections()
+    }
+
+    /// Graceful stop: sockets are closed with the shutdown close code (1001 by default), then
+    /// HTTP stops; waits at most the drain time.
+    pub async fn stop(self) {
+        let Server {
+            endpoint,
+            stop_http,
+            serve,
+            drain,
+            ..
+        } = self;
+        let graceful = async move {
+            endpoint.shutdown().await;
+            stop_http.cancel();
+            let _ = serve.await;
+        };
+        if tokio::time::timeout(drain, graceful).await.is_err() {
+            tracing::warn!(
+                ?drain,
+                "connections still open after the drain time; exiting anyway"
+            );
+        }
+    }
+}
+
+/// Binds, logs `listening on ADDR` and serves until [`Server::stop`].
+pub async fn start(config: Config) -> Result<Server, StartError> {
+    if let Some(bad) = config.mounts.iter().find(|m| !m.starts_with('/')) {
+        return Err(StartError::Mount(bad.clone()));
+    }
+    let upstream = Upstream::new(&UpstreamConfig {
+        url: config.game_service.clone(),
+        connect_timeout: config.grpc_connect_timeout,
+        request_timeout: config.grpc_request_timeout,
+    })?;
+    let transport = TransportConfig {
+        allowed_origins: AllowedOrigins::parse(&config.allowed_origins),
+        max_frame_size: config.max_frame_size,
+        max_connections: config.max_connections,
+        limits: SocketLimits {
+            idle_timeout: config.idle_timeout,
+            max_channels: config.max_channels,
+            messages_per_second: config.max_pushes_per_second,
+            shutdown_close_code: config.shutdown_close_code,
+        },
+    };
+    let router = hangman::router(upstream.clone(), Presence::new());
+    let endpoint = Endpoint::new(hangman::HangmanSocket, router, transport);
+    let app = endpoint
+        .routes(&config.mounts)
+        .merge(http::routes(upstream, &config.mounts));
+    let app = http::spa(app, &config.static_dir, &config.static_path);
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| StartError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Listen {
+        addr: config.listen,
+        source,
+    })?;
+    tracing::info!(mounts = ?config.mounts, game_service = %config.game_service, "listening on {addr}");
+
+    let stop_http = CancellationToken::new();
+    let stopped = stop_http.clone();
+    let serve = tokio::spawn(async move {
+        let server = axum::serve(listener, app).with_graceful_shutdown(stopped.cancelled_owned());
+        if let Err(err) = server.await {
+            tracing::error!(%err, "server error");
+        }
+    });
+    Ok(Server {
+        addr,
+        endpoint,
+        stop_http,
+        serve,
+        drain: config.shutdown_drain,
+    })
+}

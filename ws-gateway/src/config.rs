@@ -1,0 +1,99 @@
+//! Command-line flags, each with a `WS_GATEWAY_*` environment twin.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "ws-gateway",
+    version,
+    about = "Phoenix Channels gateway to the Hangman game service"
+)]
+pub struct Config {
+    /// Address to serve HTTP and WebSockets on.
+    #[arg(long, env = "WS_GATEWAY_LISTEN", default_value = "127.0.0.1:4000")]
+    pub listen: SocketAddr,
+
+    /// Socket mount path(s); the WebSocket is at `{mount}/websocket`. Repeatable; the env
+    /// twin is comma-separated.
+    #[arg(
+        long = "mount",
+        env = "WS_GATEWAY_MOUNT",
+        value_delimiter = ',',
+        default_value = "/socket"
+    )]
+    pub mounts: Vec<String>,
+
+    /// The game service's gRPC URL.
+    #[arg(
+        long,
+        env = "WS_GATEWAY_GAME_SERVICE",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub game_service: String,
+
+    /// Directory of the built SPA.
+    #[arg(long, env = "WS_GATEWAY_STATIC_DIR", default_value = "web/dist")]
+    pub static_dir: PathBuf,
+
+    /// URL prefix the SPA is served at.
+    #[arg(long, env = "WS_GATEWAY_STATIC_PATH", default_value = "/")]
+    pub static_path: String,
+
+    /// Browser origins allowed besides the request's own host (comma-separated; `*` allows
+    /// any). A request without an Origin header is always allowed.
+    #[arg(long, env = "WS_GATEWAY_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+
+    /// Close a connection that sent nothing (not even a heartbeat) for this long.
+    #[arg(long, env = "WS_GATEWAY_IDLE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// Largest WebSocket message accepted, in bytes; larger ones close the socket with 1009.
+    #[arg(long, env = "WS_GATEWAY_MAX_FRAME_SIZE", default_value_t = 65536)]
+    pub max_frame_size: usize,
+
+    /// Open WebSocket connections at most; more get HTTP 503.
+    #[arg(long, env = "WS_GATEWAY_MAX_CONNECTIONS", default_value_t = 50_000)]
+    pub max_connections: usize,
+
+    /// Channels one connection may have joined at once.
+    #[arg(long, env = "WS_GATEWAY_MAX_CHANNELS", default_value_t = 100)]
+    pub max_channels: usize,
+
+    /// Messages per second per connection (burst of as many); over it: `rate_limited` replies,
+    /// and a further second's worth of refused messages closes the socket with 1008.
+    #[arg(long, env = "WS_GATEWAY_MAX_PUSHES_PER_SECOND", default_value_t = 100)]
+    pub max_pushes_per_second: u32,
+
+    /// How long to wait for the game service's TCP/HTTP2 connection.
+    #[arg(long, env = "WS_GATEWAY_GRPC_CONNECT_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub grpc_connect_timeout: Duration,
+
+    /// How long one gRPC call may take before the client gets `unavailable`.
+    #[arg(long, env = "WS_GATEWAY_GRPC_REQUEST_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub grpc_request_timeout: Duration,
+
+    /// On SIGTERM/Ctrl-C, how long to wait for connections to close before exiting.
+    #[arg(long, env = "WS_GATEWAY_SHUTDOWN_DRAIN", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub shutdown_drain: Duration,
+
+    /// Close code sent to sockets on shutdown: 1001 (going away) or 1012 (service restart).
+    #[arg(long, env = "WS_GATEWAY_SHUTDOWN_CLOSE_CODE", default_value_t = 1001, value_parser = parse_shutdown_code)]
+    pub shutdown_close_code: u16,
+
+    /// Log JSON lines instead of human-readable text.
+    #[arg(long, env = "WS_GATEWAY_LOG_JSON")]
+    pub log_json: bool,
+}
+
+fn parse_shutdown_code(s: &str) -> Result<u16, String> {
+    match s {
+        "1001" => Ok(1001),
+        "1012" => Ok(1012),
+        _ => Err("must be 1001 or 1012 (1000 would stop the npm client from reconnecting)".into()),
+    }
+}

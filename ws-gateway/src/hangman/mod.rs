@@ -1,0 +1,97 @@
+//! The Hangman application on top of the protocol layer: the socket's connect hook and the two
+//! channels of DESIGN.md §5.
+//!
+//! - [`game_channel`]: `hangman:game`, a private game per join (or resumed by id).
+//! - [`room_channel`]: `game:<id>`, a shared room with Presence.
+//! - [`tally`]: the tally as channel JSON.
+
+pub mod game_channel;
+pub mod room_channel;
+pub mod tally;
+
+use std::sync::Arc;
+
+use rand::Rng;
+use serde_json::Value;
+
+use crate::phoenix::channel::{Reply, Router};
+use crate::phoenix::message::Payload;
+use crate::phoenix::presence::Presence;
+use crate::phoenix::transport::{Connect, ConnectInfo, ConnectRefused};
+use crate::upstream::{Trace, Upstream, UpstreamError};
+
+/// The longest presence key kept from the `player` connect param, in characters.
+pub const MAX_PLAYER_LEN: usize = 64;
+
+/// What a connection carries: who the player is and the trace its calls belong to.
+#[derive(Debug, Clone)]
+pub struct Player {
+    /// The presence key: the `player` param (trimmed, bounded) or a random id.
+    pub key: String,
+    pub trace: Trace,
+}
+
+/// The socket module: `connect/3` accepts everyone; the auth token, if any, is only logged as
+/// present (the game has no accounts).
+pub struct HangmanSocket;
+
+impl Connect for HangmanSocket {
+    type Assigns = Player;
+
+    fn connect(&self, info: &ConnectInfo) -> Result<Player, ConnectRefused> {
+        let name: String = info
+            .params
+            .get("player")
+            .map(|p| p.trim().chars().take(MAX_PLAYER_LEN).collect())
+            .unwrap_or_default();
+        let name = name.trim();
+        let key = if name.is_empty() {
+            format!("player-{:08x}", rand::rng().random::<u32>())
+        } else {
+            name.to_owned()
+        };
+        let trace = Trace::new();
+        tracing::info!(trace_id = %trace.id(), player = %key, token = info.auth_token.is_some(), "socket connected");
+        Ok(Player { key, trace })
+    }
+}
+
+/// `channel "hangman:game"` and `channel "game:*"`.
+pub fn router(upstream: Upstream, presence: Arc<Presence>) -> Router<Player> {
+    Router::new()
+        .channel(
+            game_channel::TOPIC,
+            game_channel::GameJoin {
+                upstream: upstream.clone(),
+            },
+        )
+        .channel(
+            room_channel::TOPIC_PATTERN,
+            room_channel::RoomJoin { upstream, presence },
+        )
+}
+
+/// The longest guess forwarded to the game service; longer ones are invalid without asking.
+const MAX_GUESS_LEN: usize = 16;
+
+/// Reads a guess from a `make_move` payload: a bare string (the original course client) or
+/// `{"guess": "a"}`.
+fn guess_of(payload: &Payload) -> Result<&str, Reply> {
+    let guess = match payload.as_json() {
+        Some(Value::String(guess)) => guess,
+        Some(Value::Object(map)) => match map.get("guess") {
+            Some(Value::String(guess)) => guess,
+            _ => return Err(Reply::error("invalid_payload")),
+        },
+        _ => return Err(Reply::error("invalid_payload")),
+    };
+    if guess.len() > MAX_GUESS_LEN {
+        return Err(Reply::error("invalid_guess"));
+    }
+    Ok(guess)
+}
+
+/// An upstream failure as an error reply (`{"reason": ...}`).
+fn error_reply(err: &UpstreamError) -> Reply {
+    Reply::error(err.reason())
+}

@@ -1,0 +1,134 @@
+//! Plain HTTP routes: `/healthz`, `/readyz`, `/version`, `/metrics` and the SPA.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use serde_json::json;
+use tower::ServiceExt;
+use tower_http::services::{ServeDir, ServeFile};
+
+use crate::phoenix::serializer::Serializer;
+use crate::upstream::Upstream;
+
+/// The process-wide Prometheus recorder (installed once, shared by every gateway in a process).
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets(&[
+                    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                ])
+                .expect("static bucket list is not empty")
+                .build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
+            }
+            handle
+        })
+        .clone()
+}
+
+#[derive(Clone)]
+struct HttpState {
+    upstream: Upstream,
+    mounts: Arc<[String]>,
+    metrics: PrometheusHandle,
+}
+
+/// The operational routes.
+pub fn routes(upstream: Upstream, mounts: &[String]) -> Router {
+    let state = HttpState {
+        upstream,
+        mounts: mounts.into(),
+        metrics: metrics_handle(),
+    };
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/version", get(version))
+        .route(
+            "/metrics",
+            get(|State(s): State<HttpState>| async move { s.metrics.render() }),
+        )
+        .with_state(state)
+}
+
+async fn readyz(State(state): State<HttpState>) -> Response {
+    if state.upstream.ready().await {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "game service unreachable\n",
+        )
+            .into_response()
+    }
+}
+
+async fn version(State(state): State<HttpState>) -> Json<serde_json::Value> {
+    Json(json!({
+        "name": env!("CARGO_PKG_NAME"),
+        "version": env!("CARGO_PKG_VERSION"),
+        "protocols": [Serializer::V1.vsn(), Serializer::V2.vsn()],
+        "mounts": &*state.mounts,
+    }))
+}
+
+/// Serves the SPA from `dir` at `path`, with `index.html` for unknown paths (client-side
+/// routes) and a page explaining how to build it when it is not built.
+pub fn spa(router: Router, dir: &Path, path: &str) -> Router {
+    let dir: Arc<PathBuf> = Arc::new(dir.to_owned());
+    let service = move |request: Request| {
+        let dir = Arc::clone(&dir);
+        async move {
+            let index = dir.join("index.html");
+            if !index.is_file() {
+                return not_built(&dir);
+            }
+            let serve = ServeDir::new(&*dir).fallback(ServeFile::new(index));
+            match serve.oneshot(request).await {
+                Ok(response) => response.into_response(),
+                Err(never) => match never {},
+            }
+        }
+    };
+    let prefix = path.trim_end_matches('/');
+    if prefix.is_empty() {
+        router.fallback(service)
+    } else {
+        router.nest_service(
+            prefix,
+            tower::service_fn(move |request| {
+                let service = service.clone();
+                async move { Ok::<_, std::convert::Infallible>(service(request).await) }
+            }),
+        )
+    }
+}
+
+fn not_built(dir: &Path) -> Response {
+    let page = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>SPA not built</title></head>\
+         <body><h1>The SPA is not built yet</h1>\
+         <p>The gateway serves the web client from <code>{}</code>, which has no <code>index.html</code>.</p>\
+         <p>Build it: run <code>npm ci &amp;&amp; npm run build</code> in <code>web/</code>, then reload.</p>\
+         <p>The WebSocket endpoint works without it.</p></body></html>",
+        html_escape(&dir.display().to_string())
+    );
+    (StatusCode::SERVICE_UNAVAILABLE, Html(page)).into_response()
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}

@@ -1,0 +1,349 @@
+//! Channels and the topic router: what a Phoenix socket module declares with
+//! `channel "room:*", RoomChannel`.
+//!
+//! Each joined channel runs in its own task (like a Phoenix channel process): it handles the
+//! client's events one at a time, in order, and server-side messages (`handle_info`) sent to it
+//! through its [`InfoSender`]. A slow channel never delays the socket's heartbeats or its other
+//! channels.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use futures::{Stream, StreamExt};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use super::message::{Outbound, Payload, Status, events};
+
+/// How many client events may wait for a busy channel before new ones are refused.
+const CHANNEL_INBOX: usize = 64;
+
+/// The answer of a channel to a client event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    Ok(Value),
+    Error(Value),
+    /// No reply; the client's push times out unless something else answers it.
+    None,
+}
+
+impl Reply {
+    /// An error reply with a stable machine-readable `reason`.
+    pub fn error(reason: &str) -> Self {
+        Reply::Error(json!({ "reason": reason }))
+    }
+}
+
+/// A channel failure: the channel ends and the client gets `phx_error` (and rejoins).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("channel crashed: {reason}")]
+pub struct Crash {
+    pub reason: String,
+}
+
+/// Why a channel ended, for [`Channel::terminate`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Terminate {
+    /// The client sent `phx_leave`.
+    Left,
+    /// The socket closed, or the same topic was joined again.
+    Closed,
+    /// The channel crashed.
+    Crashed(Crash),
+}
+
+/// A joined channel: the state one client holds on one topic.
+pub trait Channel: Send + 'static {
+    /// Server-side messages the channel receives (Phoenix's `handle_info`).
+    type Info: Send + 'static;
+
+    /// Handles a client event; `Err` crashes the channel.
+    fn handle_in(
+        &mut self,
+        event: &str,
+        payload: Payload,
+        ctx: &ChannelContext<Self::Info>,
+    ) -> impl Future<Output = Result<Reply, Crash>> + Send;
+
+    /// Handles a server-side message; `Err` crashes the channel.
+    fn handle_info(
+        &mut self,
+        info: Self::Info,
+        ctx: &ChannelContext<Self::Info>,
+    ) -> impl Future<Output = Result<(), Crash>> + Send;
+
+    /// Runs once when the channel ends, whatever the reason.
+    fn terminate(&mut self, _reason: &Terminate) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+}
+
+/// Joins a topic: the factory a router holds for a topic pattern. `A` is what the socket's
+/// connect hook assigned to the connection.
+pub trait Join<A>: Send + Sync + 'static {
+    type Channel: Channel;
+
+    /// Accepts (`Ok((channel, response))`) or refuses (`Err(response)`) a join. Joins cannot
+    /// push; send yourself an info message to push right after the join reply.
+    fn join(
+        &self,
+        topic: &str,
+        payload: Payload,
+        assigns: &A,
+        info: &InfoSender<<Self::Channel as Channel>::Info>,
+    ) -> impl Future<Output = Result<(Self::Channel, Value), Value>> + Send;
+}
+
+/// Sends server-side messages to a channel; fails once the channel has ended.
+pub struct InfoSender<I>(mpsc::UnboundedSender<I>);
+
+impl<I> Clone for InfoSender<I> {
+    fn clone(&self) -> Self {
+        InfoSender(self.0.clone())
+    }
+}
+
+impl<I: Send + 'static> InfoSender<I> {
+    /// Queues `info` for the channel; `false` when the channel has ended.
+    pub fn send(&self, info: I) -> bool {
+        self.0.send(info).is_ok()
+    }
+
+    /// Feeds every item of `stream` to the channel until the stream ends or the channel does.
+    /// `on_end` is sent when the stream ends by itself.
+    pub fn forward<S, T>(&self, stream: S, map: impl Fn(T) -> I + Send + 'static, on_end: Option<I>)
+    where
+        S: Stream<Item = T> + Send + 'static,
+        T: Send,
+    {
+        let tx = self.0.clone();
+        tokio::spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            loop {
+                tokio::select! {
+                    _ = tx.closed() => return,
+                    item = stream.next() => match item {
+                        Some(item) => if tx.send(map(item)).is_err() { return },
+                        None => break,
+                    },
+                }
+            }
+            if let Some(end) = on_end {
+                let _ = tx.send(end);
+            }
+        });
+    }
+}
+
+/// What the socket task receives from its channels.
+pub(crate) enum ToSocket {
+    Send(Box<Outbound>),
+    /// The channel joined as `join_ref` on `topic` ended by itself.
+    Exited(Box<(String, String)>),
+}
+
+/// What a running channel may do: push to its client, and message itself.
+pub struct ChannelContext<I> {
+    topic: String,
+    join_ref: String,
+    outbox: mpsc::Sender<ToSocket>,
+    info: InfoSender<I>,
+}
+
+impl<I: Send + 'static> ChannelContext<I> {
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    pub fn join_ref(&self) -> &str {
+        &self.join_ref
+    }
+
+    pub fn info_sender(&self) -> &InfoSender<I> {
+        &self.info
+    }
+
+    /// Pushes `[join_ref, null, topic, event, payload]` to this channel's client.
+    pub async fn push(&self, event: &str, payload: Value) {
+        let push = Outbound::push(&self.join_ref, &self.topic, event, payload);
+        self.send(push).await;
+    }
+
+    async fn send(&self, out: Outbound) {
+        // The socket may be gone already; the channel then ends through its closed inbox.
+        let _ = self.outbox.send(ToSocket::Send(Box::new(out))).await;
+    }
+
+    async fn reply(&self, msg_ref: Option<String>, status: Status, response: Value) {
+        let reply = Outbound::Reply {
+            join_ref: Some(self.join_ref.clone()),
+            msg_ref,
+            topic: self.topic.clone(),
+            status,
+            response: Payload::Json(response),
+        };
+        self.send(reply).await;
+    }
+}
+
+/// What the socket sends a running channel.
+pub(crate) enum ChannelMsg {
+    Event {
+        event: String,
+        msg_ref: Option<String>,
+        payload: Payload,
+    },
+    Leave {
+        msg_ref: Option<String>,
+    },
+}
+
+/// The socket's handle on a running channel; dropping it ends the channel.
+pub(crate) struct ChannelHandle {
+    pub join_ref: String,
+    pub inbox: mpsc::Sender<Box<ChannelMsg>>,
+}
+
+/// Where a join goes: the socket's side of the topic router.
+pub(crate) struct JoinRequest<'a, A> {
+    pub topic: &'a str,
+    pub join_ref: &'a str,
+    pub payload: Payload,
+    pub assigns: &'a A,
+    pub outbox: &'a mpsc::Sender<ToSocket>,
+}
+
+trait ErasedJoin<A>: Send + Sync {
+    fn join<'a>(
+        &'a self,
+        req: JoinRequest<'a, A>,
+    ) -> BoxFuture<'a, Result<(ChannelHandle, Value), Value>>;
+}
+
+impl<A: Sync, J: Join<A>> ErasedJoin<A> for J {
+    fn join<'a>(
+        &'a self,
+        req: JoinRequest<'a, A>,
+    ) -> BoxFuture<'a, Result<(ChannelHandle, Value), Value>> {
+        Box::pin(async move {
+            let (info_tx, info_rx) = mpsc::unbounded_channel();
+            let info = InfoSender(info_tx);
+            let (channel, response) =
+                Join::join(self, req.topic, req.payload, req.assigns, &info).await?;
+            let (inbox, inbox_rx) = mpsc::channel(CHANNEL_INBOX);
+            let ctx = ChannelContext {
+                topic: req.topic.to_owned(),
+                join_ref: req.join_ref.to_owned(),
+                outbox: req.outbox.clone(),
+                info,
+            };
+            tokio::spawn(run_channel(channel, ctx, inbox_rx, info_rx));
+            let handle = ChannelHandle {
+                join_ref: req.join_ref.to_owned(),
+                inbox,
+            };
+            Ok((handle, response))
+        })
+    }
+}
+
+/// The life of a joined channel, until the client leaves, the socket closes or it crashes.
+async fn run_channel<C: Channel>(
+    mut channel: C,
+    ctx: ChannelContext<C::Info>,
+    mut inbox: mpsc::Receiver<Box<ChannelMsg>>,
+    mut info: mpsc::UnboundedReceiver<C::Info>,
+) {
+    metrics::gauge!("ws_gateway_channels").increment(1);
+    let mut return_crash = None;
+    let reason = loop {
+        let result = tokio::select! {
+            biased;
+            msg = inbox.recv() => match msg.map(|m| *m) {
+                None => break Terminate::Closed,
+                Some(ChannelMsg::Leave { msg_ref }) => {
+                    ctx.reply(msg_ref, Status::Ok, json!({})).await;
+                    let close = Outbound::lifecycle(&ctx.join_ref, &ctx.topic, events::CLOSE, json!({}));
+                    ctx.send(close).await;
+                    break Terminate::Left;
+                }
+                Some(ChannelMsg::Event { event, msg_ref, payload }) => {
+                    match channel.handle_in(&event, payload, &ctx).await {
+                        Ok(Reply::Ok(response)) => ctx.reply(msg_ref, Status::Ok, response).await,
+                        Ok(Reply::Error(response)) => ctx.reply(msg_ref, Status::Error, response).await,
+                        Ok(Reply::None) => {}
+                        Err(crash) => return_crash = Some(crash),
+                    }
+                    return_crash.take().map_or(Ok(()), Err)
+                }
+            },
+            // The channel holds a sender itself, so this never yields `None`.
+            Some(msg) = info.recv() => channel.handle_info(msg, &ctx).await,
+        };
+        if let Err(crash) = result {
+            tracing::warn!(topic = %ctx.topic, reason = %crash.reason, "channel crashed");
+            let error = Outbound::lifecycle(
+                &ctx.join_ref,
+                &ctx.topic,
+                events::ERROR,
+                json!({"reason": crash.reason}),
+            );
+            ctx.send(error).await;
+            let exited = Box::new((ctx.topic.clone(), ctx.join_ref.clone()));
+            let _ = ctx.outbox.send(ToSocket::Exited(exited)).await;
+            break Terminate::Crashed(crash);
+        }
+    };
+    channel.terminate(&reason).await;
+    metrics::gauge!("ws_gateway_channels").decrement(1);
+}
+
+/// A topic pattern: an exact topic, or a prefix ending in `*` (`"game:*"`).
+#[derive(Debug, Clone)]
+struct TopicPattern(String);
+
+impl TopicPattern {
+    fn matches(&self, topic: &str) -> bool {
+        match self.0.strip_suffix('*') {
+            Some(prefix) => topic.starts_with(prefix),
+            None => topic == self.0,
+        }
+    }
+}
+
+/// Routes topics to channels, first matching pattern wins.
+pub struct Router<A> {
+    routes: Vec<(TopicPattern, Arc<dyn ErasedJoin<A>>)>,
+}
+
+impl<A: Send + Sync + 'static> Default for Router<A> {
+    fn default() -> Self {
+        Router { routes: Vec::new() }
+    }
+}
+
+impl<A: Send + Sync + 'static> Router<A> {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Declares `channel "pattern", join`.
+    pub fn channel(mut self, pattern: &str, join: impl Join<A>) -> Self {
+        self.routes
+            .push((TopicPattern(pattern.to_owned()), Arc::new(join)));
+        self
+    }
+
+    /// Joins `req.topic`; `None` when no pattern matches it.
+    pub(crate) async fn join(
+        &self,
+        req: JoinRequest<'_, A>,
+    ) -> Option<Result<(ChannelHandle, Value), Value>> {
+        let (_, join) = self
+            .routes
+            .iter()
+            .find(|(pattern, _)| pattern.matches(req.topic))?;
+        Some(join.join(req).await)
+    }
+}

@@ -1,0 +1,17 @@
+//! A Phoenix Channels server with no application in it: lift this module out as a crate.
+//!
+//! Layers, outermost first:
+//! - [`transport`]: `GET {mount}/websocket`, `vsn` negotiation, origin check, auth-token
+//!   subprotocol, connection cap; the [`Connect`](transport::Connect) hook (a socket module's
+//!   `connect/3`).
+//! - [`serializer`]: frames ⇄ [`message`]s (V1 objects, V2 arrays, V2 binary).
+//! - [`socket`]: one connection: heartbeats, joins, leaves, routing, idle timeout, rate limit.
+//! - [`channel`]: the [`Channel`](channel::Channel) trait and the topic [`Router`](channel::Router).
+//! - [`presence`]: who is on a topic, in Phoenix Presence's wire format.
+
+pub mod channel;
+pub mod message;
+pub mod presence;
+pub mod serializer;
+pub mod socket;
+pub mod transport;

@@ -1,0 +1,401 @@
+//! One connection's state machine: decodes frames, answers heartbeats, routes joins, leaves
+//! and events to channels, and enforces the per-connection limits (idle timeout, channel cap,
+//! message rate).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until};
+use tokio_util::sync::CancellationToken;
+
+use super::channel::{ChannelHandle, ChannelMsg, JoinRequest, Router, ToSocket};
+use super::message::{Message, Outbound, Payload, Status, events};
+use super::serializer::{DecodeError, Frame, Serializer};
+
+/// Close codes the server uses. Never 1000: the npm client does not reconnect after it.
+pub mod close_code {
+    /// Server shutting down, or the connection was idle too long.
+    pub const GOING_AWAY: u16 = 1001;
+    /// Repeated abuse of the message rate limit.
+    pub const POLICY_VIOLATION: u16 = 1008;
+    /// A frame larger than the configured maximum.
+    pub const MESSAGE_TOO_BIG: u16 = 1009;
+    /// Service restart (for a deployment that wants clients to reconnect elsewhere).
+    pub const SERVICE_RESTART: u16 = 1012;
+}
+
+/// How many outbound messages may queue from channels before they wait for the client.
+const OUTBOX: usize = 64;
+
+/// Per-connection limits.
+#[derive(Debug, Clone)]
+pub struct SocketLimits {
+    /// A connection that sends nothing (not even a heartbeat) for this long is closed.
+    pub idle_timeout: Duration,
+    /// Channels one connection may have joined at once.
+    pub max_channels: usize,
+    /// Messages per second one connection may send (a burst of as many is allowed).
+    pub messages_per_second: u32,
+    /// The close code sent on server shutdown (1001 or 1012).
+    pub shutdown_close_code: u16,
+}
+
+/// Token bucket over the client's messages. Refused messages are strikes; a full second's
+/// worth of strikes without the bucket refilling is abuse.
+struct RateLimiter {
+    rate: f64,
+    tokens: f64,
+    last: Instant,
+    strikes: u32,
+}
+
+enum Rate {
+    Allowed,
+    Refused,
+    Abusive,
+}
+
+impl RateLimiter {
+    fn new(per_second: u32) -> Self {
+        let rate = f64::from(per_second.max(1));
+        RateLimiter {
+            rate,
+            tokens: rate,
+            last: Instant::now(),
+            strikes: 0,
+        }
+    }
+
+    fn check(&mut self, now: Instant) -> Rate {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate);
+        if self.tokens >= self.rate {
+            self.strikes = 0;
+        }
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Rate::Allowed
+        } else {
+            self.strikes += 1;
+            if f64::from(self.strikes) >= self.rate {
+                Rate::Abusive
+            } else {
+                Rate::Refused
+            }
+        }
+    }
+}
+
+/// Why the socket loop stopped.
+enum Stop {
+    /// The client closed or the connection broke: nothing left to send.
+    Gone,
+    /// The server closes the connection with this code and reason.
+    Close(u16, &'static str),
+}
+
+/// A connected socket, from upgrade until close.
+pub(crate) struct Socket<A> {
+    serializer: Serializer,
+    assigns: Arc<A>,
+    router: Arc<Router<A>>,
+    limits: Arc<SocketLimits>,
+    channels: HashMap<String, ChannelHandle>,
+    outbox: mpsc::Sender<ToSocket>,
+    rate: RateLimiter,
+}
+
+impl<A: Send + Sync + 'static> Socket<A> {
+    pub(crate) fn new(
+        serializer: Serializer,
+        assigns: Arc<A>,
+        router: Arc<Router<A>>,
+        limits: Arc<SocketLimits>,
+    ) -> (Self, mpsc::Receiver<ToSocket>) {
+        let (outbox, outbox_rx) = mpsc::channel(OUTBOX);
+        let rate = RateLimiter::new(limits.messages_per_second);
+        let socket = Socket {
+            serializer,
+            assigns,
+            router,
+            limits,
+            channels: HashMap::new(),
+            outbox,
+            rate,
+        };
+        (socket, outbox_rx)
+    }
+
+    /// Serves the connection until it closes; channels end with it.
+    pub(crate) async fn run(
+        mut self,
+        mut ws: WebSocket,
+        mut from_channels: mpsc::Receiver<ToSocket>,
+        shutdown: CancellationToken,
+    ) {
+        let mut idle_deadline = Instant::now() + self.limits.idle_timeout;
+        let stop = loop {
+            let step = tokio::select! {
+                _ = shutdown.cancelled() => Err(Stop::Close(self.limits.shutdown_close_code, "server shutting down")),
+                _ = sleep_until(idle_deadline) => Err(Stop::Close(close_code::GOING_AWAY, "idle timeout")),
+                Some(msg) = from_channels.recv() => match msg {
+                    ToSocket::Send(out) => self.send(&mut ws, &out).await,
+                    ToSocket::Exited(exit) => {
+                        let (topic, join_ref) = *exit;
+                        if self.channels.get(&topic).is_some_and(|c| c.join_ref == join_ref) {
+                            self.channels.remove(&topic);
+                        }
+                        Ok(())
+                    }
+                },
+                frame = ws.recv() => {
+                    idle_deadline = Instant::now() + self.limits.idle_timeout;
+                    match frame {
+                        None | Some(Ok(WsMessage::Close(_))) => Err(Stop::Gone),
+                        Some(Err(err)) => Err(read_error(&err)),
+                        Some(Ok(WsMessage::Text(text))) => self.on_frame(&mut ws, self.serializer.decode_text(&text)).await,
+                        Some(Ok(WsMessage::Binary(bytes))) => self.on_frame(&mut ws, self.serializer.decode_binary(&bytes)).await,
+                        // Pings are answered by the WebSocket library; they still count as activity.
+                        Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => Ok(()),
+                    }
+                }
+            };
+            if let Err(stop) = step {
+                break stop;
+            }
+        };
+        if let Stop::Close(code, reason) = stop {
+            tracing::debug!(code, reason, "closing socket");
+            let frame = CloseFrame {
+                code,
+                reason: reason.into(),
+            };
+            let _ = ws.send(WsMessage::Close(Some(frame))).await;
+        }
+        // Dropping the handles ends every channel (their `terminate` runs in their own tasks).
+    }
+
+    async fn on_frame(
+        &mut self,
+        ws: &mut WebSocket,
+        decoded: Result<Message, DecodeError>,
+    ) -> Result<(), Stop> {
+        match self.rate.check(Instant::now()) {
+            Rate::Allowed => {}
+            Rate::Abusive => {
+                metrics::counter!("ws_gateway_frame_errors_total", "kind" => "rate_abuse")
+                    .increment(1);
+                return Err(Stop::Close(
+                    close_code::POLICY_VIOLATION,
+                    "message rate limit exceeded repeatedly",
+                ));
+            }
+            Rate::Refused => {
+                metrics::counter!("ws_gateway_frame_errors_total", "kind" => "rate_limited")
+                    .increment(1);
+                let (join_ref, msg_ref, topic) = match decoded {
+                    Ok(m) => (m.join_ref, m.msg_ref, Some(m.topic)),
+                    Err(e) => (e.join_ref, e.msg_ref, e.topic),
+                };
+                let reply =
+                    error_reply(join_ref, msg_ref, topic, json!({"reason": "rate_limited"}));
+                return self.send(ws, &reply).await;
+            }
+        }
+        match decoded {
+            Ok(msg) => self.on_message(ws, msg).await,
+            Err(err) => {
+                metrics::counter!("ws_gateway_frame_errors_total", "kind" => "invalid_message")
+                    .increment(1);
+                tracing::debug!(reason = %err.reason, "invalid message");
+                let reply = error_reply(
+                    err.join_ref,
+                    err.msg_ref,
+                    err.topic,
+                    json!({"reason": "invalid_message", "detail": err.reason}),
+                );
+                self.send(ws, &reply).await
+            }
+        }
+    }
+
+    async fn on_message(&mut self, ws: &mut WebSocket, msg: Message) -> Result<(), Stop> {
+        metrics::counter!("ws_gateway_messages_total").increment(1);
+        if msg.topic == events::PHOENIX_TOPIC && msg.event == events::HEARTBEAT {
+            let reply = Outbound::Reply {
+                join_ref: None,
+                msg_ref: msg.msg_ref,
+                topic: msg.topic,
+                status: Status::Ok,
+                response: Payload::Json(json!({})),
+            };
+            return self.send(ws, &reply).await;
+        }
+        if msg.event == events::JOIN {
+            return self.join(ws, msg).await;
+        }
+        let Some(channel) = self.channels.get(&msg.topic) else {
+            let response = if msg.event == events::LEAVE {
+                json!({})
+            } else {
+                json!({"reason": "unmatched topic"})
+            };
+            let status = if msg.event == events::LEAVE {
+                Status::Ok
+            } else {
+                Status::Error
+            };
+            let reply = Outbound::Reply {
+                join_ref: msg.join_ref,
+                msg_ref: msg.msg_ref,
+                topic: msg.topic,
+                status,
+                response: Payload::Json(response),
+            };
+            return self.send(ws, &reply).await;
+        };
+        if msg
+            .join_ref
+            .as_ref()
+            .is_some_and(|jr| *jr != channel.join_ref)
+        {
+            tracing::debug!(topic = %msg.topic, "dropping message with a stale join_ref");
+            return Ok(());
+        }
+        let (inbox, join_ref) = (channel.inbox.clone(), channel.join_ref.clone());
+        let to_channel = if msg.event == events::LEAVE {
+            self.channels.remove(&msg.topic);
+            ChannelMsg::Leave {
+                msg_ref: msg.msg_ref.clone(),
+            }
+        } else {
+            ChannelMsg::Event {
+                event: msg.event,
+                msg_ref: msg.msg_ref.clone(),
+                payload: msg.payload,
+            }
+        };
+        if inbox.try_send(Box::new(to_channel)).is_err() {
+            // The channel is busy with a backlog (or just ended): refuse rather than wait.
+            let reply = error_reply(
+                Some(join_ref),
+                msg.msg_ref,
+                Some(msg.topic),
+                json!({"reason": "overloaded"}),
+            );
+            return self.send(ws, &reply).await;
+        }
+        Ok(())
+    }
+
+    async fn join(&mut self, ws: &mut WebSocket, msg: Message) -> Result<(), Stop> {
+        let Message {
+            join_ref,
+            msg_ref,
+            topic,
+            payload,
+            ..
+        } = msg;
+        if let Some(old) = self.channels.remove(&topic) {
+            tracing::debug!(%topic, "duplicate join: closing the existing channel");
+            self.send(
+                ws,
+                &Outbound::lifecycle(&old.join_ref, &topic, events::CLOSE, json!({})),
+            )
+            .await?;
+        }
+        if self.channels.len() >= self.limits.max_channels {
+            let reply = error_reply(
+                join_ref,
+                msg_ref,
+                Some(topic),
+                json!({"reason": "too many channels joined"}),
+            );
+            return self.send(ws, &reply).await;
+        }
+        // The client's join_ref names this join; a client that sends none gets its ref.
+        let Some(channel_ref) = join_ref.clone().or_else(|| msg_ref.clone()) else {
+            let reply = error_reply(
+                None,
+                None,
+                Some(topic),
+                json!({"reason": "invalid_message", "detail": "phx_join needs a join_ref or a ref"}),
+            );
+            return self.send(ws, &reply).await;
+        };
+        let request = JoinRequest {
+            topic: &topic,
+            join_ref: &channel_ref,
+            payload,
+            assigns: &*self.assigns,
+            outbox: &self.outbox,
+        };
+        let (status, response, reply_join_ref) = match self.router.join(request).await {
+            None => (Status::Error, json!({"reason": "unmatched topic"}), None),
+            Some(Err(response)) => (Status::Error, response, join_ref),
+            Some(Ok((handle, response))) => {
+                self.channels.insert(topic.clone(), handle);
+                (Status::Ok, response, join_ref)
+            }
+        };
+        let reply = Outbound::Reply {
+            join_ref: reply_join_ref,
+            msg_ref,
+            topic,
+            status,
+            response: Payload::Json(response),
+        };
+        self.send(ws, &reply).await
+    }
+
+    async fn send(&self, ws: &mut WebSocket, out: &Outbound) -> Result<(), Stop> {
+        let frame = match self.serializer.encode(out) {
+            Some(Frame::Text(text)) => WsMessage::Text(text.into()),
+            Some(Frame::Binary(bytes)) => WsMessage::Binary(bytes.into()),
+            None => {
+                tracing::warn!(
+                    ?out,
+                    "message cannot be encoded for this connection; dropped"
+                );
+                return Ok(());
+            }
+        };
+        ws.send(frame).await.map_err(|_| Stop::Gone)
+    }
+}
+
+fn error_reply(
+    join_ref: Option<String>,
+    msg_ref: Option<String>,
+    topic: Option<String>,
+    response: Value,
+) -> Outbound {
+    Outbound::Reply {
+        join_ref,
+        msg_ref,
+        topic: topic.unwrap_or_else(|| events::PHOENIX_TOPIC.to_owned()),
+        status: Status::Error,
+        response: Payload::Json(response),
+    }
+}
+
+fn read_error(err: &axum::Error) -> Stop {
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    use tokio_tungstenite::tungstenite::error::CapacityError;
+    let inner = std::error::Error::source(err).and_then(|e| e.downcast_ref::<WsError>());
+    match inner {
+        Some(WsError::Capacity(CapacityError::MessageTooLong { .. })) => {
+            metrics::counter!("ws_gateway_frame_errors_total", "kind" => "too_large").increment(1);
+            Stop::Close(close_code::MESSAGE_TOO_BIG, "frame too large")
+        }
+        _ => {
+            tracing::debug!(%err, "websocket read error");
+            Stop::Gone
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! The WebSocket transport: `GET {mount}/websocket` with `vsn` negotiation, the origin check,
+//! the auth-token subprotocol, the connection cap, and the upgrade into a [`Socket`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use base64::Engine;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::channel::Router;
+use super::serializer::Serializer;
+use super::socket::{Socket, SocketLimits};
+
+/// The subprotocol the npm client offers next to its auth token.
+const PHOENIX_PROTOCOL: &str = "phoenix";
+/// Prefix of the subprotocol that carries the auth token (base64url, no padding).
+const TOKEN_PROTOCOL_PREFIX: &str = "base64url.bearer.phx.";
+
+/// What the connect hook learns about a connection attempt.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectInfo {
+    /// The query parameters (the npm client's `params`, plus `vsn`).
+    pub params: HashMap<String, String>,
+    /// The token from the `base64url.bearer.phx.…` subprotocol, decoded.
+    pub auth_token: Option<Vec<u8>>,
+}
+
+/// A socket module's `connect/3`: accepts a connection (assigning it state) or refuses it (403).
+pub trait Connect: Send + Sync + 'static {
+    type Assigns: Send + Sync + 'static;
+    fn connect(&self, info: &ConnectInfo) -> Result<Self::Assigns, ConnectRefused>;
+}
+
+/// A refused connection; the reason is logged, the client only sees 403.
+#[derive(Debug, thiserror::Error)]
+#[error("connection refused: {0}")]
+pub struct ConnectRefused(pub String);
+
+/// Which browser origins may connect.
+#[derive(Debug, Clone, Default)]
+pub struct AllowedOrigins {
+    /// `*`: no check at all.
+    pub any: bool,
+    /// Origins (`https://example.com:8443`) or bare hosts (`example.com:8443`) allowed besides
+    /// the request's own host.
+    pub list: Vec<String>,
+}
+
+impl AllowedOrigins {
+    /// Parses the comma-separated flag value.
+    pub fn parse(list: &[String]) -> Self {
+        let list: Vec<String> = list
+            .iter()
+            .map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase())
+            .filter(|o| !o.is_empty())
+            .collect();
+        AllowedOrigins {
+            any: list.iter().any(|o| o == "*"),
+            list,
+        }
+    }
+
+    /// Phoenix's `check_origin`: a missing Origin is allowed (non-browser clients); otherwise
+    /// the origin's host:port must equal the Host header or be configured.
+    pub fn allows(&self, origin: Option<&str>, host: Option<&str>) -> bool {
+        let Some(origin) = origin else { return true };
+        if self.any {
+            return true;
+        }
+        let origin = origin.trim_end_matches('/').to_ascii_lowercase();
+        let authority = origin.split_once("://").map(|(_, rest)| rest);
+        if let (Some(authority), Some(host)) = (authority, host)
+            && authority.eq_ignore_ascii_case(host)
+        {
+            return true;
+        }
+        self.list.iter().any(|allowed| {
+            *allowed == origin || Some(allowed.trim_start_matches("//")) == authority
+        })
+    }
+}
+
+/// Transport settings shared by every mount.
+#[derive(Debug, Clone)]
+pub struct TransportConfig {
+    pub allowed_origins: AllowedOrigins,
+    pub max_frame_size: usize,
+    pub max_connections: usize,
+    pub limits: SocketLimits,
+}
+
+/// A Phoenix endpoint: a connect hook, a topic router and the transport settings.
+pub struct Endpoint<C: Connect> {
+    connect: C,
+    router: Arc<Router<C::Assigns>>,
+    config: TransportConfig,
+    limits: Arc<SocketLimits>,
+    connections: AtomicUsize,
+    shutdown: CancellationToken,
+    sockets: TaskTracker,
+}
+
+impl<C: Connect> Endpoint<C> {
+    pub fn new(connect: C, router: Router<C::Assigns>, config: TransportConfig) -> Arc<Self> {
+        Arc::new(Endpoint {
+            connect,
+            router: Arc::new(router),
+            limits: Arc::new(config.limits.clone()),
+            config,
+            connections: AtomicUsize::new(0),
+            shutdown: CancellationToken::new(),
+            sockets: TaskTracker::new(),
+        })
+    }
+
+    /// `GET {mount}/websocket` for each mount.
+    pub fn routes<S>(self: &Arc<Self>, mounts: &[String]) -> axum::Router<S> {
+        let mut router = axum::Router::new();
+        for mount in mounts {
+            let path = format!("{}/websocket", mount.trim_end_matches('/'));
+            router = router.route(&path, get(upgrade::<C>));
+        }
+        router.with_state(Arc::clone(self))
+    }
+
+    /// Connections open right now.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::Relaxed)
+    }
+
+    /// Closes every socket (with the configured 1001/1012 code) and waits for them to end.
+    pub async fn shutdown(&self) {
+        self.shutdown.cancel();
+        self.sockets.close();
+        self.sockets.wait().await;
+    }
+}
+
+/// Counts a connection for as long as it lives.
+struct ConnectionSlot<C: Connect>(Arc<Endpoint<C>>);
+
+impl<C: Connect> ConnectionSlot<C> {
+    fn acquire(endpoint: &Arc<Endpoint<C>>) -> Option<Self> {
+        let max = endpoint.config.max_connections;
+        endpoint
+            .connections
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()?;
+        metrics::gauge!("ws_gateway_connections").increment(1);
+        Some(ConnectionSlot(Arc::clone(endpoint)))
+    }
+}
+
+impl<C: Connect> Drop for ConnectionSlot<C> {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::AcqRel);
+        metrics::gauge!("ws_gateway_connections").decrement(1);
+    }
+}
+
+fn refuse(status: StatusCode, why: &str) -> Response {
+    tracing::info!(%status, why, "websocket connection refused");
+    (status, format!("{why}\n")).into_response()
+}
+
+async fn upgrade<C: Connect>(
+    State(endpoint): State<Arc<Endpoint<C>>>,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let Some(serializer) = Serializer::for_vsn(params.get("vsn").map(String::as_str)) else {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "unsupported vsn: this server speaks 1.0.0 and 2.0.0",
+        );
+    };
+    let header_str = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    if !endpoint
+        .config
+        .allowed_origins
+        .allows(header_str(header::ORIGIN), header_str(header::HOST))
+    {
+        return refuse(StatusCode::FORBIDDEN, "origin not allowed");
+    }
+    let auth_token = match auth_token(&ws) {
+        Ok(token) => token,
+        Err(why) => return refuse(StatusCode::FORBIDDEN, why),
+    };
+    let info = ConnectInfo { params, auth_token };
+    let assigns = match endpoint.connect.connect(&info) {
+        Ok(assigns) => Arc::new(assigns),
+        Err(refused) => return refuse(StatusCode::FORBIDDEN, &refused.to_string()),
+    };
+    if endpoint.shutdown.is_cancelled() {
+        return refuse(StatusCode::SERVICE_UNAVAILABLE, "server shutting down");
+    }
+    let Some(slot) = ConnectionSlot::acquire(&endpoint) else {
+        return refuse(StatusCode::SERVICE_UNAVAILABLE, "too many connections");
+    };
+    let max = endpoint.config.max_frame_size;
+    let ws = ws
+        .protocols([PHOENIX_PROTOCOL])
+        .max_message_size(max)
+        .max_frame_size(max)
+        // Small buffers keep idle connections cheap; they grow for larger messages.
+        .read_buffer_size(4096)
+        .write_buffer_size(0);
+    let tracker = endpoint.sockets.clone();
+    ws.on_upgrade(move |socket| {
+        let (phx_socket, outbox) = Socket::new(
+            serializer,
+            assigns,
+            Arc::clone(&endpoint.router),
+            Arc::clone(&endpoint.limits),
+        );
+        let shutdown = endpoint.shutdown.clone();
+        tracker.track_future(async move {
+            phx_socket.run(socket, outbox, shutdown).await;
+            drop(slot);
+        })
+    })
+}
+
+/// The token of the `base64url.bearer.phx.<token>` subprotocol, when the client offers one.
+fn auth_token(ws: &WebSocketUpgrade) -> Result<Option<Vec<u8>>, &'static str> {
+    let offered = ws.requested_protocols().filter_map(|p| p.to_str().ok());
+    let mut token = None;
+    for protocol in offered {
+        if let Some(encoded) = protocol.strip_prefix(TOKEN_PROTOCOL_PREFIX) {
+            let decoded = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(encoded.trim_end_matches('='))
+                .map_err(|_| "auth token is not base64url")?;
+            token = Some(decoded);
+        }
+    }
+    Ok(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origin_check() {
+        let default = AllowedOrigins::default();
+        assert!(default.allows(None, Some("localhost:4000")));
+        assert!(default.allows(Some("http://localhost:4000"), Some("localhost:4000")));
+        assert!(!default.allows(Some("http://evil.example"), Some("localhost:4000")));
+        assert!(!default.allows(Some("null"), Some("localhost:4000")));
+        let list =
+            AllowedOrigins::parse(&["https://app.example/".into(), "other.example:8443".into()]);
+        assert!(list.allows(Some("https://app.example"), Some("gw:4000")));
+        assert!(!list.allows(Some("http://app.example"), Some("gw:4000")));
+        assert!(list.allows(Some("https://other.example:8443"), Some("gw:4000")));
+        assert!(AllowedOrigins::parse(&["*".into()]).allows(Some("http://any.where"), None));
+    }
+}

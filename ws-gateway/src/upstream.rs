@@ -1,0 +1,267 @@
+//! The game service, seen from the gateway: one shared gRPC channel (HTTP/2, multiplexed) to
+//! `hangman.v1.HangmanService`, with connect and request timeouts, a W3C `traceparent` on every
+//! call, and errors reduced to the stable reasons the channels reply with.
+
+use std::time::{Duration, Instant};
+
+use hangman_proto::v1::hangman_service_client::HangmanServiceClient;
+use hangman_proto::v1::{
+    CreateGameRequest, GetGameRequest, MakeMoveRequest, Tally, WatchGameRequest,
+};
+use rand::Rng;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Request, Status};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+/// Why a call to the game service failed, as a channel reply `reason`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("game not found")]
+    NotFound,
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    #[error("the game service holds its maximum number of games")]
+    GameLimit,
+    #[error("game service unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl UpstreamError {
+    /// The stable `reason` clients see.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            UpstreamError::NotFound => "not_found",
+            UpstreamError::InvalidArgument(_) => "invalid_guess",
+            UpstreamError::GameLimit => "game_limit",
+            UpstreamError::Unavailable(_) => "unavailable",
+        }
+    }
+
+    fn from_status(status: &Status) -> Self {
+        match status.code() {
+            Code::NotFound => UpstreamError::NotFound,
+            Code::InvalidArgument => UpstreamError::InvalidArgument(status.message().to_owned()),
+            Code::ResourceExhausted => UpstreamError::GameLimit,
+            _ => UpstreamError::Unavailable(format!("{}: {}", status.code(), status.message())),
+        }
+    }
+}
+
+/// A W3C trace: one per socket connection; every call is a new span (parent id) in it, so the
+/// gateway's and the game service's logs can be joined on the trace id.
+#[derive(Debug, Clone, Copy)]
+pub struct Trace {
+    trace_id: u128,
+}
+
+impl Trace {
+    pub fn new() -> Self {
+        // An all-zero trace id is invalid in W3C Trace Context.
+        Trace {
+            trace_id: rand::rng().random::<u128>().max(1),
+        }
+    }
+
+    /// The trace id as the 32 hex digits logs show.
+    pub fn id(&self) -> String {
+        format!("{:032x}", self.trace_id)
+    }
+
+    /// A `traceparent` for one call: `00-<trace id>-<new span id>-01`.
+    pub fn traceparent(&self) -> String {
+        let span_id = rand::rng().random::<u64>().max(1);
+        format!("00-{:032x}-{span_id:016x}-01", self.trace_id)
+    }
+}
+
+impl Default for Trace {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Where and how patiently to reach the game service.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    pub url: String,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+}
+
+/// The shared client; cloning it shares the one HTTP/2 connection.
+#[derive(Clone)]
+pub struct Upstream {
+    games: HangmanServiceClient<Channel>,
+    health: HealthClient<Channel>,
+    request_timeout: Duration,
+}
+
+impl Upstream {
+    /// Connects lazily: the gateway starts (and stays up) while the game service is down, and
+    /// reconnects by itself when it returns.
+    pub fn new(config: &UpstreamConfig) -> Result<Self, tonic::transport::Error> {
+        let channel = Endpoint::from_shared(config.url.clone())?
+            .connect_timeout(config.connect_timeout)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_while_idle(true)
+            .connect_lazy();
+        Ok(Upstream {
+            games: HangmanServiceClient::new(channel.clone()),
+            health: HealthClient::new(channel),
+            request_timeout: config.request_timeout,
+        })
+    }
+
+    pub async fn create_game(&self, trace: &Trace) -> Result<(String, Tally), UpstreamError> {
+        let response = self
+            .call(
+                "CreateGame",
+                trace,
+                CreateGameRequest::default(),
+                |mut c, r| async move { c.create_game(r).await },
+                &self.games,
+            )
+            .await?;
+        Ok((response.game_id, response.tally.unwrap_or_default()))
+    }
+
+    pub async fn get_game(&self, trace: &Trace, game_id: &str) -> Result<Tally, UpstreamError> {
+        let request = GetGameRequest {
+            game_id: game_id.to_owned(),
+        };
+        let response = self
+            .call(
+                "GetGame",
+                trace,
+                request,
+                |mut c, r| async move { c.get_game(r).await },
+                &self.games,
+            )
+            .await?;
+        Ok(response.tally.unwrap_or_default())
+    }
+
+    pub async fn make_move(
+        &self,
+        trace: &Trace,
+        game_id: &str,
+        guess: &str,
+    ) -> Result<Tally, UpstreamError> {
+        let request = MakeMoveRequest {
+            game_id: game_id.to_owned(),
+            guess: guess.to_owned(),
+        };
+        let response = self
+            .call(
+                "MakeMove",
+                trace,
+                request,
+                |mut c, r| async move { c.make_move(r).await },
+                &self.games,
+            )
+            .await?;
+        Ok(response.tally.unwrap_or_default())
+    }
+
+    /// Watches a game: its tally now, then a stream of every later tally. The stream has no
+    /// timeout (it lasts as long as the game); only getting the first tally does.
+    pub async fn watch_game(
+        &self,
+        trace: &Trace,
+        game_id: &str,
+    ) -> Result<
+        (
+            Tally,
+            impl futures::Stream<Item = Result<Tally, UpstreamError>> + Send + 'static,
+        ),
+        UpstreamError,
+    > {
+        use futures::StreamExt;
+        let request = WatchGameRequest {
+            game_id: game_id.to_owned(),
+        };
+        let mut stream = self
+            .call(
+                "WatchGame",
+                trace,
+                request,
+                |mut c, r| async move { c.watch_game(r).await },
+                &self.games,
+            )
+            .await?;
+        let first = tokio::time::timeout(self.request_timeout, stream.message())
+            .await
+            .map_err(|_| UpstreamError::Unavailable("timed out".into()))?
+            .map_err(|s| UpstreamError::from_status(&s))?
+            .ok_or(UpstreamError::NotFound)?;
+        let rest = futures::stream::unfold(stream, |mut stream| async move {
+            match stream.message().await {
+                Ok(Some(msg)) => Some((Ok(msg.tally.unwrap_or_default()), stream)),
+                Ok(None) => None,
+                Err(status) => Some((Err(UpstreamError::from_status(&status)), stream)),
+            }
+        })
+        // Stop after the first error rather than polling a broken stream again.
+        .scan(false, |failed, item| {
+            let out = if *failed { None } else { Some(item) };
+            *failed = out.as_ref().is_some_and(Result::is_err);
+            futures::future::ready(out)
+        });
+        Ok((first.tally.unwrap_or_default(), rest))
+    }
+
+    /// Whether the game service answers a gRPC health check with SERVING.
+    pub async fn ready(&self) -> bool {
+        let trace = Trace::new();
+        let result = self
+            .call(
+                "Health/Check",
+                &trace,
+                HealthCheckRequest::default(),
+                |mut c, r| async move { c.check(r).await },
+                &self.health,
+            )
+            .await;
+        matches!(result, Ok(r) if r.status == ServingStatus::Serving as i32)
+    }
+
+    /// One call with a deadline and a `traceparent`, timed into the upstream latency histogram.
+    async fn call<C: Clone, Req, Resp, Fut>(
+        &self,
+        method: &'static str,
+        trace: &Trace,
+        message: Req,
+        send: impl FnOnce(C, Request<Req>) -> Fut,
+        client: &C,
+    ) -> Result<Resp, UpstreamError>
+    where
+        Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
+    {
+        let traceparent = trace.traceparent();
+        let mut request = Request::new(message);
+        if let Ok(value) = traceparent.parse() {
+            request.metadata_mut().insert("traceparent", value);
+        }
+        let started = Instant::now();
+        let result =
+            tokio::time::timeout(self.request_timeout, send(client.clone(), request)).await;
+        let elapsed = started.elapsed();
+        metrics::histogram!("ws_gateway_upstream_seconds", "method" => method)
+            .record(elapsed.as_secs_f64());
+        let result = match result {
+            Ok(Ok(response)) => Ok(response.into_inner()),
+            Ok(Err(status)) => Err(UpstreamError::from_status(&status)),
+            Err(_) => Err(UpstreamError::Unavailable("timed out".into())),
+        };
+        match &result {
+            Ok(_) => tracing::debug!(method, %traceparent, ?elapsed, "game service call"),
+            Err(err) => {
+                tracing::info!(method, %traceparent, ?elapsed, %err, "game service call failed")
+            }
+        }
+        result
+    }
+}
