@@ -44,6 +44,9 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
             secure: config.secure_cookies,
         },
     };
+    // Installed now rather than on the first scrape, so this recorder (and not
+    // some later one in the same process) receives the metrics.
+    metrics::handle();
     let app = router(state, &config);
     let listener = TcpListener::bind(config.listen)
         .await

@@ -1,0 +1,303 @@
+//! What the integration tests share: a real game service (in-process, every
+//! game using one fixed word) behind a real html-gallows on port 0, and a
+//! browser-like client that keeps cookies but not follow redirects, so that
+//! each post/redirect/get step can be asserted.
+
+#![allow(dead_code)] // Each test binary uses its own share of these helpers.
+
+use std::{io::Write, net::SocketAddr};
+
+use clap::Parser;
+use reqwest::{StatusCode, header, redirect};
+use scraper::{ElementRef, Html, Selector};
+
+/// A secret long enough for the cookie key; tests that need a second, different
+/// key use [`OTHER_COOKIE_KEY`].
+pub const COOKIE_KEY: &str = "integration-test cookie key, long enough to sign with";
+pub const OTHER_COOKIE_KEY: &str = "another cookie key, also long enough to sign cookies";
+
+/// A game service and an html-gallows in front of it.
+pub struct Stack {
+    pub gallows: html_gallows::Server,
+    pub game_service: Option<game_service::RunningServer>,
+    game_service_addr: SocketAddr,
+    game_service_flags: Vec<String>,
+    _dictionary: tempfile::NamedTempFile,
+}
+
+impl Stack {
+    /// Every game plays `word`.
+    pub async fn start(word: &str) -> Stack {
+        Self::start_with(word, &[], COOKIE_KEY).await
+    }
+
+    /// Every game plays `word`; `game_service_flags` are added to the game
+    /// service's command line, and html-gallows signs cookies with `cookie_key`.
+    pub async fn start_with(word: &str, game_service_flags: &[&str], cookie_key: &str) -> Stack {
+        let mut dictionary = tempfile::NamedTempFile::new().unwrap();
+        writeln!(dictionary, "{word}").unwrap();
+        let flags: Vec<String> = ["--dictionary", dictionary.path().to_str().unwrap()]
+            .into_iter()
+            .chain(game_service_flags.iter().copied())
+            .map(String::from)
+            .collect();
+        let game_service = start_game_service("127.0.0.1:0", &flags).await;
+        let game_service_addr = game_service.addr();
+        let gallows = html_gallows::start(html_gallows::Config::parse_from([
+            "html-gallows",
+            "--listen",
+            "127.0.0.1:0",
+            "--game-service",
+            &game_service.url(),
+            "--cookie-key",
+            cookie_key,
+        ]))
+        .await
+        .unwrap();
+        Stack {
+            gallows,
+            game_service: Some(game_service),
+            game_service_addr,
+            game_service_flags: flags,
+            _dictionary: dictionary,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.gallows.url())
+    }
+
+    /// Stops the game service (its games are lost with it).
+    pub async fn stop_game_service(&mut self) {
+        self.game_service
+            .take()
+            .expect("the game service is running")
+            .stop()
+            .await;
+    }
+
+    /// Starts a fresh game service on the address the old one had.
+    pub async fn restart_game_service(&mut self) {
+        let addr = self.game_service_addr.to_string();
+        self.game_service = Some(start_game_service(&addr, &self.game_service_flags).await);
+    }
+}
+
+async fn start_game_service(listen: &str, flags: &[String]) -> game_service::RunningServer {
+    let args = ["game-service", "--listen", listen]
+        .into_iter()
+        .map(String::from)
+        .chain(flags.iter().cloned());
+    game_service::start(game_service::Config::parse_from(args))
+        .await
+        .expect("the game service starts")
+}
+
+/// A browser without JavaScript: it keeps cookies and submits forms, and shows
+/// the tests every redirect instead of following it.
+pub struct Browser {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Browser {
+    pub fn new(stack: &Stack) -> Browser {
+        Browser::at(&stack.gallows.url())
+    }
+
+    pub fn at(base: &str) -> Browser {
+        Browser {
+            http: reqwest::Client::builder()
+                .cookie_store(true)
+                .redirect(redirect::Policy::none())
+                .build()
+                .unwrap(),
+            base: base.to_owned(),
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Page {
+        Page::from(
+            self.http
+                .get(format!("{}{path}", self.base))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+
+    pub async fn post(&self, path: &str, form: &[(&str, &str)]) -> Page {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        Page::from(response).await
+    }
+
+    /// Opens the welcome page and presses New Game; returns the game page.
+    pub async fn new_game(&self) -> Page {
+        let welcome = self.get("/hangman").await;
+        assert_eq!(welcome.status, StatusCode::OK);
+        let token = welcome.csrf_token();
+        let created = self.post("/hangman", &[("csrf_token", &token)]).await;
+        created.assert_redirect_to("/hangman/current");
+        let game = self.get("/hangman/current").await;
+        assert_eq!(game.status, StatusCode::OK, "{}", game.body);
+        game
+    }
+
+    /// Submits `guess` from the game page `on` (as a keyboard button or the text
+    /// field would) and returns the redirect answer itself.
+    pub async fn submit_guess(&self, on: &Page, guess: &str) -> Page {
+        let token = on.csrf_token();
+        self.post(
+            "/hangman/current/guess",
+            &[("csrf_token", &token), ("guess", guess)],
+        )
+        .await
+    }
+
+    /// Plays `guess` and follows the redirect back to the game page.
+    pub async fn play(&self, on: &Page, guess: &str) -> Page {
+        self.submit_guess(on, guess)
+            .await
+            .assert_redirect_to("/hangman/current");
+        let page = self.get("/hangman/current").await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        page
+    }
+}
+
+/// A response with its body parsed as HTML.
+pub struct Page {
+    pub status: StatusCode,
+    pub headers: header::HeaderMap,
+    pub body: String,
+    pub html: Html,
+}
+
+impl Page {
+    pub async fn from(response: reqwest::Response) -> Page {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.text().await.unwrap();
+        let html = Html::parse_document(&body);
+        Page {
+            status,
+            headers,
+            body,
+            html,
+        }
+    }
+
+    pub fn assert_redirect_to(&self, path: &str) {
+        assert_eq!(self.status, StatusCode::SEE_OTHER, "{}", self.body);
+        assert_eq!(self.headers[header::LOCATION], path);
+    }
+
+    pub fn select(&self, selector: &str) -> Vec<ElementRef<'_>> {
+        let selector = Selector::parse(selector).unwrap();
+        self.html.select(&selector).collect()
+    }
+
+    /// The one element matching `selector`.
+    pub fn one(&self, selector: &str) -> ElementRef<'_> {
+        let found = self.select(selector);
+        assert_eq!(found.len(), 1, "exactly one {selector} in {}", self.body);
+        found[0]
+    }
+
+    pub fn text(&self, selector: &str) -> String {
+        self.one(selector)
+            .text()
+            .collect::<String>()
+            .trim()
+            .to_owned()
+    }
+
+    /// The CSRF token of the page's forms (they all carry the same one).
+    pub fn csrf_token(&self) -> String {
+        let tokens: Vec<&str> = self
+            .select("form input[name=csrf_token]")
+            .iter()
+            .map(|input| input.value().attr("value").unwrap())
+            .collect();
+        assert!(
+            !tokens.is_empty(),
+            "a form with a CSRF token in {}",
+            self.body
+        );
+        assert!(tokens.iter().all(|t| *t == tokens[0]));
+        tokens[0].to_owned()
+    }
+
+    pub fn status_message(&self) -> String {
+        let status = self.one("#status");
+        assert_eq!(status.value().attr("aria-live"), Some("polite"));
+        self.text("#status")
+    }
+
+    /// The word as shown: one character per `span.letter`, `_` for blanks.
+    pub fn word(&self) -> String {
+        self.select("#word span.letter")
+            .iter()
+            .map(|span| {
+                let letter: String = span.text().collect();
+                assert_eq!(letter.chars().count(), 1, "one character per letter");
+                letter
+            })
+            .collect()
+    }
+
+    pub fn turns_left(&self) -> u32 {
+        self.text("#turns-left").parse().unwrap()
+    }
+
+    /// Names of the gallows parts drawn (class `shown`).
+    pub fn parts_shown(&self) -> usize {
+        let parts = self.select("svg#gallows .part");
+        assert_eq!(parts.len(), 7, "seven parts, shown or hidden");
+        let shown = self.select("svg#gallows .part.shown").len();
+        let hidden = self.select("svg#gallows .part.hidden").len();
+        assert_eq!(shown + hidden, 7);
+        shown
+    }
+
+    /// The keyboard button for `letter`.
+    pub fn key(&self, letter: char) -> ElementRef<'_> {
+        self.one(&format!(
+            "form[action='/hangman/current/guess'] button[type=submit][name=guess][value='{letter}']"
+        ))
+    }
+
+    pub fn key_is_enabled(&self, letter: char) -> bool {
+        self.key(letter).value().attr("disabled").is_none()
+    }
+
+    pub fn key_classes(&self, letter: char) -> Vec<String> {
+        self.key(letter)
+            .value()
+            .classes()
+            .map(String::from)
+            .collect()
+    }
+
+    /// Whether the page has the New Game form.
+    pub fn offers_new_game(&self) -> bool {
+        let forms = self.select("form[method=post][action='/hangman']");
+        forms.iter().any(|form| {
+            Html::parse_fragment(&form.html())
+                .select(&Selector::parse("button[type=submit]").unwrap())
+                .next()
+                .is_some()
+        })
+    }
+
+    pub fn title(&self) -> String {
+        self.text("h1")
+    }
+}
