@@ -28,12 +28,16 @@ pub struct Stack {
 impl Stack {
     /// Every game plays `word`.
     pub async fn start(word: &str) -> Stack {
-        Self::start_with(word, &[], COOKIE_KEY).await
+        Self::start_with(word, &[], &[]).await
     }
 
-    /// Every game plays `word`; `game_service_flags` are added to the game
-    /// service's command line, and html-gallows signs cookies with `cookie_key`.
-    pub async fn start_with(word: &str, game_service_flags: &[&str], cookie_key: &str) -> Stack {
+    /// Every game plays `word`; the flags are added to each server's command
+    /// line (html-gallows signs cookies with [`COOKIE_KEY`] unless told otherwise).
+    pub async fn start_with(
+        word: &str,
+        game_service_flags: &[&str],
+        gallows_flags: &[&str],
+    ) -> Stack {
         let mut dictionary = tempfile::NamedTempFile::new().unwrap();
         writeln!(dictionary, "{word}").unwrap();
         let flags: Vec<String> = ["--dictionary", dictionary.path().to_str().unwrap()]
@@ -43,17 +47,21 @@ impl Stack {
             .collect();
         let game_service = start_game_service("127.0.0.1:0", &flags).await;
         let game_service_addr = game_service.addr();
-        let gallows = html_gallows::start(html_gallows::Config::parse_from([
+        let game_service_url = game_service.url();
+        let mut gallows_args = vec![
             "html-gallows",
             "--listen",
             "127.0.0.1:0",
             "--game-service",
-            &game_service.url(),
-            "--cookie-key",
-            cookie_key,
-        ]))
-        .await
-        .unwrap();
+            &game_service_url,
+        ];
+        if !gallows_flags.contains(&"--cookie-key") {
+            gallows_args.extend(["--cookie-key", COOKIE_KEY]);
+        }
+        gallows_args.extend(gallows_flags);
+        let gallows = html_gallows::start(html_gallows::Config::parse_from(gallows_args))
+            .await
+            .unwrap();
         Stack {
             gallows,
             game_service: Some(game_service),

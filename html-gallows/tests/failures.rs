@@ -1,0 +1,294 @@
+//! When things go wrong: vanished games, forms without a valid CSRF token,
+//! forged cookies, and a game service that stops and comes back. Every case
+//! gets a friendly page with the right status and changes nothing it should not.
+
+mod support;
+
+use std::time::Duration;
+
+use reqwest::{StatusCode, header, redirect};
+use support::{Browser, OTHER_COOKIE_KEY, Page, Stack};
+
+const WORD: &str = "gallows";
+
+/// Asks until `ready(page)` holds, at most a few seconds; for states reached by
+/// the passing of time (expiry) or by a server coming back.
+async fn eventually(browser: &Browser, path: &str, ready: impl Fn(&Page) -> bool) -> Page {
+    for _ in 0..100 {
+        let page = browser.get(path).await;
+        if ready(&page) {
+            return page;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{path} never reached the expected state");
+}
+
+#[tokio::test]
+async fn an_expired_game_gets_a_friendly_page_offering_a_new_game() {
+    let stack = Stack::start_with(
+        WORD,
+        &["--game-ttl", "1s", "--sweep-interval", "100ms"],
+        &[],
+    )
+    .await;
+    let browser = Browser::new(&stack);
+    browser.play(&browser.new_game().await, "a").await;
+
+    let expired = eventually(&browser, "/hangman/current", |page| {
+        page.status != StatusCode::OK
+    })
+    .await;
+    assert_eq!(expired.status, StatusCode::NOT_FOUND);
+    assert_eq!(expired.title(), "That game is over");
+    assert!(expired.offers_new_game());
+
+    // The session forgets the game, and the page's New Game button works.
+    browser
+        .get("/hangman/current")
+        .await
+        .assert_redirect_to("/hangman");
+    let token = expired.csrf_token();
+    browser
+        .post("/hangman", &[("csrf_token", &token)])
+        .await
+        .assert_redirect_to("/hangman/current");
+    let fresh = browser.get("/hangman/current").await;
+    assert_eq!(fresh.status_message(), "Let's play!");
+}
+
+#[tokio::test]
+async fn a_guess_on_a_game_the_service_no_longer_knows_gets_the_same_page() {
+    let mut stack = Stack::start(WORD).await;
+    let browser = Browser::new(&stack);
+    let game = browser.new_game().await;
+    // A restarted game service has an empty registry: the session's game id is
+    // now unknown to it.
+    stack.stop_game_service().await;
+    stack.restart_game_service().await;
+    eventually(&browser, "/readyz", |page| page.status == StatusCode::OK).await;
+
+    let answer = browser.submit_guess(&game, "a").await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND);
+    assert_eq!(answer.title(), "That game is over");
+    assert!(answer.offers_new_game());
+    browser
+        .get("/hangman/current")
+        .await
+        .assert_redirect_to("/hangman");
+}
+
+#[tokio::test]
+async fn a_guess_without_a_valid_csrf_token_is_refused_and_changes_nothing() {
+    let stack = Stack::start(WORD).await;
+    let browser = Browser::new(&stack);
+    let game = browser.play(&browser.new_game().await, "a").await;
+    let other_session_token = Browser::new(&stack).get("/hangman").await.csrf_token();
+
+    for form in [
+        vec![("guess", "g")],
+        vec![("guess", "g"), ("csrf_token", "")],
+        vec![("guess", "g"), ("csrf_token", "forged-token-forged-tok")],
+        vec![("guess", "g"), ("csrf_token", &other_session_token)],
+    ] {
+        let refused = browser.post("/hangman/current/guess", &form).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{form:?}");
+        assert_eq!(refused.title(), "This form is out of date");
+        assert!(refused.offers_new_game());
+    }
+    let after = browser.get("/hangman/current").await;
+    assert_eq!(after.word(), game.word(), "no letter was played");
+    assert_eq!(after.text("#used"), "a");
+}
+
+#[tokio::test]
+async fn a_new_game_without_a_valid_csrf_token_is_refused_and_the_game_kept() {
+    let stack = Stack::start(WORD).await;
+    let browser = Browser::new(&stack);
+    browser.play(&browser.new_game().await, "a").await;
+
+    let refused = browser
+        .post("/hangman", &[("csrf_token", "forged-token-forged-tok")])
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    let refused = browser.post("/hangman", &[]).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+
+    let after = browser.get("/hangman/current").await;
+    assert_eq!(after.word(), "_a_____", "still the same game");
+}
+
+#[tokio::test]
+async fn a_form_from_a_browser_without_a_session_is_refused() {
+    let stack = Stack::start(WORD).await;
+    let stranger = Browser::new(&stack);
+    let refused = stranger
+        .post("/hangman", &[("csrf_token", "made-up-token-made-up-t")])
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    // The refusal page starts a session, so its own New Game button works.
+    let token = refused.csrf_token();
+    stranger
+        .post("/hangman", &[("csrf_token", &token)])
+        .await
+        .assert_redirect_to("/hangman/current");
+}
+
+/// A client that keeps no cookies: the tests hand it the ones they choose.
+fn cookieless_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// The `name=value` part of the response's session cookie.
+fn session_cookie(response: &reqwest::Response) -> String {
+    let set_cookie = response.headers()[header::SET_COOKIE].to_str().unwrap();
+    set_cookie.split(';').next().unwrap().to_owned()
+}
+
+/// Starts a game with a client that keeps no cookies; returns the session
+/// cookie that holds the game.
+async fn session_cookie_with_a_game(stack: &Stack) -> String {
+    let client = cookieless_client();
+    let welcome = client.get(stack.url("/hangman")).send().await.unwrap();
+    let cookie = session_cookie(&welcome);
+    let token = Page::from(welcome).await.csrf_token();
+    let created = client
+        .post(stack.url("/hangman"))
+        .header(header::COOKIE, &cookie)
+        .form(&[("csrf_token", token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::SEE_OTHER);
+    session_cookie(&created)
+}
+
+async fn game_page_with_cookie(stack: &Stack, cookie: &str) -> reqwest::Response {
+    cookieless_client()
+        .get(stack.url("/hangman/current"))
+        .header(header::COOKIE, cookie)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_session_cookie_is_http_only_and_same_site_lax() {
+    let stack = Stack::start(WORD).await;
+    let response = cookieless_client()
+        .get(stack.url("/hangman"))
+        .send()
+        .await
+        .unwrap();
+    let set_cookie = response.headers()[header::SET_COOKIE].to_str().unwrap();
+    let attributes: Vec<&str> = set_cookie.split("; ").skip(1).collect();
+    assert!(attributes.contains(&"HttpOnly"), "{set_cookie}");
+    assert!(attributes.contains(&"SameSite=Lax"), "{set_cookie}");
+    assert!(attributes.contains(&"Path=/"), "{set_cookie}");
+    assert!(!attributes.contains(&"Secure"), "not Secure unless asked");
+}
+
+#[tokio::test]
+async fn secure_cookies_can_be_asked_for() {
+    let stack = Stack::start_with(WORD, &[], &["--secure-cookies"]).await;
+    let response = cookieless_client()
+        .get(stack.url("/hangman"))
+        .send()
+        .await
+        .unwrap();
+    let set_cookie = response.headers()[header::SET_COOKIE].to_str().unwrap();
+    assert!(
+        set_cookie.split("; ").any(|a| a == "Secure"),
+        "{set_cookie}"
+    );
+}
+
+#[tokio::test]
+async fn a_tampered_cookie_is_treated_as_no_game() {
+    let stack = Stack::start(WORD).await;
+    let cookie = session_cookie_with_a_game(&stack).await;
+    assert_eq!(
+        game_page_with_cookie(&stack, &cookie).await.status(),
+        StatusCode::OK
+    );
+
+    let (name, value) = cookie.split_once('=').unwrap();
+    let mut tampered: Vec<char> = value.chars().collect();
+    let middle = tampered.len() / 2;
+    tampered[middle] = if tampered[middle] == 'A' { 'B' } else { 'A' };
+    let tampered = format!("{name}={}", tampered.into_iter().collect::<String>());
+    for forged in [
+        tampered.as_str(),
+        "gallows_session=forged",
+        "gallows_session=",
+    ] {
+        let response = game_page_with_cookie(&stack, forged).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "{forged}");
+        assert_eq!(response.headers()[header::LOCATION], "/hangman");
+    }
+}
+
+#[tokio::test]
+async fn a_cookie_sealed_with_another_key_is_treated_as_no_game() {
+    let ours = Stack::start(WORD).await;
+    let theirs = Stack::start_with(WORD, &[], &["--cookie-key", OTHER_COOKIE_KEY]).await;
+    let their_cookie = session_cookie_with_a_game(&theirs).await;
+    assert_eq!(
+        game_page_with_cookie(&theirs, &their_cookie).await.status(),
+        StatusCode::OK
+    );
+
+    let response = game_page_with_cookie(&ours, &their_cookie).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(response.headers()[header::LOCATION], "/hangman");
+}
+
+#[tokio::test]
+async fn a_stopped_game_service_gives_503_pages_and_play_resumes_when_it_returns() {
+    let mut stack = Stack::start(WORD).await;
+    let browser = Browser::new(&stack);
+    let game = browser.play(&browser.new_game().await, "a").await;
+    assert_eq!(browser.get("/readyz").await.status, StatusCode::OK);
+
+    stack.stop_game_service().await;
+
+    let down = browser.get("/hangman/current").await;
+    assert_eq!(down.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(down.title(), "The game is taking a break");
+    assert_eq!(
+        down.one("a.retry").value().attr("href"),
+        Some("/hangman/current")
+    );
+    assert!(down.headers.contains_key(header::RETRY_AFTER));
+    let guess = browser.submit_guess(&game, "g").await;
+    assert_eq!(guess.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        guess.one("a.retry").value().attr("href"),
+        Some("/hangman/current")
+    );
+    let token = game.csrf_token();
+    let new_game = browser.post("/hangman", &[("csrf_token", &token)]).await;
+    assert_eq!(new_game.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        browser.get("/readyz").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(
+        browser.get("/healthz").await.status,
+        StatusCode::OK,
+        "alive though not ready"
+    );
+
+    stack.restart_game_service().await;
+
+    eventually(&browser, "/readyz", |page| page.status == StatusCode::OK).await;
+    // The new game service never knew the old game: the page says so kindly.
+    let gone = browser.get("/hangman/current").await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+    assert!(gone.offers_new_game());
+    let game = browser.play(&browser.new_game().await, "g").await;
+    assert_eq!(game.word(), "g______");
+}
