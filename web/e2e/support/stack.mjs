@@ -143,8 +143,12 @@ export async function startScriptsRun(env, readyTimeoutMs = 20 * 60_000) {
   }
 }
 
-/** Builds the binaries and web/dist the direct-start tests use (quick when up to date). */
+/**
+ * Builds the binaries and web/dist the direct-start tests use (quick when up to
+ * date); HANGMAN_SKIP_BUILD=1 uses what is built, as it does for scripts/run.
+ */
 export function buildForDirectStart() {
+  if (process.env.HANGMAN_SKIP_BUILD === '1') return
   for (const [command, args, cwd] of [
     ['npm', ['run', 'build'], join(repoRoot, 'web')],
     ['cargo', ['build', '--bin', 'game-service', '--bin', 'ws-gateway'], repoRoot],
