@@ -52,7 +52,9 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
-    tracing::info!(game_service = %config.game_service, "listening on {addr}");
+    tracing::info!(game_service = %config.game_service, "game service client ready");
+    // Alone in its message, so `listening on (\S+)` finds just the address.
+    tracing::info!("listening on {addr}");
 
     let (shutdown, stop_requested) = oneshot::channel();
     let serving = tokio::spawn(async move {

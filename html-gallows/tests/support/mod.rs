@@ -124,6 +124,11 @@ impl Browser {
         }
     }
 
+    /// A request of this browser (with its cookies) to be finished by the caller.
+    pub fn request(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, url)
+    }
+
     pub async fn get(&self, path: &str) -> Page {
         Page::from(
             self.http
