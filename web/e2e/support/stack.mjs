@@ -174,3 +174,41 @@ export async function startBinary(name, env) {
   })
   return { ...proc, address, stop: () => stopGroup(proc, 'SIGTERM') }
 }
+
+/**
+ * game-service (one-word dictionary) and ws-gateway serving web/dist, started
+ * directly on free ports. `gatewayEnv` adds or overrides WS_GATEWAY_* settings;
+ * `restartGateway` brings the gateway back on the address it had.
+ */
+export async function startServicesDirectly(word, gatewayEnv = {}) {
+  buildForDirectStart()
+  const dictionary = oneWordDictionary(word)
+  const services = { dictionary }
+  try {
+    services.gameService = await startBinary('game-service', {
+      GAME_SERVICE_LISTEN: '127.0.0.1:0',
+      GAME_SERVICE_DICTIONARY: dictionary.file,
+    })
+    const env = {
+      WS_GATEWAY_LISTEN: '127.0.0.1:0',
+      WS_GATEWAY_STATIC_DIR: join(repoRoot, 'web', 'dist'),
+      WS_GATEWAY_GAME_SERVICE: `http://${services.gameService.address}`,
+      ...gatewayEnv,
+    }
+    services.gateway = await startBinary('ws-gateway', env)
+    services.restartGateway = async () => {
+      services.gateway = await startBinary('ws-gateway', { ...env, WS_GATEWAY_LISTEN: services.gateway.address })
+      return services.gateway
+    }
+  } catch (error) {
+    await stopServices(services)
+    throw error
+  }
+  return services
+}
+
+export async function stopServices({ gateway, gameService, dictionary }) {
+  await gateway?.stop()
+  await gameService?.stop()
+  dictionary?.remove()
+}
