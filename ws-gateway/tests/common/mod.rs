@@ -253,3 +253,65 @@ pub async fn http_get(base: &str, path: &str) -> (u16, String, String) {
         .unwrap_or_default();
     (status, content_type, response.text().await.unwrap())
 }
+
+/// The real `ws-gateway` binary in its own process (it installs its own metrics recorder, and
+/// holds its own file descriptors). Killed on drop.
+pub struct GatewayProcess {
+    child: tokio::process::Child,
+    pub addr: String,
+}
+
+impl GatewayProcess {
+    pub async fn spawn(game_service_url: &str, extra: &[&str]) -> GatewayProcess {
+        use tokio::io::{AsyncBufReadExt, BufReader};
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ws-gateway"))
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--game-service",
+                game_service_url,
+            ])
+            .args(extra)
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn ws-gateway");
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let addr = loop {
+            let line = tokio::time::timeout(PATIENCE, lines.next_line())
+                .await
+                .expect("the gateway starts")
+                .unwrap()
+                .expect("the gateway logs `listening on ADDR`");
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                break rest.split_whitespace().next().unwrap().to_owned();
+            }
+        };
+        // Keep draining its logs so it never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        GatewayProcess { child, addr }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn socket_url(&self) -> String {
+        format!("ws://{}/socket/websocket?vsn=2.0.0", self.addr)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id().unwrap()
+    }
+
+    /// A metric's value from `/metrics` (0 when absent).
+    pub async fn metric(&self, name: &str) -> f64 {
+        let (_, _, body) = http_get(&self.url(), "/metrics").await;
+        body.lines()
+            .find_map(|line| {
+                line.strip_prefix(name)
+                    .and_then(|rest| rest.trim().parse().ok())
+            })
+            .unwrap_or(0.0)
+    }
+}

@@ -1,0 +1,329 @@
+//! The Hangman channels of DESIGN.md §5 over a raw WebSocket, against a real game service
+//! whose dictionary holds one word, so games are deterministic.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Client, WORD, system};
+use serde_json::{Value, json};
+
+const GAME: &str = "hangman:game";
+
+#[tokio::test]
+async fn a_join_starts_a_private_game() {
+    let sys = system(&[]).await;
+    let mut client = sys.client().await;
+    let (_, joined) = client.join_ok(GAME, json!({})).await;
+    assert!(joined["game_id"].as_str().is_some_and(|id| !id.is_empty()));
+    assert_eq!(
+        joined["tally"],
+        json!({"game_state": "initializing", "turns_left": 7, "letters": vec!["_"; WORD.len()], "used": []})
+    );
+    let (_, other) = sys.client().await.join_ok(GAME, json!({})).await;
+    assert_ne!(
+        other["game_id"], joined["game_id"],
+        "each join gets its own game"
+    );
+}
+
+#[tokio::test]
+async fn moves_reply_with_the_tally_and_push_it_for_the_original_client() {
+    let sys = system(&[]).await;
+    let mut client = sys.client().await;
+    let (join_ref, _) = client.join_ok(GAME, json!({})).await;
+
+    // The original course client sends the bare letter and only listens for `tally`.
+    let (reply, pushes) = client.call(&join_ref, GAME, "make_move", json!("l")).await;
+    let expected = json!({"game_state": "good_guess", "turns_left": 7, "letters": ["_", "_", "l", "l", "_"], "used": ["l"]});
+    assert_eq!(reply, json!({"status": "ok", "response": expected}));
+    assert_eq!(
+        pushes,
+        vec![json!([join_ref, null, GAME, "tally", expected])]
+    );
+
+    // Modern clients send an object.
+    let (reply, _) = client
+        .call(&join_ref, GAME, "make_move", json!({"guess": "z"}))
+        .await;
+    assert_eq!(reply["response"]["game_state"], "bad_guess");
+    assert_eq!(reply["response"]["turns_left"], 6);
+
+    let (reply, _) = client
+        .call(&join_ref, GAME, "make_move", json!({"guess": "z"}))
+        .await;
+    assert_eq!(reply["response"]["game_state"], "already_used");
+    assert_eq!(reply["response"]["turns_left"], 6);
+
+    let (reply, pushes) = client.call(&join_ref, GAME, "tally", json!({})).await;
+    assert_eq!(reply["response"]["used"], json!(["l", "z"]));
+    assert_eq!(pushes[0][3], "tally");
+}
+
+#[tokio::test]
+async fn a_whole_game_to_won_reveals_the_word() {
+    let sys = system(&[]).await;
+    let mut client = sys.client().await;
+    let (join_ref, _) = client.join_ok(GAME, json!({})).await;
+    let mut last = Value::Null;
+    for letter in ["h", "e", "l", "o"] {
+        last = client
+            .call(&join_ref, GAME, "make_move", json!(letter))
+            .await
+            .0["response"]
+            .clone();
+    }
+    assert_eq!(last["game_state"], "won");
+    assert_eq!(last["word"], WORD);
+    let (reply, _) = client.call(&join_ref, GAME, "make_move", json!("q")).await;
+    assert_eq!(
+        reply["response"]["game_state"], "won",
+        "nothing changes after the game is over"
+    );
+}
+
+#[tokio::test]
+async fn a_lost_game_reveals_the_word_and_the_word_is_never_sent_earlier() {
+    let sys = system(&[]).await;
+    let mut client = sys.client().await;
+    let (join_ref, _) = client.join_ok(GAME, json!({})).await;
+    for letter in ["a", "b", "c", "d", "f", "g"] {
+        let (reply, _) = client
+            .call(&join_ref, GAME, "make_move", json!(letter))
+            .await;
+        assert!(reply["response"].get("word").is_none());
+    }
+    let (reply, _) = client.call(&join_ref, GAME, "make_move", json!("i")).await;
+    assert_eq!(reply["response"]["game_state"], "lost");
+    assert_eq!(reply["response"]["turns_left"], 0);
+    assert_eq!(reply["response"]["word"], WORD);
+}
+
+#[tokio::test]
+async fn bad_guesses_and_payloads_get_error_replies_and_change_nothing() {
+    let sys = system(&[]).await;
+    let mut client = sys.client().await;
+    let (join_ref, joined) = client.join_ok(GAME, json!({})).await;
+    for (payload, reason) in [
+        (json!("ab"), "invalid_guess"),
+        (json!("1"), "invalid_guess"),
+        (json!(""), "invalid_guess"),
+        (json!({"guess": "é"}), "invalid_guess"),
+        (json!("x".repeat(1000)), "invalid_guess"),
+        (json!({"guess": 5}), "invalid_payload"),
+        (json!({}), "invalid_payload"),
+        (json!(5), "invalid_payload"),
+        (json!(null), "invalid_payload"),
+        (json!(["a"]), "invalid_payload"),
+    ] {
+        let (reply, pushes) = client
+            .call(&join_ref, GAME, "make_move", payload.clone())
+            .await;
+        assert_eq!(
+            reply,
+            json!({"status": "error", "response": {"reason": reason}}),
+            "{payload}"
+        );
+        assert!(pushes.is_empty(), "no tally push for a refused move");
+    }
+    let (reply, _) = client.call(&join_ref, GAME, "dance", json!({})).await;
+    assert_eq!(reply["response"], json!({"reason": "unknown_event"}));
+    let (reply, _) = client.call(&join_ref, GAME, "tally", json!({})).await;
+    assert_eq!(reply["response"], joined["tally"]);
+}
+
+#[tokio::test]
+async fn new_game_replaces_the_game_of_the_channel() {
+    let sys = system(&[]).await;
+    let mut client = sys.client().await;
+    let (join_ref, joined) = client.join_ok(GAME, json!({})).await;
+    client.call(&join_ref, GAME, "make_move", json!("h")).await;
+    let (reply, pushes) = client.call(&join_ref, GAME, "new_game", json!({})).await;
+    assert_eq!(reply["status"], "ok");
+    assert_ne!(reply["response"]["game_id"], joined["game_id"]);
+    assert_eq!(reply["response"]["tally"]["game_state"], "initializing");
+    assert_eq!(pushes[0][4]["game_state"], "initializing");
+    let (reply, _) = client.call(&join_ref, GAME, "make_move", json!("h")).await;
+    assert_eq!(reply["response"]["used"], json!(["h"]));
+}
+
+#[tokio::test]
+async fn rejoining_with_the_game_id_resumes_the_game() {
+    let sys = system(&[]).await;
+    let mut first = sys.client().await;
+    let (join_ref, joined) = first.join_ok(GAME, json!({})).await;
+    let game_id = joined["game_id"].clone();
+    first.call(&join_ref, GAME, "make_move", json!("e")).await;
+    first.close().await;
+
+    let mut second = sys.client().await;
+    let (join_ref, resumed) = second.join_ok(GAME, json!({"game_id": game_id})).await;
+    assert_eq!(resumed["game_id"], game_id);
+    assert_eq!(
+        resumed["tally"]["used"],
+        json!(["e"]),
+        "leaving never ends the game"
+    );
+    let (reply, _) = second.call(&join_ref, GAME, "make_move", json!("h")).await;
+    assert_eq!(reply["response"]["used"], json!(["e", "h"]));
+}
+
+#[tokio::test]
+async fn join_payloads_of_the_wrong_shape_and_unknown_games_are_refused() {
+    let sys = system(&[]).await;
+    let mut client = sys.client().await;
+    for (topic, payload, reason) in [
+        (GAME, json!({"game_id": "no-such-game"}), "not_found"),
+        (GAME, json!({"game_id": 42}), "invalid_payload"),
+        (GAME, json!("game"), "invalid_payload"),
+        (GAME, json!([]), "invalid_payload"),
+        ("game:no-such-game", json!({}), "not_found"),
+        ("game:", json!({}), "not_found"),
+        ("game:x", json!(7), "invalid_payload"),
+    ] {
+        let (join_ref, reply) = client.join(topic, payload.clone()).await;
+        assert_eq!(
+            reply,
+            json!([join_ref, join_ref, topic, "phx_reply", {"status": "error", "response": {"reason": reason}}]),
+            "{topic} {payload}"
+        );
+    }
+    let msg_ref = client.push(None, GAME, "tally", json!({})).await;
+    assert_eq!(
+        client.reply_to(&msg_ref).await.0[4]["response"]["reason"],
+        "unmatched topic",
+        "a refused join joins nothing"
+    );
+}
+
+/// Collects frames until one matches; the others are returned too.
+async fn until(client: &mut Client, pred: impl Fn(&Value) -> bool) -> (Value, Vec<Value>) {
+    let mut seen = Vec::new();
+    loop {
+        let frame = client.recv().await;
+        if pred(&frame) {
+            return (frame, seen);
+        }
+        seen.push(frame);
+    }
+}
+
+#[tokio::test]
+async fn a_shared_room_pushes_every_move_to_every_member_with_presence() {
+    let sys = system(&[]).await;
+    let mut owner = sys.client().await;
+    let (_, joined) = owner.join_ok(GAME, json!({})).await;
+    let game_id = joined["game_id"].as_str().unwrap().to_owned();
+    let room = format!("game:{game_id}");
+
+    let mut alice = Client::connect(&sys.socket_url("vsn=2.0.0&player=%20alice%20")).await;
+    let (alice_ref, room_joined) = alice.join_ok(&room, json!({})).await;
+    assert_eq!(
+        room_joined,
+        json!({"game_id": game_id, "tally": joined["tally"]})
+    );
+    let (state, _) = until(&mut alice, |f| f[3] == "presence_state").await;
+    assert_eq!(state[0], alice_ref);
+    assert!(
+        state[4]["alice"]["metas"][0]["phx_ref"].is_string(),
+        "{state}"
+    );
+    assert!(
+        state[4]["alice"]["metas"][0]["online_at"].is_string(),
+        "{state}"
+    );
+
+    let mut bob = Client::connect(&sys.socket_url("vsn=2.0.0&player=bob")).await;
+    let (bob_ref, _) = bob.join_ok(&room, json!({})).await;
+    let (state, _) = until(&mut bob, |f| f[3] == "presence_state").await;
+    let mut keys: Vec<_> = state[4].as_object().unwrap().keys().cloned().collect();
+    keys.sort();
+    assert_eq!(keys, ["alice", "bob"]);
+    let (diff, _) = until(&mut alice, |f| {
+        f[3] == "presence_diff" && f[4]["joins"].get("bob").is_some()
+    })
+    .await;
+    assert_eq!(diff[4]["leaves"], json!({}));
+
+    // Bob moves: everyone in the room gets the tally, Bob gets his reply too.
+    let (reply, _) = bob
+        .call(&bob_ref, &room, "make_move", json!({"guess": "o"}))
+        .await;
+    assert_eq!(
+        reply["response"]["letters"],
+        json!(["_", "_", "_", "_", "o"])
+    );
+    let (pushed, _) = until(&mut alice, |f| f[3] == "tally").await;
+    assert_eq!(
+        pushed,
+        json!([alice_ref, null, room, "tally", reply["response"]])
+    );
+    until(&mut bob, |f| f[3] == "tally").await;
+
+    // A move on the private channel of the same game reaches the room as well.
+    owner.sync().await;
+    let msg_ref = owner.push(None, GAME, "make_move", json!("h")).await;
+    owner.reply_to(&msg_ref).await;
+    let (pushed, _) = until(&mut alice, |f| f[3] == "tally").await;
+    assert_eq!(pushed[4]["used"], json!(["h", "o"]));
+
+    bob.close().await;
+    let (diff, _) = until(&mut alice, |f| {
+        f[3] == "presence_diff" && f[4]["leaves"].get("bob").is_some()
+    })
+    .await;
+    assert_eq!(diff[4]["joins"], json!({}));
+}
+
+#[tokio::test]
+async fn a_dead_game_service_gives_unavailable_and_the_gateway_recovers_when_it_returns() {
+    let sys = system(&[
+        "--grpc-request-timeout",
+        "1s",
+        "--grpc-connect-timeout",
+        "500ms",
+    ])
+    .await;
+    let games_addr = sys.games.addr();
+    let mut client = sys.client().await;
+    let (join_ref, joined) = client.join_ok(GAME, json!({})).await;
+    let room = format!("game:{}", joined["game_id"].as_str().unwrap());
+    let mut member = sys.client().await;
+    let (member_ref, _) = member.join_ok(&room, json!({})).await;
+    assert_eq!(common::http_get(&sys.gateway.url(), "/readyz").await.0, 200);
+
+    sys.games.stop().await;
+    let (reply, _) = client.call(&join_ref, GAME, "make_move", json!("h")).await;
+    assert_eq!(
+        reply,
+        json!({"status": "error", "response": {"reason": "unavailable"}})
+    );
+    let (_, reply) = client.join("hangman:game", json!({})).await;
+    assert_eq!(reply[4]["response"]["reason"], "unavailable");
+    // The room lost its watch stream: the channel errors and the client would rejoin.
+    let (error, _) = until(&mut member, |f| f[3] == "phx_error").await;
+    assert_eq!(
+        (error[0].clone(), error[1].clone()),
+        (json!(member_ref), json!(member_ref))
+    );
+    assert_eq!(common::http_get(&sys.gateway.url(), "/readyz").await.0, 503);
+    assert_eq!(
+        common::http_get(&sys.gateway.url(), "/healthz").await.0,
+        200
+    );
+
+    let games = common::game_service_on(&games_addr.to_string()).await;
+    let mut ready = false;
+    for _ in 0..100 {
+        if common::http_get(&sys.gateway.url(), "/readyz").await.0 == 200 {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ready, "the gateway reconnects by itself");
+    let (join_ref, _) = client.join_ok(GAME, json!({})).await;
+    let (reply, _) = client.call(&join_ref, GAME, "make_move", json!("h")).await;
+    assert_eq!(reply["status"], "ok");
+    games.stop().await;
+}

@@ -1,0 +1,103 @@
+//! The plain HTTP routes: health, readiness, version, metrics and the SPA's files.
+
+mod common;
+
+use common::{http_get, system};
+use serde_json::{Value, json};
+
+#[tokio::test]
+async fn health_readiness_and_version() {
+    let sys = system(&["--mount", "/v1/socket"]).await;
+    let base = sys.gateway.url();
+    assert_eq!(http_get(&base, "/healthz").await.0, 200);
+    assert_eq!(http_get(&base, "/readyz").await.0, 200);
+    let (status, content_type, body) = http_get(&base, "/version").await;
+    assert_eq!((status, content_type.as_str()), (200, "application/json"));
+    let version: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(version["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(version["protocols"], json!(["1.0.0", "2.0.0"]));
+    assert_eq!(version["mounts"], json!(["/v1/socket"]));
+}
+
+#[tokio::test]
+async fn metrics_count_connections_channels_and_frame_errors() {
+    // In its own process: the in-process game service owns this process's metrics recorder.
+    let games = common::game_service().await;
+    let gateway = common::GatewayProcess::spawn(&games.url(), &[]).await;
+    let mut client = common::Client::connect(&gateway.socket_url()).await;
+    client.send_text("not json").await;
+    client.recv().await;
+    client.join_ok("hangman:game", json!({})).await;
+    let (status, content_type, body) = http_get(&gateway.url(), "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(content_type.starts_with("text/plain"), "{content_type}");
+    for name in [
+        "ws_gateway_connections",
+        "ws_gateway_channels",
+        "ws_gateway_frame_errors_total",
+        "ws_gateway_upstream_seconds",
+        "ws_gateway_messages_total",
+    ] {
+        assert!(body.contains(name), "{name} missing from\n{body}");
+    }
+    assert_eq!(gateway.metric("ws_gateway_connections").await, 1.0);
+    assert_eq!(gateway.metric("ws_gateway_channels").await, 1.0);
+}
+
+#[tokio::test]
+async fn a_missing_spa_gets_a_page_saying_how_to_build_it() {
+    let missing = std::env::temp_dir().join("ws-gateway-no-such-dist");
+    let sys = system(&["--static-dir", missing.to_str().unwrap()]).await;
+    let (status, content_type, body) = http_get(&sys.gateway.url(), "/").await;
+    assert_eq!(status, 503);
+    assert!(content_type.starts_with("text/html"));
+    assert!(body.contains("The SPA is not built yet"), "{body}");
+    assert!(body.contains("npm ci &amp;&amp; npm run build"), "{body}");
+}
+
+#[tokio::test]
+async fn the_spa_is_served_at_its_path_with_index_fallback() {
+    let dist = std::env::temp_dir().join(format!("ws-gateway-dist-{}", std::process::id()));
+    std::fs::create_dir_all(dist.join("assets")).unwrap();
+    std::fs::write(dist.join("index.html"), "<!doctype html><title>spa</title>").unwrap();
+    std::fs::write(dist.join("assets/app.js"), "console.log('spa')").unwrap();
+
+    let sys = system(&["--static-dir", dist.to_str().unwrap()]).await;
+    let base = sys.gateway.url();
+    assert_eq!(
+        http_get(&base, "/").await.2,
+        "<!doctype html><title>spa</title>"
+    );
+    let (status, content_type, body) = http_get(&base, "/assets/app.js").await;
+    assert_eq!((status, body.as_str()), (200, "console.log('spa')"));
+    assert!(content_type.contains("javascript"));
+    assert_eq!(
+        http_get(&base, "/some/client/route").await.2,
+        "<!doctype html><title>spa</title>"
+    );
+
+    let sys = system(&[
+        "--static-dir",
+        dist.to_str().unwrap(),
+        "--static-path",
+        "/ws/v1/",
+        "--mount",
+        "/ws/v1/socket",
+    ])
+    .await;
+    let base = sys.gateway.url();
+    assert_eq!(
+        http_get(&base, "/ws/v1/").await.2,
+        "<!doctype html><title>spa</title>"
+    );
+    assert_eq!(
+        http_get(&base, "/ws/v1/assets/app.js").await.2,
+        "console.log('spa')"
+    );
+    let mut client = common::Client::connect(&format!(
+        "{}/ws/v1/socket/websocket?vsn=2.0.0",
+        sys.gateway.ws_url()
+    ))
+    .await;
+    client.join_ok("hangman:game", json!({})).await;
+}
