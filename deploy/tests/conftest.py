@@ -377,8 +377,11 @@ def lay_out(image: Image, root: Path, binaries, web_dist) -> Path:
 
 
 def in_root(value: str, root: Path) -> str:
-    """An absolute path inside the container, as a path under `root` here."""
-    return str(root / value.lstrip("/")) if value.startswith("/") else value
+    """A file of the container (an absolute path that exists under `root`) as its path
+    here; any other value (a URL path like /ws/v1/socket) is left as it is."""
+    if value.startswith("/") and (root / value.lstrip("/")).exists():
+        return str(root / value.lstrip("/"))
+    return value
 
 
 def write_secret_mounts(pod_spec: dict, container: dict, root: Path) -> None:

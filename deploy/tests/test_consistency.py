@@ -164,7 +164,7 @@ def test_each_gateway_version_serves_its_mount_and_spa_under_its_route(manifests
         assert mount.startswith(f"/ws/{version}/") and static.startswith(f"/ws/{version}/")
         assert wait_for_status(pod.addr, "/readyz") == 200
         status, _, body = http_get(pod.addr, static)
-        assert status == 200 and b"<html" in body.lower(), f"{static} does not serve the SPA"
+        assert status == 200 and b"<html" in body.lower(), f"{static}: {status} {body[:200]}"
         assert websocket_upgrade(pod.addr, f"{mount}/websocket?vsn=2.0.0") == 101
 
 
