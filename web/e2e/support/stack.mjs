@@ -178,17 +178,20 @@ export async function startBinary(name, env) {
 /**
  * game-service (one-word dictionary) and ws-gateway serving web/dist, started
  * directly on free ports. `gatewayEnv` adds or overrides WS_GATEWAY_* settings;
- * `restartGateway` brings the gateway back on the address it had.
+ * `restartGateway` and `restartGameService` bring one back on the address it had.
  */
 export async function startServicesDirectly(word, gatewayEnv = {}) {
   buildForDirectStart()
   const dictionary = oneWordDictionary(word)
   const services = { dictionary }
   try {
-    services.gameService = await startBinary('game-service', {
-      GAME_SERVICE_LISTEN: '127.0.0.1:0',
-      GAME_SERVICE_DICTIONARY: dictionary.file,
-    })
+    const gameServiceEnv = { GAME_SERVICE_LISTEN: '127.0.0.1:0', GAME_SERVICE_DICTIONARY: dictionary.file }
+    services.gameService = await startBinary('game-service', gameServiceEnv)
+    services.restartGameService = async () => {
+      const address = services.gameService.address
+      services.gameService = await startBinary('game-service', { ...gameServiceEnv, GAME_SERVICE_LISTEN: address })
+      return services.gameService
+    }
     const env = {
       WS_GATEWAY_LISTEN: '127.0.0.1:0',
       WS_GATEWAY_STATIC_DIR: join(repoRoot, 'web', 'dist'),

@@ -174,15 +174,11 @@ export function openSession(options: SessionOptions): GameSession {
     })
     .receive('error', ({ reason }: { reason: string }) => {
       if (reason !== 'not_found') return // the badge shows it; phoenix retries with backoff
-      if (state.mode === 'room') {
-        state.roomMissing = true
-        primary.leave()
-      } else {
-        // The stored game expired: the join params closure now asks for a new one.
-        storage.removeItem(GAME_ID_KEY)
-        state.gameId = null
-        state.notice = 'Your previous game has expired, so a new one was started.'
-      }
+      if (state.mode === 'room') return gameVanished()
+      // The stored game expired: the join params closure now asks for a new one.
+      storage.removeItem(GAME_ID_KEY)
+      state.gameId = null
+      state.notice = 'Your previous game has expired, so a new one was started.'
     })
 
   function watchRoom(gameId: string) {
@@ -219,6 +215,7 @@ export function openSession(options: SessionOptions): GameSession {
       .receive('error', ({ reason }: { reason: string }) => {
         inFlight.delete(letter)
         state.notice = `Your guess “${letter}” was not played: ${describe(reason)}.`
+        if (reason === 'not_found') gameVanished()
       })
       .receive('timeout', () => {
         inFlight.delete(letter)
@@ -229,6 +226,17 @@ export function openSession(options: SessionOptions): GameSession {
           state.pending.push(letter)
         }
       })
+  }
+
+  /** The game expired (or the game service lost it) while we were playing it. */
+  function gameVanished() {
+    if (state.mode === 'room') {
+      state.roomMissing = true
+      primary.leave()
+    } else {
+      state.notice += ' A new game was started.'
+      startNewGame()
+    }
   }
 
   function flushPending(switchedGame: boolean) {
@@ -266,6 +274,10 @@ export function openSession(options: SessionOptions): GameSession {
       return
     }
     state.notice = null
+    startNewGame()
+  }
+
+  function startNewGame() {
     state.pending.splice(0)
     primary
       .push('new_game', {}, MOVE_TIMEOUT_MS)
