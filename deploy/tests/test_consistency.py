@@ -294,7 +294,7 @@ def test_every_container_has_requests_limits_and_drains_before_it_stops(manifest
         shutdown = [
             parse_seconds(v)
             for k, v in manifests.container_env(container).items()
-            if k.endswith(("_SHUTDOWN_TIMEOUT", "_REQUEST_TIMEOUT"))
+            if k.endswith(("_SHUTDOWN_TIMEOUT", "_SHUTDOWN_DRAIN", "_REQUEST_TIMEOUT"))
         ]
         assert pod["terminationGracePeriodSeconds"] > pre_stop + max(shutdown, default=0), where
 
