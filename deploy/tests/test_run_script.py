@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -170,3 +171,15 @@ def test_a_port_in_use_is_refused_before_anything_starts(ports, binaries):
     assert "HTML_GALLOWS_LISTEN=" in out, "says which variable moves the service"
     assert not listening(ports["game-service"]) and not listening(ports["ws-gateway"])
     assert "Starting" not in out
+
+
+def test_killing_the_whole_process_group_leaves_nothing_behind(stack, ports):
+    # What a test harness or a closed terminal does when scripts/run cannot react.
+    stack.wait_ready()
+    pids = [pid_listening_on(port) for port in ports.values()]
+    os.killpg(stack.proc.pid, signal.SIGKILL)
+    stack.wait()
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert_all_gone(ports, pids)
