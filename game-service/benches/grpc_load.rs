@@ -1,0 +1,185 @@
+//! gRPC load: `MakeMove` from N concurrent clients over loopback, then a no-op
+//! unary call (`grpc.health.v1.Health/Check`) on the same server and stack as
+//! the ceiling of this transport. Prints calls/s, p50 and p99 of each.
+//!
+//! `cargo bench -p game-service --bench grpc_load -- --clients 64 --seconds 10`
+
+use std::{
+    future::Future,
+    time::{Duration, Instant},
+};
+
+use clap::Parser;
+use game_service::Config;
+use hangman_proto::v1::{
+    CreateGameRequest, MakeMoveRequest, hangman_service_client::HangmanServiceClient,
+};
+use hdrhistogram::Histogram;
+use tonic::transport::{Channel, Endpoint};
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+#[derive(Parser)]
+struct Args {
+    /// Concurrent clients, each on its own HTTP/2 connection.
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// Measured seconds per scenario (after one second of warm-up).
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+/// Five wrong letters, then the five letters of "hangman": a won game of ten moves.
+const GAME: [&str; 10] = ["b", "c", "d", "e", "f", "h", "a", "n", "g", "m"];
+
+fn main() {
+    let args = Args::parse();
+    // The server and the clients get a runtime each, as if two processes
+    // shared the machine's cores.
+    let server_runtime = runtime();
+    let server = server_runtime
+        .block_on(game_service::start(Config::parse_from([
+            "game-service",
+            "--listen",
+            "127.0.0.1:0",
+            "--test-mode",
+        ])))
+        .expect("the server starts");
+    let url = server.url();
+    let duration = Duration::from_secs(args.seconds);
+
+    runtime().block_on(async {
+        let mut channels = Vec::new();
+        for _ in 0..args.clients {
+            channels.push(
+                Endpoint::from_shared(url.clone())
+                    .unwrap()
+                    .connect()
+                    .await
+                    .unwrap(),
+            );
+        }
+        println!(
+            "{} clients, {} s per scenario, {} cores",
+            args.clients,
+            args.seconds,
+            std::thread::available_parallelism().map_or(0, |n| n.get())
+        );
+        let make_move = measure(&channels, duration, play_moves).await;
+        report("MakeMove", &make_move);
+        let noop = measure(&channels, duration, health_checks).await;
+        report("no-op (Health/Check)", &noop);
+        println!(
+            "MakeMove reaches {:.0} % of the no-op calls/s",
+            100.0 * make_move.calls_per_second / noop.calls_per_second
+        );
+    });
+    server_runtime.block_on(server.stop());
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+struct Figures {
+    calls_per_second: f64,
+    latencies: Histogram<u64>,
+}
+
+fn report(name: &str, figures: &Figures) {
+    let h = &figures.latencies;
+    println!(
+        "{name:<22} {:>9.0} calls/s   p50 {:>6} µs   p99 {:>6} µs   ({} calls)",
+        figures.calls_per_second,
+        h.value_at_quantile(0.50),
+        h.value_at_quantile(0.99),
+        h.len()
+    );
+}
+
+/// Runs `client` on every channel for one second of warm-up, then for
+/// `duration`, and merges what they measured.
+async fn measure<F, Fut>(channels: &[Channel], duration: Duration, client: F) -> Figures
+where
+    F: Fn(Channel, Instant) -> Fut,
+    Fut: Future<Output = Histogram<u64>> + Send + 'static,
+{
+    let warm_up = Instant::now() + Duration::from_secs(1);
+    let tasks: Vec<_> = channels
+        .iter()
+        .map(|c| tokio::spawn(client(c.clone(), warm_up)))
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let started = Instant::now();
+    let tasks: Vec<_> = channels
+        .iter()
+        .map(|c| tokio::spawn(client(c.clone(), started + duration)))
+        .collect();
+    let mut latencies = new_histogram();
+    for task in tasks {
+        latencies.add(task.await.unwrap()).unwrap();
+    }
+    Figures {
+        calls_per_second: latencies.len() as f64 / started.elapsed().as_secs_f64(),
+        latencies,
+    }
+}
+
+fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).unwrap()
+}
+
+/// Plays ten-move games until `until`, timing only the moves.
+async fn play_moves(channel: Channel, until: Instant) -> Histogram<u64> {
+    let mut client = HangmanServiceClient::new(channel);
+    let mut latencies = new_histogram();
+    while Instant::now() < until {
+        let game_id = client
+            .create_game(CreateGameRequest {
+                word: Some("hangman".into()),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .game_id;
+        for guess in GAME {
+            let started = Instant::now();
+            client
+                .make_move(MakeMoveRequest {
+                    game_id: game_id.clone(),
+                    guess: guess.into(),
+                })
+                .await
+                .unwrap();
+            latencies
+                .record(started.elapsed().as_micros() as u64)
+                .unwrap();
+        }
+    }
+    latencies
+}
+
+async fn health_checks(channel: Channel, until: Instant) -> Histogram<u64> {
+    let mut client = HealthClient::new(channel);
+    let mut latencies = new_histogram();
+    while Instant::now() < until {
+        let started = Instant::now();
+        client
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .unwrap();
+        latencies
+            .record(started.elapsed().as_micros() as u64)
+            .unwrap();
+    }
+    latencies
+}
