@@ -5,6 +5,8 @@
 //! see. Everything else in the service (registry, gRPC) only stores games and
 //! carries tallies; no other module decides anything about play.
 
+use std::sync::Arc;
+
 use thiserror::Error;
 
 /// Wrong guesses a new game allows.
@@ -87,10 +89,11 @@ impl Letters {
     }
 }
 
-/// One game of Hangman.
+/// One game of Hangman. Cheap to clone (the word is shared), so the registry
+/// can keep a copy to tell whether a move changed anything.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Game {
-    word: Box<str>,
+    word: Arc<str>,
     /// The word's distinct letters, so that "won" is one comparison.
     letters_in_word: Letters,
     used: Letters,
