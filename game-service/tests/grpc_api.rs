@@ -7,10 +7,10 @@ use clap::Parser;
 use futures::StreamExt;
 use game_service::{Config, RunningServer};
 use hangman_proto::v1::{
-    CreateGameRequest, EndGameRequest, GameState, GetGameRequest, MakeMoveRequest, Tally,
-    WatchGameRequest, hangman_service_client::HangmanServiceClient,
+    CreateGameRequest, CreateGameResponse, EndGameRequest, GameState, GetGameRequest,
+    MakeMoveRequest, Tally, WatchGameRequest, hangman_service_client::HangmanServiceClient,
 };
-use tonic::{Code, transport::Channel};
+use tonic::{Code, Status, transport::Channel};
 
 async fn server(extra_flags: &[&str]) -> RunningServer {
     let mut args = vec!["game-service", "--listen", "127.0.0.1:0"];
@@ -18,32 +18,42 @@ async fn server(extra_flags: &[&str]) -> RunningServer {
     game_service::start(Config::parse_from(args)).await.unwrap()
 }
 
-async fn client(server: &RunningServer) -> HangmanServiceClient<Channel> {
+async fn client(server: &RunningServer) -> Client {
     HangmanServiceClient::connect(server.url()).await.unwrap()
 }
 
-async fn new_game(client: &mut HangmanServiceClient<Channel>, word: &str) -> String {
-    client
-        .create_game(CreateGameRequest {
-            word: Some(word.into()),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .game_id
+type Client = HangmanServiceClient<Channel>;
+
+async fn create(client: &mut Client, word: Option<&str>) -> Result<CreateGameResponse, Status> {
+    let word = word.map(String::from);
+    Ok(client
+        .create_game(CreateGameRequest { word })
+        .await?
+        .into_inner())
 }
 
-async fn guess(client: &mut HangmanServiceClient<Channel>, game_id: &str, guess: &str) -> Tally {
-    client
-        .make_move(MakeMoveRequest {
-            game_id: game_id.into(),
-            guess: guess.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .tally
-        .unwrap()
+/// A new game with a fixed word (the server must be in test mode); its id.
+async fn new_game(client: &mut Client, word: &str) -> String {
+    create(client, Some(word)).await.unwrap().game_id
+}
+
+async fn try_guess(client: &mut Client, game_id: &str, guess: &str) -> Result<Tally, Status> {
+    let request = MakeMoveRequest {
+        game_id: game_id.into(),
+        guess: guess.into(),
+    };
+    Ok(client.make_move(request).await?.into_inner().tally.unwrap())
+}
+
+async fn guess(client: &mut Client, game_id: &str, guess: &str) -> Tally {
+    try_guess(client, game_id, guess).await.unwrap()
+}
+
+async fn get(client: &mut Client, game_id: &str) -> Result<Tally, Status> {
+    let request = GetGameRequest {
+        game_id: game_id.into(),
+    };
+    Ok(client.get_game(request).await?.into_inner().tally.unwrap())
 }
 
 fn strings(letters: &str) -> Vec<String> {
@@ -54,13 +64,7 @@ fn strings(letters: &str) -> Vec<String> {
 async fn a_full_game_is_won_by_guessing_every_letter() {
     let server = server(&["--test-mode"]).await;
     let mut client = client(&server).await;
-    let created = client
-        .create_game(CreateGameRequest {
-            word: Some("otter".into()),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let created = create(&mut client, Some("otter")).await.unwrap();
     let id = created.game_id;
     let tally = created.tally.unwrap();
     assert_eq!(tally.game_state(), GameState::Initializing);
@@ -126,13 +130,7 @@ async fn an_invalid_guess_is_rejected_with_a_reason_and_changes_nothing() {
     let mut client = client(&server).await;
     let id = new_game(&mut client, "otter").await;
     for bad in ["", "ab", "7", "é", " ", &"x".repeat(5000)] {
-        let status = client
-            .make_move(MakeMoveRequest {
-                game_id: id.clone(),
-                guess: bad.into(),
-            })
-            .await
-            .unwrap_err();
+        let status = try_guess(&mut client, &id, bad).await.unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument, "{bad:?}");
         assert!(
             status.message().contains("exactly one letter a-z"),
@@ -144,13 +142,7 @@ async fn an_invalid_guess_is_rejected_with_a_reason_and_changes_nothing() {
             "the message echoes a huge guess"
         );
     }
-    let tally = client
-        .get_game(GetGameRequest { game_id: id })
-        .await
-        .unwrap()
-        .into_inner()
-        .tally
-        .unwrap();
+    let tally = get(&mut client, &id).await.unwrap();
     assert_eq!(tally.game_state(), GameState::Initializing);
     assert_eq!(tally.turns_left, 7);
     assert!(tally.used.is_empty());
@@ -163,18 +155,8 @@ async fn unknown_and_empty_ids_are_not_found_and_invalid() {
     let mut client = client(&server).await;
     let unknown = "AAAAAAAAAAAAAAAAAAAAAA".to_string();
     let codes = [
-        client
-            .get_game(GetGameRequest {
-                game_id: unknown.clone(),
-            })
-            .await
-            .unwrap_err()
-            .code(),
-        client
-            .make_move(MakeMoveRequest {
-                game_id: unknown.clone(),
-                guess: "a".into(),
-            })
+        get(&mut client, &unknown).await.unwrap_err().code(),
+        try_guess(&mut client, &unknown, "a")
             .await
             .unwrap_err()
             .code(),
@@ -192,13 +174,7 @@ async fn unknown_and_empty_ids_are_not_found_and_invalid() {
             .code(),
     ];
     assert_eq!(codes, [Code::NotFound; 4]);
-    let status = client
-        .make_move(MakeMoveRequest {
-            game_id: String::new(),
-            guess: "a".into(),
-        })
-        .await
-        .unwrap_err();
+    let status = try_guess(&mut client, "", "a").await.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
     assert!(status.message().contains("empty"), "{}", status.message());
     server.stop().await;
@@ -221,13 +197,7 @@ async fn a_fixed_word_is_refused_outside_test_mode() {
         status.message()
     );
     // Without a word, a random one from the dictionary.
-    let tally = client
-        .create_game(CreateGameRequest { word: None })
-        .await
-        .unwrap()
-        .into_inner()
-        .tally
-        .unwrap();
+    let tally = create(&mut client, None).await.unwrap().tally.unwrap();
     assert!(tally.letters.len() >= 4);
     assert!(tally.letters.iter().all(|l| l == "_"));
     server.stop().await;
@@ -238,12 +208,7 @@ async fn a_fixed_word_must_be_lowercase_letters_even_in_test_mode() {
     let server = server(&["--test-mode"]).await;
     let mut client = client(&server).await;
     for word in ["", "Otter", "ot ter"] {
-        let status = client
-            .create_game(CreateGameRequest {
-                word: Some(word.into()),
-            })
-            .await
-            .unwrap_err();
+        let status = create(&mut client, Some(word)).await.unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument, "{word:?}");
     }
     server.stop().await;
@@ -255,12 +220,7 @@ async fn ids_are_unguessable_url_safe_text() {
     let mut client = client(&server).await;
     let mut ids = HashSet::new();
     for _ in 0..50 {
-        let id = client
-            .create_game(CreateGameRequest { word: None })
-            .await
-            .unwrap()
-            .into_inner()
-            .game_id;
+        let id = create(&mut client, None).await.unwrap().game_id;
         assert_eq!(id.len(), 22, "{id}");
         assert!(
             id.bytes()
@@ -297,21 +257,13 @@ async fn an_idle_game_expires_after_its_ttl() {
         tokio::time::sleep(Duration::from_millis(150)).await;
         guess(&mut client, &active, letter).await;
     }
-    let status = client
-        .get_game(GetGameRequest { game_id: idle })
-        .await
-        .unwrap_err();
+    let status = get(&mut client, &idle).await.unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
     // The watcher of the expired game sees its stream end.
     let end = tokio::time::timeout(Duration::from_secs(5), watch.next()).await;
     assert!(matches!(end, Ok(None)), "{end:?}");
     // Moves keep a game alive.
-    assert!(
-        client
-            .get_game(GetGameRequest { game_id: active })
-            .await
-            .is_ok()
-    );
+    assert!(get(&mut client, &active).await.is_ok());
     server.stop().await;
 }
 
@@ -321,19 +273,9 @@ async fn a_full_registry_refuses_new_games_with_resource_exhausted() {
     let mut client = client(&server).await;
     let mut ids = Vec::new();
     for _ in 0..3 {
-        ids.push(
-            client
-                .create_game(CreateGameRequest { word: None })
-                .await
-                .unwrap()
-                .into_inner()
-                .game_id,
-        );
+        ids.push(create(&mut client, None).await.unwrap().game_id);
     }
-    let status = client
-        .create_game(CreateGameRequest { word: None })
-        .await
-        .unwrap_err();
+    let status = create(&mut client, None).await.unwrap_err();
     assert_eq!(status.code(), Code::ResourceExhausted);
     assert!(
         status.message().contains("maximum of 3"),
@@ -347,12 +289,7 @@ async fn a_full_registry_refuses_new_games_with_resource_exhausted() {
         })
         .await
         .unwrap();
-    assert!(
-        client
-            .create_game(CreateGameRequest { word: None })
-            .await
-            .is_ok()
-    );
+    assert!(create(&mut client, None).await.is_ok());
     server.stop().await;
 }
 
@@ -372,13 +309,7 @@ async fn concurrent_moves_on_one_game_are_all_applied() {
     for task in tasks {
         task.await.unwrap();
     }
-    let tally = client
-        .get_game(GetGameRequest { game_id: id })
-        .await
-        .unwrap()
-        .into_inner()
-        .tally
-        .unwrap();
+    let tally = get(&mut client, &id).await.unwrap();
     assert_eq!(tally.used.len(), 25, "{:?}", tally.used);
     assert_eq!(tally.game_state(), GameState::GoodGuess);
     assert_eq!(tally.letters.iter().filter(|l| *l == "_").count(), 1); // the z
@@ -441,11 +372,7 @@ async fn watch_streams_end_when_the_server_shuts_down() {
 async fn an_oversized_request_is_refused() {
     let server = server(&["--max-message-size", "1024"]).await;
     let mut client = client(&server).await;
-    let status = client
-        .make_move(MakeMoveRequest {
-            game_id: "x".repeat(4096),
-            guess: "a".into(),
-        })
+    let status = try_guess(&mut client, &"x".repeat(4096), "a")
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::OutOfRange);

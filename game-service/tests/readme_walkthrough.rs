@@ -76,8 +76,8 @@ fn run(script: &str, addr: &str) -> String {
     stdout
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_grpcurl_walkthrough_works_as_written() {
+/// Runs the walkthrough `name` against a fresh server on port 0.
+async fn run_against_a_server(name: &str) -> String {
     let server = game_service::start(Config::parse_from([
         "game-service",
         "--listen",
@@ -85,11 +85,18 @@ async fn the_grpcurl_walkthrough_works_as_written() {
     ]))
     .await
     .unwrap();
-    let script = walkthrough("grpcurl");
+    let script = walkthrough(name);
     let addr = server.addr().to_string();
     let out = tokio::task::spawn_blocking(move || run(&script, &addr))
         .await
         .unwrap();
+    server.stop().await;
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_grpcurl_walkthrough_works_as_written() {
+    let out = run_against_a_server("grpcurl").await;
 
     for service in [
         "grpc.health.v1.Health",
@@ -116,23 +123,11 @@ async fn the_grpcurl_walkthrough_works_as_written() {
     );
     assert!(out.contains("\"used\": [\n      \"e\"\n    ]"), "{out}");
     assert!(out.contains("\"status\": \"SERVING\""), "health:\n{out}");
-    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_buf_curl_walkthrough_works_as_written() {
-    let server = game_service::start(Config::parse_from([
-        "game-service",
-        "--listen",
-        "127.0.0.1:0",
-    ]))
-    .await
-    .unwrap();
-    let script = walkthrough("buf");
-    let addr = server.addr().to_string();
-    let out = tokio::task::spawn_blocking(move || run(&script, &addr))
-        .await
-        .unwrap();
+    let out = run_against_a_server("buf").await;
     assert!(out.contains("hangman.v1.HangmanService"), "{out}");
     assert!(out.contains("hangman.v1.HangmanService/MakeMove"), "{out}");
     assert!(
