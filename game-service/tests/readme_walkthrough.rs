@@ -134,5 +134,4 @@ async fn the_buf_curl_walkthrough_works_as_written() {
         out.contains("\"gameState\": \"GAME_STATE_INITIALIZING\""),
         "{out}"
     );
-    server.stop().await;
 }
