@@ -77,6 +77,11 @@ pub struct Config {
     #[arg(long, env = "WS_GATEWAY_GRPC_REQUEST_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub grpc_request_timeout: Duration,
 
+    /// HTTP/2 connections to the game service that calls are spread over (one shared,
+    /// load-balanced channel).
+    #[arg(long, env = "WS_GATEWAY_GRPC_CONNECTIONS", default_value_t = 4)]
+    pub grpc_connections: usize,
+
     /// On SIGTERM/Ctrl-C, how long to wait for connections to close before exiting.
     #[arg(long, env = "WS_GATEWAY_SHUTDOWN_DRAIN", default_value = "5s", value_parser = humantime::parse_duration)]
     pub shutdown_drain: Duration,

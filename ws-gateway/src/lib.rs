@@ -19,6 +19,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -105,6 +106,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         url: config.game_service.clone(),
         connect_timeout: config.grpc_connect_timeout,
         request_timeout: config.grpc_request_timeout,
+        connections: config.grpc_connections,
     })?;
     let transport = TransportConfig {
         allowed_origins: AllowedOrigins::parse(&config.allowed_origins),
@@ -139,6 +141,12 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
     let stop_http = CancellationToken::new();
     let stopped = stop_http.clone();
     let serve = tokio::spawn(async move {
+        // Replies are small frames written one at a time: Nagle's algorithm would hold them back.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(err) = tcp.set_nodelay(true) {
+                tracing::debug!(%err, "cannot set TCP_NODELAY");
+            }
+        });
         let server = axum::serve(listener, app).with_graceful_shutdown(stopped.cancelled_owned());
         if let Err(err) = server.await {
             tracing::error!(%err, "server error");

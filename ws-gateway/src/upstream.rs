@@ -88,6 +88,8 @@ pub struct UpstreamConfig {
     pub url: String,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+    /// HTTP/2 connections the shared channel spreads calls over.
+    pub connections: usize,
 }
 
 /// The shared client; cloning it shares the one HTTP/2 connection.
@@ -102,12 +104,18 @@ impl Upstream {
     /// Connects lazily: the gateway starts (and stays up) while the game service is down, and
     /// reconnects by itself when it returns.
     pub fn new(config: &UpstreamConfig) -> Result<Self, tonic::transport::Error> {
-        let channel = Endpoint::from_shared(config.url.clone())?
+        let endpoint = Endpoint::from_shared(config.url.clone())?
             .connect_timeout(config.connect_timeout)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(30))
-            .keep_alive_while_idle(true)
-            .connect_lazy();
+            .keep_alive_while_idle(true);
+        // One shared channel over a few HTTP/2 connections: a single connection's I/O task
+        // becomes the bottleneck under load long before the CPU does.
+        let channel = if config.connections <= 1 {
+            endpoint.connect_lazy()
+        } else {
+            Channel::balance_list(std::iter::repeat_n(endpoint, config.connections))
+        };
         Ok(Upstream {
             games: HangmanServiceClient::new(channel.clone()),
             health: HealthClient::new(channel),

@@ -213,7 +213,7 @@ async fn upgrade<C: Connect>(
         .max_message_size(max)
         .max_frame_size(max)
         // Small buffers keep idle connections cheap; they grow for larger messages.
-        .read_buffer_size(4096)
+        .read_buffer_size(1024)
         .write_buffer_size(0);
     let tracker = endpoint.sockets.clone();
     ws.on_upgrade(move |socket| {
