@@ -1,4 +1,5 @@
 use clap::Parser;
+
 use html_gallows::{Config, shutdown_signal, start, telemetry};
 
 #[tokio::main]

@@ -14,7 +14,7 @@ use axum::{
     routing::{get, post},
 };
 use serde::Deserialize;
-use tower::{BoxError, ServiceBuilder};
+use tower::{BoxError, ServiceBuilder, limit::GlobalConcurrencyLimitLayer};
 use tower_http::{limit::RequestBodyLimitLayer, set_header::SetResponseHeaderLayer};
 
 use crate::{
@@ -70,7 +70,10 @@ pub fn router(state: AppState, config: &Config) -> Router {
     let limits = ServiceBuilder::new()
         .layer(HandleErrorLayer::new(overloaded))
         .load_shed()
-        .concurrency_limit(config.max_concurrent_requests)
+        // Global: `Router::layer` applies the stack to each route separately.
+        .layer(GlobalConcurrencyLimitLayer::new(
+            config.max_concurrent_requests,
+        ))
         .timeout(config.request_timeout)
         .layer(RequestBodyLimitLayer::new(config.max_body_bytes));
     Router::new()

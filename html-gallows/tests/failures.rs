@@ -292,3 +292,26 @@ async fn a_stopped_game_service_gives_503_pages_and_play_resumes_when_it_returns
     let game = browser.play(&browser.new_game().await, "g").await;
     assert_eq!(game.word(), "g______");
 }
+
+#[tokio::test]
+async fn an_oversized_form_is_refused_and_changes_nothing() {
+    let stack = Stack::start_with(WORD, &[], &["--max-body-bytes", "256"]).await;
+    let browser = Browser::new(&stack);
+    let game = browser.new_game().await;
+    let token = game.csrf_token();
+    let padding = "x".repeat(1024);
+    let refused = browser
+        .post(
+            "/hangman/current/guess",
+            &[
+                ("csrf_token", &token),
+                ("guess", "a"),
+                ("padding", &padding),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::PAYLOAD_TOO_LARGE);
+    let after = browser.get("/hangman/current").await;
+    assert_eq!(after.word(), "_______");
+    assert_eq!(after.text("#used"), "none yet");
+}
