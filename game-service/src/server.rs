@@ -7,9 +7,9 @@ use axum::{middleware, routing::get};
 use hangman_proto::v1::hangman_service_server::HangmanServiceServer;
 use thiserror::Error;
 use tokio::{net::TcpListener, task::JoinHandle};
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
+use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
 use crate::{
@@ -153,7 +153,10 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let grace = config.shutdown_timeout;
     let deadline = shutdown.clone();
     let task = tokio::spawn(async move {
-        let serve = server.serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+        // Replies are small and written in several pieces (headers, data, trailers): with
+        // Nagle's algorithm a piece could wait for the peer's delayed ACK (up to 40 ms).
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let serve = server.serve_with_incoming_shutdown(incoming, signal);
         tokio::pin!(serve);
         tokio::select! {
             result = &mut serve => result,
