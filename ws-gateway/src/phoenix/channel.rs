@@ -1,10 +1,11 @@
 //! Channels and the topic router: what a Phoenix socket module declares with
 //! `channel "room:*", RoomChannel`.
 //!
-//! Each joined channel runs in its own task (like a Phoenix channel process): it handles the
+//! Each joined channel runs as its own future (like a Phoenix channel process): it handles the
 //! client's events one at a time, in order, and server-side messages (`handle_info`) sent to it
-//! through its [`InfoSender`]. A slow channel never delays the socket's heartbeats or its other
-//! channels.
+//! through its [`InfoSender`]. The socket's task polls its channels' futures next to the
+//! connection itself (no task hop per message); a channel waiting on the game service never
+//! delays the socket's heartbeats or its other channels.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -205,6 +206,12 @@ pub(crate) struct ChannelHandle {
     pub inbox: mpsc::Sender<Box<ChannelMsg>>,
 }
 
+/// A joined channel's life, polled by its socket's task until the channel ends.
+pub(crate) type ChannelRun = BoxFuture<'static, ()>;
+
+/// An accepted join: the socket's handle, the join reply and the channel's life.
+pub(crate) type Joined = (ChannelHandle, Value, ChannelRun);
+
 /// Where a join goes: the socket's side of the topic router.
 pub(crate) struct JoinRequest<'a, A> {
     pub topic: &'a str,
@@ -215,17 +222,11 @@ pub(crate) struct JoinRequest<'a, A> {
 }
 
 trait ErasedJoin<A>: Send + Sync {
-    fn join<'a>(
-        &'a self,
-        req: JoinRequest<'a, A>,
-    ) -> BoxFuture<'a, Result<(ChannelHandle, Value), Value>>;
+    fn join<'a>(&'a self, req: JoinRequest<'a, A>) -> BoxFuture<'a, Result<Joined, Value>>;
 }
 
 impl<A: Sync, J: Join<A>> ErasedJoin<A> for J {
-    fn join<'a>(
-        &'a self,
-        req: JoinRequest<'a, A>,
-    ) -> BoxFuture<'a, Result<(ChannelHandle, Value), Value>> {
+    fn join<'a>(&'a self, req: JoinRequest<'a, A>) -> BoxFuture<'a, Result<Joined, Value>> {
         Box::pin(async move {
             let (info_tx, info_rx) = mpsc::unbounded_channel();
             let info = InfoSender(info_tx);
@@ -238,12 +239,12 @@ impl<A: Sync, J: Join<A>> ErasedJoin<A> for J {
                 outbox: req.outbox.clone(),
                 info,
             };
-            tokio::spawn(run_channel(channel, ctx, inbox_rx, info_rx));
+            let run = Box::pin(run_channel(channel, ctx, inbox_rx, info_rx));
             let handle = ChannelHandle {
                 join_ref: req.join_ref.to_owned(),
                 inbox,
             };
-            Ok((handle, response))
+            Ok((handle, response, run as ChannelRun))
         })
     }
 }
@@ -336,10 +337,7 @@ impl<A: Send + Sync + 'static> Router<A> {
     }
 
     /// Joins `req.topic`; `None` when no pattern matches it.
-    pub(crate) async fn join(
-        &self,
-        req: JoinRequest<'_, A>,
-    ) -> Option<Result<(ChannelHandle, Value), Value>> {
+    pub(crate) async fn join(&self, req: JoinRequest<'_, A>) -> Option<Result<Joined, Value>> {
         let (_, join) = self
             .routes
             .iter()

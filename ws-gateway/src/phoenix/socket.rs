@@ -7,12 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket};
+use futures::stream::FuturesUnordered;
+use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
-use super::channel::{ChannelHandle, ChannelMsg, JoinRequest, Router, ToSocket};
+use super::channel::{ChannelHandle, ChannelMsg, ChannelRun, JoinRequest, Router, ToSocket};
 use super::message::{Message, Outbound, Payload, Status, events};
 use super::serializer::{DecodeError, Frame, Serializer};
 
@@ -106,6 +108,8 @@ pub(crate) struct Socket<A> {
     router: Arc<Router<A>>,
     limits: Arc<SocketLimits>,
     channels: HashMap<String, ChannelHandle>,
+    /// The joined channels' futures, polled by this socket's task.
+    running: FuturesUnordered<ChannelRun>,
     outbox: mpsc::Sender<ToSocket>,
     rate: RateLimiter,
 }
@@ -125,6 +129,7 @@ impl<A: Send + Sync + 'static> Socket<A> {
             router,
             limits,
             channels: HashMap::new(),
+            running: FuturesUnordered::new(),
             outbox,
             rate,
         };
@@ -143,16 +148,9 @@ impl<A: Send + Sync + 'static> Socket<A> {
             let step = tokio::select! {
                 _ = shutdown.cancelled() => Err(Stop::Close(self.limits.shutdown_close_code, "server shutting down")),
                 _ = sleep_until(idle_deadline) => Err(Stop::Close(close_code::GOING_AWAY, "idle timeout")),
-                Some(msg) = from_channels.recv() => match msg {
-                    ToSocket::Send(out) => self.send(&mut ws, &out).await,
-                    ToSocket::Exited(exit) => {
-                        let (topic, join_ref) = *exit;
-                        if self.channels.get(&topic).is_some_and(|c| c.join_ref == join_ref) {
-                            self.channels.remove(&topic);
-                        }
-                        Ok(())
-                    }
-                },
+                // A channel ended (left, crashed, or its socket-side handle was dropped).
+                Some(()) = self.running.next(), if !self.running.is_empty() => Ok(()),
+                Some(msg) = from_channels.recv() => self.send_queued(&mut ws, msg, &mut from_channels).await,
                 frame = ws.recv() => {
                     idle_deadline = Instant::now() + self.limits.idle_timeout;
                     match frame {
@@ -177,7 +175,41 @@ impl<A: Send + Sync + 'static> Socket<A> {
             };
             let _ = ws.send(WsMessage::Close(Some(frame))).await;
         }
-        // Dropping the handles ends every channel (their `terminate` runs in their own tasks).
+        // Dropping the handles ends every channel; the ones still busy (a call to the game
+        // service in flight) finish, and run `terminate`, in a task of their own.
+        self.channels.clear();
+        drop(from_channels);
+        let mut running = std::mem::take(&mut self.running);
+        if !running.is_empty() {
+            tokio::spawn(async move { while running.next().await.is_some() {} });
+        }
+    }
+
+    /// Sends what the channels queued, every message already waiting in one write.
+    async fn send_queued(
+        &mut self,
+        ws: &mut WebSocket,
+        first: ToSocket,
+        queue: &mut mpsc::Receiver<ToSocket>,
+    ) -> Result<(), Stop> {
+        let mut next = Some(first);
+        while let Some(msg) = next.take() {
+            match msg {
+                ToSocket::Send(out) => self.feed(ws, &out).await?,
+                ToSocket::Exited(exit) => {
+                    let (topic, join_ref) = *exit;
+                    if self
+                        .channels
+                        .get(&topic)
+                        .is_some_and(|c| c.join_ref == join_ref)
+                    {
+                        self.channels.remove(&topic);
+                    }
+                }
+            }
+            next = queue.try_recv().ok();
+        }
+        ws.flush().await.map_err(|_| Stop::Gone)
     }
 
     async fn on_frame(
@@ -338,8 +370,9 @@ impl<A: Send + Sync + 'static> Socket<A> {
         let (status, response, reply_join_ref) = match self.router.join(request).await {
             None => (Status::Error, json!({"reason": "unmatched topic"}), None),
             Some(Err(response)) => (Status::Error, response, join_ref),
-            Some(Ok((handle, response))) => {
+            Some(Ok((handle, response, run))) => {
                 self.channels.insert(topic.clone(), handle);
+                self.running.push(run);
                 (Status::Ok, response, join_ref)
             }
         };
@@ -353,7 +386,14 @@ impl<A: Send + Sync + 'static> Socket<A> {
         self.send(ws, &reply).await
     }
 
-    async fn send(&self, ws: &mut WebSocket, out: &Outbound) -> Result<(), Stop> {
+    /// Sends one message now.
+    async fn send(&mut self, ws: &mut WebSocket, out: &Outbound) -> Result<(), Stop> {
+        self.feed(ws, out).await?;
+        ws.flush().await.map_err(|_| Stop::Gone)
+    }
+
+    /// Queues one message in the connection's write buffer; a flush sends it.
+    async fn feed(&mut self, ws: &mut WebSocket, out: &Outbound) -> Result<(), Stop> {
         let frame = match self.serializer.encode(out) {
             Some(Frame::Text(text)) => WsMessage::Text(text.into()),
             Some(Frame::Binary(bytes)) => WsMessage::Binary(bytes.into()),
@@ -365,7 +405,7 @@ impl<A: Send + Sync + 'static> Socket<A> {
                 return Ok(());
             }
         };
-        ws.send(frame).await.map_err(|_| Stop::Gone)
+        ws.feed(frame).await.map_err(|_| Stop::Gone)
     }
 }
 

@@ -212,9 +212,11 @@ async fn upgrade<C: Connect>(
         .protocols([PHOENIX_PROTOCOL])
         .max_message_size(max)
         .max_frame_size(max)
-        // Small buffers keep idle connections cheap; they grow for larger messages.
+        // Small buffers keep idle connections cheap; they grow for larger messages. Frames are
+        // written when the socket flushes (a reply and its `tally` push leave in one write),
+        // or as soon as 4 KiB are waiting.
         .read_buffer_size(1024)
-        .write_buffer_size(0);
+        .write_buffer_size(4096);
     let tracker = endpoint.sockets.clone();
     ws.on_upgrade(move |socket| {
         let (phx_socket, outbox) = Socket::new(
