@@ -2,7 +2,8 @@
 # Benchmark of html-gallows with wrk: requests per second and p99 latency of
 #   - GET /hangman/current with a live game (session cookie, one GetGame gRPC
 #     call to the game service, one page render), and
-#   - GET /healthz on the same server (a static handler: the ceiling),
+#   - GET /healthz on the same server (a static handler: the ceiling), and
+#   - GET /static/gallows.css (static too, with a body the size of the page),
 # both in release mode on loopback, each for a bounded time.
 #
 #   html-gallows/bench/run.sh            # from the repository root
@@ -74,9 +75,11 @@ measure() {
 echo "wrk: $THREADS threads, $CONNECTIONS connections, $DURATION per endpoint, $(nproc) cores"
 read -r page_rps page_p99 < <(measure -H "Cookie: $cookie" "$gallows/hangman/current")
 read -r static_rps static_p99 < <(measure "$gallows/healthz")
+read -r css_rps css_p99 < <(measure "$gallows/static/gallows.css")
 
 printf '%-28s %12s %10s\n' endpoint 'req/s' p99
 printf '%-28s %12.0f %10s\n' 'GET /hangman/current (game)' "$page_rps" "$page_p99"
 printf '%-28s %12.0f %10s\n' 'GET /healthz (static)' "$static_rps" "$static_p99"
+printf '%-28s %12.0f %10s\n' 'GET /static/gallows.css' "$css_rps" "$css_p99"
 awk -v page="$page_rps" -v ceiling="$static_rps" \
   'BEGIN { printf "game page / static handler: %.0f %%  (target >= 50 %%)\n", 100 * page / ceiling }'
