@@ -80,12 +80,17 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .route("/", get(|| async { Redirect::to(WELCOME) }))
         .route(WELCOME, get(welcome).post(new_game))
         .route(CURRENT_GAME, get(show_game))
-        .route("/hangman/current/guess", post(guess))
+        // A guess address opened as a page (a bookmark, a retyped URL) shows the game.
+        .route(
+            "/hangman/current/guess",
+            post(guess).get(|| async { Redirect::to(CURRENT_GAME) }),
+        )
         .route("/static/gallows.css", get(stylesheet))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readiness))
         .route("/metrics", get(|| async { metrics::handle().render() }))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .route_layer(middleware::from_fn(metrics::track_requests))
         .layer(limits)
         .layer(SetResponseHeaderLayer::if_not_present(
@@ -221,6 +226,20 @@ async fn not_found(session: Session) -> Response {
             csrf_token: session.csrf_token(),
             title: "Page not found",
             message: "There is no page at this address.",
+            offer_new_game: false,
+            retry_href: None,
+        },
+    );
+    (session, page).into_response()
+}
+
+async fn method_not_allowed(session: Session) -> Response {
+    let page = render(
+        StatusCode::METHOD_NOT_ALLOWED,
+        &ProblemPage {
+            csrf_token: session.csrf_token(),
+            title: "Not something this page does",
+            message: "This address does not take that kind of request.",
             offer_new_game: false,
             retry_href: None,
         },

@@ -224,6 +224,31 @@ async fn unknown_routes_get_a_friendly_404_page() {
 }
 
 #[tokio::test]
+async fn opening_the_guess_address_as_a_page_shows_the_game() {
+    let stack = Stack::start(WORD).await;
+    let browser = Browser::new(&stack);
+    browser.new_game().await;
+    browser
+        .get("/hangman/current/guess")
+        .await
+        .assert_redirect_to("/hangman/current");
+}
+
+#[tokio::test]
+async fn a_method_a_route_does_not_take_gets_a_friendly_405_page() {
+    let stack = Stack::start(WORD).await;
+    let browser = Browser::new(&stack);
+    let page = browser
+        .request(reqwest::Method::DELETE, &stack.url("/hangman"))
+        .send()
+        .await
+        .unwrap();
+    let page = support::Page::from(page).await;
+    assert_eq!(page.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(page.title(), "Not something this page does");
+}
+
+#[tokio::test]
 async fn the_stylesheet_is_served_from_the_binary() {
     let stack = Stack::start(WORD).await;
     let welcome = Browser::new(&stack).get("/hangman").await;
