@@ -220,26 +220,36 @@ async fn stylesheet() -> impl IntoResponse {
 }
 
 async fn not_found(session: Session) -> Response {
-    let page = render(
+    notice(
+        session,
         StatusCode::NOT_FOUND,
-        &ProblemPage {
-            csrf_token: session.csrf_token(),
-            title: "Page not found",
-            message: "There is no page at this address.",
-            offer_new_game: false,
-            retry_href: None,
-        },
-    );
-    (session, page).into_response()
+        "Page not found",
+        "There is no page at this address.",
+    )
 }
 
 async fn method_not_allowed(session: Session) -> Response {
-    let page = render(
+    notice(
+        session,
         StatusCode::METHOD_NOT_ALLOWED,
+        "Not something this page does",
+        "This address does not take that kind of request.",
+    )
+}
+
+/// A problem page that only explains and links back to the start.
+fn notice(
+    session: Session,
+    status: StatusCode,
+    title: &'static str,
+    message: &'static str,
+) -> Response {
+    let page = render(
+        status,
         &ProblemPage {
             csrf_token: session.csrf_token(),
-            title: "Not something this page does",
-            message: "This address does not take that kind of request.",
+            title,
+            message,
             offer_new_game: false,
             retry_href: None,
         },
