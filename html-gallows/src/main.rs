@@ -6,8 +6,9 @@ use html_gallows::{Config, shutdown_signal, start, telemetry};
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     telemetry::init(config.log_json);
+    let shutdown = shutdown_signal()?;
     let server = start(config).await?;
-    shutdown_signal().await;
+    shutdown.await;
     tracing::info!("shutting down");
     server.stop().await;
     Ok(())
