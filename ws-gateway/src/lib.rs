@@ -32,8 +32,8 @@ use upstream::{Upstream, UpstreamConfig};
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("invalid game service URL: {0}")]
-    GameServiceUrl(#[from] tonic::transport::Error),
+    #[error(transparent)]
+    GameServiceUrl(#[from] upstream::InvalidUrl),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,

@@ -2,6 +2,8 @@
 //! `hangman.v1.HangmanService`, with connect and request timeouts, a W3C `traceparent` on every
 //! call, and errors reduced to the stable reasons the channels reply with.
 
+mod transport;
+
 use std::time::{Duration, Instant};
 
 use hangman_proto::v1::hangman_service_client::HangmanServiceClient;
@@ -9,11 +11,12 @@ use hangman_proto::v1::{
     CreateGameRequest, GetGameRequest, MakeMoveRequest, Tally, WatchGameRequest,
 };
 use rand::Rng;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Uri;
 use tonic::{Code, Request, Status};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
+pub use transport::{H2Config, H2Transport};
 
 /// Why a call to the game service failed, as a channel reply `reason`.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -82,6 +85,11 @@ impl Default for Trace {
     }
 }
 
+/// A game service URL the gateway cannot use.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid game service URL {0}")]
+pub struct InvalidUrl(String);
+
 /// Where and how patiently to reach the game service.
 #[derive(Debug, Clone)]
 pub struct UpstreamConfig {
@@ -92,33 +100,47 @@ pub struct UpstreamConfig {
     pub connections: usize,
 }
 
-/// The shared client; cloning it shares the one HTTP/2 connection.
+/// The shared client; cloning it shares its HTTP/2 connections.
 #[derive(Clone)]
 pub struct Upstream {
-    games: HangmanServiceClient<Channel>,
-    health: HealthClient<Channel>,
+    games: HangmanServiceClient<H2Transport>,
+    health: HealthClient<H2Transport>,
     request_timeout: Duration,
 }
 
 impl Upstream {
     /// Connects lazily: the gateway starts (and stays up) while the game service is down, and
     /// reconnects by itself when it returns.
-    pub fn new(config: &UpstreamConfig) -> Result<Self, tonic::transport::Error> {
-        let endpoint = Endpoint::from_shared(config.url.clone())?
-            .connect_timeout(config.connect_timeout)
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .keep_alive_while_idle(true);
-        // One shared channel over a few HTTP/2 connections: a single connection's I/O task
-        // becomes the bottleneck under load long before the CPU does.
-        let channel = if config.connections <= 1 {
-            endpoint.connect_lazy()
-        } else {
-            Channel::balance_list(std::iter::repeat_n(endpoint, config.connections))
-        };
+    pub fn new(config: &UpstreamConfig) -> Result<Self, InvalidUrl> {
+        let origin: Uri = config
+            .url
+            .parse()
+            .map_err(|e| InvalidUrl(format!("{}: {e}", config.url)))?;
+        if origin.scheme_str() != Some("http") {
+            return Err(InvalidUrl(format!(
+                "{}: only http:// (h2c) is supported",
+                config.url
+            )));
+        }
+        let authority = origin
+            .authority()
+            .ok_or_else(|| InvalidUrl(format!("{}: needs a host", config.url)))?;
+        let authority = format!(
+            "{}:{}",
+            authority.host(),
+            authority.port_u16().unwrap_or(80)
+        );
+        // A few HTTP/2 connections, round robin: one connection's I/O task becomes the
+        // bottleneck under load long before the CPU does.
+        let transport = H2Transport::new(H2Config {
+            authority,
+            connect_timeout: config.connect_timeout,
+            keep_alive: Duration::from_secs(30),
+            connections: config.connections,
+        });
         Ok(Upstream {
-            games: HangmanServiceClient::new(channel.clone()),
-            health: HealthClient::new(channel),
+            games: HangmanServiceClient::with_origin(transport.clone(), origin.clone()),
+            health: HealthClient::with_origin(transport, origin),
             request_timeout: config.request_timeout,
         })
     }
