@@ -15,6 +15,7 @@ use futures::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 #[derive(Debug, Parser)]
@@ -152,7 +153,10 @@ async fn open_joined(
 ) -> anyhow::Result<Vec<(Ws, u64)>> {
     futures::stream::iter(0..n)
         .map(|_| async move {
-            let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
+            // tungstenite zero-fills its whole read buffer on every read: the default 128 KiB
+            // made the load tool spend a third of its CPU in memset.
+            let config = WebSocketConfig::default().read_buffer_size(4096);
+            let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
                 .await
                 .context("connect")?;
             let started = Instant::now();
