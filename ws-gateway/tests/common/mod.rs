@@ -23,9 +23,15 @@ const PATIENCE: Duration = Duration::from_secs(10);
 
 /// A one-word dictionary file for deterministic games.
 pub fn dictionary() -> PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static WRITES: AtomicUsize = AtomicUsize::new(0);
     let path =
         std::env::temp_dir().join(format!("ws-gateway-test-words-{}.txt", std::process::id()));
-    std::fs::write(&path, format!("{WORD}\n")).expect("write dictionary");
+    // Tests run in parallel and a game service reads the file as it starts: write a fresh copy
+    // aside and rename it into place, so that no reader ever sees it truncated.
+    let fresh = path.with_extension(format!("{}.tmp", WRITES.fetch_add(1, Ordering::Relaxed)));
+    std::fs::write(&fresh, format!("{WORD}\n")).expect("write dictionary");
+    std::fs::rename(&fresh, &path).expect("move dictionary into place");
     path
 }
 
