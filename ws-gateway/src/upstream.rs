@@ -4,6 +4,7 @@
 
 mod transport;
 
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use hangman_proto::v1::hangman_service_client::HangmanServiceClient;
@@ -11,6 +12,7 @@ use hangman_proto::v1::{
     CreateGameRequest, GetGameRequest, MakeMoveRequest, Tally, WatchGameRequest,
 };
 use rand::Rng;
+use tonic::metadata::MetadataValue;
 use tonic::transport::Uri;
 use tonic::{Code, Request, Status};
 use tonic_health::pb::HealthCheckRequest;
@@ -85,6 +87,33 @@ impl Default for Trace {
     }
 }
 
+/// A gRPC method the gateway calls, with its latency histogram (looked up once, not per call).
+struct Method {
+    name: &'static str,
+    seconds: OnceLock<metrics::Histogram>,
+}
+
+impl Method {
+    const fn new(name: &'static str) -> Self {
+        Method {
+            name,
+            seconds: OnceLock::new(),
+        }
+    }
+
+    fn seconds(&self) -> &metrics::Histogram {
+        self.seconds.get_or_init(
+            || metrics::histogram!("ws_gateway_upstream_seconds", "method" => self.name),
+        )
+    }
+}
+
+static CREATE_GAME: Method = Method::new("CreateGame");
+static GET_GAME: Method = Method::new("GetGame");
+static MAKE_MOVE: Method = Method::new("MakeMove");
+static WATCH_GAME: Method = Method::new("WatchGame");
+static HEALTH_CHECK: Method = Method::new("Health/Check");
+
 /// A game service URL the gateway cannot use.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid game service URL {0}")]
@@ -148,7 +177,7 @@ impl Upstream {
     pub async fn create_game(&self, trace: &Trace) -> Result<(String, Tally), UpstreamError> {
         let response = self
             .call(
-                "CreateGame",
+                &CREATE_GAME,
                 trace,
                 CreateGameRequest::default(),
                 |mut c, r| async move { c.create_game(r).await },
@@ -164,7 +193,7 @@ impl Upstream {
         };
         let response = self
             .call(
-                "GetGame",
+                &GET_GAME,
                 trace,
                 request,
                 |mut c, r| async move { c.get_game(r).await },
@@ -186,7 +215,7 @@ impl Upstream {
         };
         let response = self
             .call(
-                "MakeMove",
+                &MAKE_MOVE,
                 trace,
                 request,
                 |mut c, r| async move { c.make_move(r).await },
@@ -215,7 +244,7 @@ impl Upstream {
         };
         let mut stream = self
             .call(
-                "WatchGame",
+                &WATCH_GAME,
                 trace,
                 request,
                 |mut c, r| async move { c.watch_game(r).await },
@@ -248,7 +277,7 @@ impl Upstream {
         let trace = Trace::new();
         let result = self
             .call(
-                "Health/Check",
+                &HEALTH_CHECK,
                 &trace,
                 HealthCheckRequest::default(),
                 |mut c, r| async move { c.check(r).await },
@@ -261,7 +290,7 @@ impl Upstream {
     /// One call with a deadline and a `traceparent`, timed into the upstream latency histogram.
     async fn call<C: Clone, Req, Resp, Fut>(
         &self,
-        method: &'static str,
+        method: &'static Method,
         trace: &Trace,
         message: Req,
         send: impl FnOnce(C, Request<Req>) -> Fut,
@@ -272,15 +301,17 @@ impl Upstream {
     {
         let traceparent = trace.traceparent();
         let mut request = Request::new(message);
-        if let Ok(value) = traceparent.parse() {
+        if let Ok(mut value) = MetadataValue::try_from(&traceparent) {
+            // A new value every call: not worth an entry in the HPACK table.
+            value.set_sensitive(true);
             request.metadata_mut().insert("traceparent", value);
         }
         let started = Instant::now();
         let result =
             tokio::time::timeout(self.request_timeout, send(client.clone(), request)).await;
         let elapsed = started.elapsed();
-        metrics::histogram!("ws_gateway_upstream_seconds", "method" => method)
-            .record(elapsed.as_secs_f64());
+        method.seconds().record(elapsed.as_secs_f64());
+        let method = method.name;
         let result = match result {
             Ok(Ok(response)) => Ok(response.into_inner()),
             Ok(Err(status)) => Err(UpstreamError::from_status(&status)),

@@ -89,12 +89,18 @@ impl Channel for GameChannel {
                     .make_move(&self.trace, &self.game_id, guess)
                     .await
                 {
-                    Ok(t) => (tally::to_json(&t), tally::to_json(&t)),
+                    Ok(t) => {
+                        let tally = tally::to_json(&t);
+                        (tally.clone(), tally)
+                    }
                     Err(err) => return Ok(error_reply(&err)),
                 }
             }
             "tally" => match self.upstream.get_game(&self.trace, &self.game_id).await {
-                Ok(t) => (tally::to_json(&t), tally::to_json(&t)),
+                Ok(t) => {
+                    let tally = tally::to_json(&t);
+                    (tally.clone(), tally)
+                }
                 Err(err) => return Ok(error_reply(&err)),
             },
             "new_game" => match self.upstream.create_game(&self.trace).await {

@@ -3,7 +3,7 @@
 //! plus `"word"` once the game is won or lost.
 
 use hangman_proto::v1::{GameState, Tally};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 /// The lower-case state name of DESIGN.md §3.
 pub fn state_name(state: i32) -> &'static str {
@@ -19,16 +19,16 @@ pub fn state_name(state: i32) -> &'static str {
 }
 
 pub fn to_json(tally: &Tally) -> Value {
-    let mut value = json!({
-        "game_state": state_name(tally.game_state),
-        "turns_left": tally.turns_left,
-        "letters": tally.letters,
-        "used": tally.used,
-    });
+    let strings = |list: &[String]| list.iter().cloned().map(Value::String).collect();
+    let mut map = Map::new();
+    map.insert("game_state".into(), state_name(tally.game_state).into());
+    map.insert("turns_left".into(), tally.turns_left.into());
+    map.insert("letters".into(), Value::Array(strings(&tally.letters)));
+    map.insert("used".into(), Value::Array(strings(&tally.used)));
     if let Some(word) = &tally.word {
-        value["word"] = Value::String(word.clone());
+        map.insert("word".into(), word.clone().into());
     }
-    value
+    Value::Object(map)
 }
 
 /// The join (and `new_game`) response: `{"game_id": id, "tally": {...}}`.

@@ -8,7 +8,8 @@
 //! - broadcast (kind 2): `2, topic_size, event_size, topic, event, data`
 
 use bytes::Bytes;
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde_json::{Map, Value};
 
 use super::message::{Message, Outbound, Payload, events};
 
@@ -171,7 +172,10 @@ impl Serializer {
                 status,
                 response,
             } => {
-                let payload = json!({"status": status.as_str(), "response": json_of(response)});
+                let payload = ReplyPayload {
+                    response: json_of(response),
+                    status: status.as_str(),
+                };
                 return self.encode_parts(
                     join_ref.as_deref(),
                     msg_ref.as_deref(),
@@ -202,22 +206,45 @@ impl Serializer {
         self.encode_parts(join_ref, msg_ref, topic, event, payload)
     }
 
+    /// Writes the frame straight from borrowed parts (no intermediate JSON value).
     fn encode_parts(
         self,
         join_ref: Option<&str>,
         msg_ref: Option<&str>,
         topic: &str,
         event: &str,
-        payload: &Value,
+        payload: &impl Serialize,
     ) -> String {
         let encoded = match self {
             Serializer::V2 => serde_json::to_string(&(join_ref, msg_ref, topic, event, payload)),
-            Serializer::V1 => serde_json::to_string(&json!({
-                "join_ref": join_ref, "ref": msg_ref, "topic": topic, "event": event, "payload": payload,
-            })),
+            Serializer::V1 => serde_json::to_string(&V1Frame {
+                event,
+                join_ref,
+                payload,
+                msg_ref,
+                topic,
+            }),
         };
         encoded.expect("JSON values always serialize")
     }
+}
+
+/// A reply's payload, `{"response": ..., "status": "ok"}`.
+#[derive(Serialize)]
+struct ReplyPayload<'a> {
+    response: &'a Value,
+    status: &'a str,
+}
+
+/// A V1 frame object (keys in the order the JSON value form printed them).
+#[derive(Serialize)]
+struct V1Frame<'a, P> {
+    event: &'a str,
+    join_ref: Option<&'a str>,
+    payload: &'a P,
+    #[serde(rename = "ref")]
+    msg_ref: Option<&'a str>,
+    topic: &'a str,
 }
 
 fn json_of(payload: &Payload) -> &Value {
@@ -405,6 +432,7 @@ fn decode_v2_binary(bytes: &[u8]) -> Result<Message, DecodeError> {
 mod tests {
     use super::*;
     use crate::phoenix::message::Status;
+    use serde_json::json;
 
     #[test]
     fn vsn_negotiation_follows_phoenix() {

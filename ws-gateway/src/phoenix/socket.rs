@@ -3,7 +3,7 @@
 //! message rate).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket};
@@ -257,7 +257,10 @@ impl<A: Send + Sync + 'static> Socket<A> {
     }
 
     async fn on_message(&mut self, ws: &mut WebSocket, msg: Message) -> Result<(), Stop> {
-        metrics::counter!("ws_gateway_messages_total").increment(1);
+        static MESSAGES: OnceLock<metrics::Counter> = OnceLock::new();
+        MESSAGES
+            .get_or_init(|| metrics::counter!("ws_gateway_messages_total"))
+            .increment(1);
         if msg.topic == events::PHOENIX_TOPIC && msg.event == events::HEARTBEAT {
             let reply = Outbound::Reply {
                 join_ref: None,
