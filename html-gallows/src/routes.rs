@@ -4,17 +4,19 @@
 //! CSRF token, act through the game service, and answer `303 See Other`, so a
 //! reload never plays a letter twice.
 
+use std::convert::Infallible;
+
 use axum::{
     Extension, Form, Router,
     error_handling::HandleErrorLayer,
-    extract::{FromRef, State, rejection::FormRejection},
+    extract::{FromRef, Request, State, rejection::FormRejection},
     http::{HeaderValue, StatusCode, header},
     middleware,
     response::{IntoResponse, Redirect, Response},
     routing::{get, post},
 };
 use serde::Deserialize;
-use tower::{BoxError, ServiceBuilder, limit::GlobalConcurrencyLimitLayer};
+use tower::{BoxError, Service, ServiceBuilder, limit::GlobalConcurrencyLimitLayer};
 use tower_http::{limit::RequestBodyLimitLayer, set_header::SetResponseHeaderLayer};
 
 use crate::{
@@ -66,16 +68,49 @@ fn accept_form(
     Ok(form)
 }
 
-pub fn router(state: AppState, config: &Config) -> Router {
-    let limits = ServiceBuilder::new()
+/// The whole application: the routes inside the layers every request passes.
+///
+/// The layers wrap the router once, as one statically composed stack, rather
+/// than through `Router::layer`, which wraps (and boxes, and clones per request)
+/// every route separately. Only the metrics middleware sits inside the router,
+/// where the matched route is known.
+pub fn app(
+    state: AppState,
+    config: &Config,
+) -> impl Service<Request, Response = Response, Error = Infallible, Future: Send>
++ Clone
++ Send
++ Sync
++ 'static {
+    ServiceBuilder::new()
+        .layer(middleware::from_fn(trace_requests))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("same-origin"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
         .layer(HandleErrorLayer::new(overloaded))
         .load_shed()
-        // Global: `Router::layer` applies the stack to each route separately.
         .layer(GlobalConcurrencyLimitLayer::new(
             config.max_concurrent_requests,
         ))
         .timeout(config.request_timeout)
-        .layer(RequestBodyLimitLayer::new(config.max_body_bytes));
+        .layer(RequestBodyLimitLayer::new(config.max_body_bytes))
+        .service(router(state))
+}
+
+fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(|| async { Redirect::to(WELCOME) }))
         .route(WELCOME, get(welcome).post(new_game))
@@ -92,24 +127,6 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .route_layer(middleware::from_fn(metrics::track_requests))
-        .layer(limits)
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        ))
-        .layer(SetResponseHeaderLayer::overriding(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
-        ))
-        .layer(SetResponseHeaderLayer::overriding(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
-        .layer(SetResponseHeaderLayer::overriding(
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("same-origin"),
-        ))
-        .layer(middleware::from_fn(trace_requests))
         .with_state(state)
 }
 

@@ -3,12 +3,13 @@
 use std::{net::SocketAddr, time::Duration};
 
 use anyhow::Context;
+use axum::ServiceExt;
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
 use crate::{
     config::{Config, KeySource},
     metrics,
-    routes::{AppState, router},
+    routes::{AppState, app},
     session::CookieSettings,
     upstream::GameService,
 };
@@ -47,7 +48,7 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
     // Installed now rather than on the first scrape, so this recorder (and not
     // some later one in the same process) receives the metrics.
     metrics::handle();
-    let app = router(state, &config);
+    let app = app(state, &config);
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -58,7 +59,7 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
 
     let (shutdown, stop_requested) = oneshot::channel();
     let serving = tokio::spawn(async move {
-        axum::serve(listener, app)
+        axum::serve(listener, app.into_make_service())
             .with_graceful_shutdown(async {
                 stop_requested.await.ok();
             })
