@@ -10,7 +10,7 @@ use std::convert::Infallible;
 
 use axum::{
     extract::{FromRef, FromRequestParts},
-    http::request::Parts,
+    http::{header::COOKIE, request::Parts},
     response::{IntoResponseParts, ResponseParts},
 };
 use axum_extra::extract::{
@@ -47,6 +47,7 @@ pub struct Session {
     /// True when the request brought no valid session cookie.
     is_new: bool,
     changed: bool,
+    /// Empty: it only seals the cookie when the session changed.
     jar: PrivateCookieJar,
     secure: bool,
 }
@@ -106,9 +107,21 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let settings = CookieSettings::from_ref(state);
-        let jar = PrivateCookieJar::from_headers(&parts.headers, settings.key);
-        let stored = jar
-            .get(COOKIE_NAME)
+        // Only the session cookie is decrypted, once. (`PrivateCookieJar::from_headers`
+        // would decrypt every cookie, seal each again into its jar, and `get`
+        // would decrypt it once more: three AES-GCM passes per request.)
+        let jar = PrivateCookieJar::new(settings.key);
+        let stored = parts
+            .headers
+            .get_all(COOKIE)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(Cookie::split_parse_encoded)
+            .filter_map(Result::ok)
+            .filter(|cookie| cookie.name() == COOKIE_NAME)
+            // As a jar would: of several such cookies, the last valid one counts.
+            .filter_map(|cookie| jar.decrypt(cookie.into_owned()))
+            .last()
             .and_then(|cookie| parse_cookie_value(cookie.value()));
         let is_new = stored.is_none();
         let (csrf_token, game_id) = stored.unwrap_or_else(|| (new_csrf_token(), None));
@@ -127,18 +140,16 @@ impl IntoResponseParts for Session {
     type Error = Infallible;
 
     fn into_response_parts(self, parts: ResponseParts) -> Result<ResponseParts, Self::Error> {
-        let jar = if self.changed {
-            let cookie = Cookie::build((COOKIE_NAME, self.cookie_value()))
-                .path("/")
-                .http_only(true)
-                .same_site(SameSite::Lax)
-                .secure(self.secure)
-                .build();
-            self.jar.add(cookie)
-        } else {
-            self.jar
-        };
-        jar.into_response_parts(parts)
+        if !self.changed {
+            return Ok(parts);
+        }
+        let cookie = Cookie::build((COOKIE_NAME, self.cookie_value()))
+            .path("/")
+            .http_only(true)
+            .same_site(SameSite::Lax)
+            .secure(self.secure)
+            .build();
+        self.jar.add(cookie).into_response_parts(parts)
     }
 }
 
