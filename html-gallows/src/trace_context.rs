@@ -38,15 +38,53 @@ impl TraceContext {
 
     /// The `traceparent` value to send downstream: this service's span is the parent.
     pub fn traceparent(&self) -> String {
-        format!(
-            "00-{:032x}-{:016x}-{:02x}",
-            self.trace_id, self.span_id, self.flags
-        )
+        self.traceparent_str().as_str().to_owned()
+    }
+
+    /// The `traceparent` value in a fixed buffer: written per request (log span
+    /// and gRPC metadata), so without the formatting machinery or an allocation.
+    pub fn traceparent_bytes(&self) -> [u8; TRACEPARENT_LEN] {
+        let mut out = *b"00-00000000000000000000000000000000-0000000000000000-00";
+        write_hex(&mut out[3..35], self.trace_id);
+        write_hex(&mut out[36..52], u128::from(self.span_id));
+        write_hex(&mut out[53..55], u128::from(self.flags));
+        out
+    }
+
+    fn traceparent_str(&self) -> TraceparentText {
+        TraceparentText(self.traceparent_bytes())
     }
 
     /// The trace id as 32 lowercase hex digits.
     pub fn trace_id(&self) -> String {
         format!("{:032x}", self.trace_id)
+    }
+}
+
+/// The length of a version-00 `traceparent`.
+pub const TRACEPARENT_LEN: usize = 55;
+
+/// Fills `out` with the low `out.len()` hex digits of `value`, lowercase.
+fn write_hex(out: &mut [u8], mut value: u128) {
+    for digit in out.iter_mut().rev() {
+        *digit = b"0123456789abcdef"[(value & 0xf) as usize];
+        value >>= 4;
+    }
+}
+
+/// A `traceparent` as text, for logs.
+struct TraceparentText([u8; TRACEPARENT_LEN]);
+
+impl TraceparentText {
+    fn as_str(&self) -> &str {
+        // Only ASCII digits, letters a-f and dashes are ever written.
+        std::str::from_utf8(&self.0).expect("a traceparent is ASCII")
+    }
+}
+
+impl std::fmt::Display for TraceparentText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -104,7 +142,7 @@ pub async fn trace_requests(mut request: Request, next: Next) -> Response {
         "http_request",
         method = %request.method(),
         path = %request.uri().path(),
-        traceparent = %context.traceparent(),
+        traceparent = %context.traceparent_str(),
     );
     request.extensions_mut().insert(context);
     async move {
@@ -155,6 +193,19 @@ mod tests {
             assert_ne!(context.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
             assert_ne!(context.trace_id(), "0".repeat(32), "{invalid}");
         }
+    }
+
+    #[test]
+    fn the_traceparent_is_the_ids_in_fixed_width_hex() {
+        let context = TraceContext {
+            trace_id: 0x4bf92f3577b34da6a3ce929d0e0e4736,
+            span_id: 0xb7,
+            flags: 0x01,
+        };
+        assert_eq!(
+            context.traceparent(),
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00000000000000b7-01"
+        );
     }
 
     #[test]

@@ -163,7 +163,7 @@ impl GameService {
 fn traced<T>(message: T, trace: &TraceContext) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     // A traceparent is plain ASCII hex and dashes, so it is always valid metadata.
-    if let Ok(value) = MetadataValue::try_from(trace.traceparent()) {
+    if let Ok(value) = MetadataValue::try_from(&trace.traceparent_bytes()[..]) {
         request
             .metadata_mut()
             .insert(crate::trace_context::TRACEPARENT, value);
