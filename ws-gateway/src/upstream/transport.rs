@@ -23,6 +23,10 @@ use tokio::net::TcpStream;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// HTTP/2 flow-control windows, hyper's client defaults.
+const STREAM_WINDOW: u32 = 2 * 1024 * 1024;
+const CONNECTION_WINDOW: u32 = 5 * 1024 * 1024;
+
 /// How to reach the game service over HTTP/2.
 #[derive(Debug, Clone)]
 pub struct H2Config {
@@ -95,7 +99,14 @@ impl Inner {
         let handshake = async {
             let tcp = TcpStream::connect(&config.authority).await?;
             tcp.set_nodelay(true)?;
-            Ok::<_, BoxError>(h2::client::handshake(tcp).await?)
+            // hyper's client windows (what tonic's `Channel` used). They also size h2's budget
+            // for small DATA frames buffered unread: with the 64 KiB default, ~150 replies
+            // waiting for their callers made h2 close the connection (ENHANCE_YOUR_CALM).
+            let handshake = h2::client::Builder::new()
+                .initial_window_size(STREAM_WINDOW)
+                .initial_connection_window_size(CONNECTION_WINDOW)
+                .handshake(tcp);
+            Ok::<_, BoxError>(handshake.await?)
         };
         let (sender, mut connection) = tokio::time::timeout(config.connect_timeout, handshake)
             .await

@@ -1,0 +1,91 @@
+//! The HTTP/2 transport under the gateway's gRPC clients, against a real game service.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use tower::{Service, ServiceExt};
+use ws_gateway::upstream::{H2Config, H2Transport};
+
+/// A gRPC health check as raw HTTP/2: an empty `HealthCheckRequest` in one gRPC frame.
+fn health_check(authority: &str) -> http::Request<tonic::body::Body> {
+    let frame = Bytes::from_static(&[0, 0, 0, 0, 0]);
+    http::Request::post(format!("http://{authority}/grpc.health.v1.Health/Check"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(tonic::body::Body::new(Full::new(frame)))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn many_replies_may_wait_unread_on_one_connection() {
+    let games = common::game_service().await;
+    let authority = games.addr().to_string();
+    let mut transport = H2Transport::new(H2Config {
+        authority: authority.clone(),
+        connect_timeout: Duration::from_secs(2),
+        keep_alive: Duration::from_secs(30),
+        connections: 1,
+    });
+    // Every call gets its response headers before any body is read: the replies' DATA frames
+    // all wait in the connection, as they do under load while the callers are busy.
+    let mut pending = Vec::new();
+    for _ in 0..400 {
+        let call = transport
+            .ready()
+            .await
+            .unwrap()
+            .call(health_check(&authority));
+        pending.push(tokio::spawn(call));
+    }
+    let mut responses = Vec::new();
+    for call in pending {
+        responses.push(call.await.unwrap().expect("response headers"));
+    }
+    for response in responses {
+        assert_eq!(response.status(), 200);
+        let body = response.into_body().collect().await.expect("whole reply");
+        let trailers = body.trailers().cloned().expect("gRPC trailers");
+        assert_eq!(trailers["grpc-status"], "0");
+        // SERVING: field 1 = 1, after the 5-byte gRPC frame header.
+        assert_eq!(&body.to_bytes()[..], &[0, 0, 0, 0, 2, 8, 1]);
+    }
+    games.stop().await;
+}
+
+#[tokio::test]
+async fn a_call_reconnects_after_the_game_service_restarts() {
+    let games = common::game_service().await;
+    let addr = games.addr();
+    let authority = addr.to_string();
+    let mut transport = H2Transport::new(H2Config {
+        authority: authority.clone(),
+        connect_timeout: Duration::from_secs(2),
+        keep_alive: Duration::from_secs(30),
+        connections: 1,
+    });
+    let ok = |response: http::Response<_>| response.status() == 200;
+    let first = transport
+        .ready()
+        .await
+        .unwrap()
+        .call(health_check(&authority));
+    assert!(ok(first.await.expect("first call")));
+    games.stop().await;
+    let down = transport
+        .ready()
+        .await
+        .unwrap()
+        .call(health_check(&authority));
+    assert!(down.await.is_err(), "no game service, no response");
+    let games = common::game_service_on(&authority).await;
+    let again = transport
+        .ready()
+        .await
+        .unwrap()
+        .call(health_check(&authority));
+    assert!(ok(again.await.expect("a new connection")));
+    games.stop().await;
+}
