@@ -4,7 +4,7 @@
 //! `traceparent` (sent by the front ends), so one player's request can be
 //! followed from a front end's logs into this service's.
 
-use std::{borrow::Cow, io::IsTerminal, sync::OnceLock, time::Instant};
+use std::{io::IsTerminal, sync::OnceLock, time::Instant};
 
 use axum::{extract::Request, middleware::Next, response::Response};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -56,44 +56,10 @@ pub async fn render_metrics() -> String {
     metrics_handle().render()
 }
 
-/// The methods called tens of thousands of times a second: their names need no allocation and
-/// the latency histogram of their successful calls is looked up once.
-const HOT_METHODS: [&str; 7] = [
-    "/hangman.v1.HangmanService/MakeMove",
-    "/hangman.v1.HangmanService/GetGame",
-    "/hangman.v1.HangmanService/CreateGame",
-    "/hangman.v1.HangmanService/WatchGame",
-    "/hangman.v1.HangmanService/EndGame",
-    "/grpc.health.v1.Health/Check",
-    "/grpc.health.v1.Health/Watch",
-];
-
-fn hot_method(path: &str) -> Option<usize> {
-    HOT_METHODS.iter().position(|m| *m == path)
-}
-
-fn histogram(hot: Option<usize>, method: &str, grpc_status: &str) -> metrics::Histogram {
-    if let (Some(index), "0") = (hot, grpc_status) {
-        static OK: [OnceLock<metrics::Histogram>; HOT_METHODS.len()] =
-            [const { OnceLock::new() }; HOT_METHODS.len()];
-        return OK[index]
-            .get_or_init(|| {
-                metrics::histogram!("grpc_server_handling_seconds", "method" => HOT_METHODS[index], "grpc_status" => "0")
-            })
-            .clone();
-    }
-    metrics::histogram!("grpc_server_handling_seconds", "method" => method.to_owned(), "grpc_status" => grpc_status.to_owned())
-}
-
 /// Axum middleware around every call: a span with method and `traceparent`,
 /// a latency histogram per method, and one log line per finished call.
 pub async fn observe(request: Request, next: Next) -> Response {
-    let path = request.uri().path();
-    let hot = hot_method(path);
-    let method: Cow<'static, str> = match hot {
-        Some(index) => Cow::Borrowed(HOT_METHODS[index]),
-        None => Cow::Owned(path.to_owned()),
-    };
+    let method = request.uri().path().to_owned();
     // A cheap copy (reference counted) that outlives the request handed to the service.
     let traceparent = request.headers().get("traceparent").cloned();
     let span = tracing::info_span!(
@@ -111,7 +77,8 @@ pub async fn observe(request: Request, next: Next) -> Response {
         .get("grpc-status")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("0");
-    histogram(hot, &method, grpc_status).record(elapsed.as_secs_f64());
+    metrics::histogram!("grpc_server_handling_seconds", "method" => method, "grpc_status" => grpc_status.to_owned())
+        .record(elapsed.as_secs_f64());
     // Failed calls are worth a line at the default level; successful ones
     // (tens of thousands a second under load) only when debugging.
     let elapsed_us = elapsed.as_micros() as u64;
