@@ -2,6 +2,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
+use axum::http::Uri;
 use axum_extra::extract::cookie::Key;
 use clap::Parser;
 
@@ -113,6 +114,43 @@ impl Config {
     }
 }
 
+/// Why `--game-service` cannot name a game service.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "invalid --game-service (HTML_GALLOWS_GAME_SERVICE) {url:?}: {reason}; \
+     give an http:// or https:// URL with a host, e.g. http://127.0.0.1:50051"
+)]
+pub struct GameServiceUrlError {
+    url: String,
+    reason: &'static str,
+}
+
+impl Config {
+    /// Checks that `--game-service` is an `http` or `https` URL with a host, so a
+    /// mistyped address stops the start instead of failing every game later.
+    pub fn validate_game_service(&self) -> Result<(), GameServiceUrlError> {
+        let url = &self.game_service;
+        let refuse = |reason| {
+            Err(GameServiceUrlError {
+                url: url.clone(),
+                reason,
+            })
+        };
+        let Ok(uri) = url.parse::<Uri>() else {
+            return refuse("not a URL");
+        };
+        match uri.scheme_str() {
+            Some("http" | "https") => {}
+            Some(_) => return refuse("the scheme is neither http nor https"),
+            None => return refuse("no scheme"),
+        }
+        match uri.authority() {
+            Some(authority) if !authority.host().is_empty() => Ok(()),
+            _ => refuse("no host"),
+        }
+    }
+}
+
 /// Where the cookie key came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeySource {
@@ -157,6 +195,36 @@ mod tests {
         let (from_file, _) = parse(&["--cookie-key-file", path]).cookie_key().unwrap();
         let (from_flag, _) = parse(&["--cookie-key", secret]).cookie_key().unwrap();
         assert_eq!(from_file.master(), from_flag.master());
+    }
+
+    #[test]
+    fn game_service_urls_need_an_http_scheme_and_a_host() {
+        for good in [
+            "http://127.0.0.1:50051",
+            "https://game-service.example:443",
+            "http://game-service",
+        ] {
+            let config = parse(&["--game-service", good]);
+            assert!(config.validate_game_service().is_ok(), "{good}");
+        }
+        for bad in [
+            "not-a-url",
+            "127.0.0.1:50051",
+            "localhost:50051",
+            "ftp://127.0.0.1:50051",
+            "http://",
+            "/just/a/path",
+            "",
+        ] {
+            let config = parse(&["--game-service", bad]);
+            let error = config.validate_game_service().unwrap_err().to_string();
+            assert!(error.contains("--game-service"), "{bad}: {error}");
+            assert!(
+                error.contains("HTML_GALLOWS_GAME_SERVICE"),
+                "{bad}: {error}"
+            );
+            assert!(error.contains("http://127.0.0.1:50051"), "{bad}: {error}");
+        }
     }
 
     #[test]

@@ -27,8 +27,10 @@ pub struct Server {
 }
 
 /// Binds the listener and serves in the background. The game service is
-/// connected on first use, so this succeeds while it is down.
+/// connected on first use, so this succeeds while it is down (but not when
+/// `--game-service` is not an http(s) URL with a host).
 pub async fn start(config: Config) -> anyhow::Result<Server> {
+    config.validate_game_service()?;
     let (key, key_source) = config.cookie_key()?;
     if key_source == KeySource::Generated {
         tracing::warn!(

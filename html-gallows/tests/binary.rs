@@ -165,3 +165,25 @@ async fn a_short_cookie_key_is_refused_with_a_clear_error() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("at least 32"), "{stderr}");
 }
+
+#[tokio::test]
+async fn a_game_service_address_without_a_scheme_is_refused_with_a_clear_error() {
+    for (args, env) in [
+        (
+            &["--listen", "127.0.0.1:0", "--game-service", "not-a-url"][..],
+            &[][..],
+        ),
+        (
+            &["--listen", "127.0.0.1:0"][..],
+            &[("HTML_GALLOWS_GAME_SERVICE", "127.0.0.1:50051")][..],
+        ),
+    ] {
+        let output = command(args, env).output().await.unwrap();
+        assert!(!output.status.success(), "{args:?} {env:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("--game-service"), "{stderr}");
+        assert!(stderr.contains("HTML_GALLOWS_GAME_SERVICE"), "{stderr}");
+        assert!(stderr.contains("http://127.0.0.1:50051"), "{stderr}");
+        assert!(!stderr.contains("listening on"), "{stderr}");
+    }
+}
