@@ -5,9 +5,9 @@ use std::sync::{Arc, OnceLock};
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{OriginalUri, Request, State};
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde_json::json;
@@ -105,11 +105,28 @@ pub fn spa(router: Router, dir: &Path, path: &str) -> Router {
     if prefix.is_empty() {
         router.fallback(service)
     } else {
+        let prefix_owned: Arc<str> = prefix.into();
         router.nest_service(
             prefix,
-            tower::service_fn(move |request| {
+            tower::service_fn(move |request: Request| {
                 let service = service.clone();
-                async move { Ok::<_, std::convert::Infallible>(service(request).await) }
+                let prefix = Arc::clone(&prefix_owned);
+                async move {
+                    // `/ws/v1` would resolve the page's relative URLs against `/ws/`: send the
+                    // browser to `/ws/v1/` instead.
+                    if let Some(OriginalUri(uri)) = request.extensions().get::<OriginalUri>()
+                        && uri.path() == &*prefix
+                    {
+                        let location = match uri.query() {
+                            Some(query) => format!("{prefix}/?{query}"),
+                            None => format!("{prefix}/"),
+                        };
+                        return Ok::<_, std::convert::Infallible>(
+                            Redirect::permanent(&location).into_response(),
+                        );
+                    }
+                    Ok(service(request).await)
+                }
             }),
         )
     }

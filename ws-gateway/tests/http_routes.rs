@@ -101,3 +101,42 @@ async fn the_spa_is_served_at_its_path_with_index_fallback() {
     .await;
     client.join_ok("hangman:game", json!({})).await;
 }
+
+#[tokio::test]
+async fn the_spa_prefix_without_its_slash_redirects_to_it() {
+    let dist =
+        std::env::temp_dir().join(format!("ws-gateway-dist-redirect-{}", std::process::id()));
+    std::fs::create_dir_all(&dist).unwrap();
+    std::fs::write(dist.join("index.html"), "<!doctype html><title>spa</title>").unwrap();
+    let sys = system(&[
+        "--static-dir",
+        dist.to_str().unwrap(),
+        "--static-path",
+        "/ws/v1/",
+        "--mount",
+        "/ws/v1/socket",
+    ])
+    .await;
+    let base = sys.gateway.url();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for (path, location) in [
+        ("/ws/v1", "/ws/v1/"),
+        ("/ws/v1?game=abc&x=1", "/ws/v1/?game=abc&x=1"),
+    ] {
+        let response = client.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 308, "{path}");
+        assert_eq!(response.headers()["location"], location, "{path}");
+    }
+    // Followed, the redirect lands on the page.
+    assert_eq!(
+        http_get(&base, "/ws/v1").await,
+        (
+            200,
+            "text/html".to_owned(),
+            "<!doctype html><title>spa</title>".to_owned()
+        )
+    );
+}
