@@ -23,6 +23,28 @@ pub enum AppError {
     Upstream(#[from] UpstreamError),
     #[error("the form could not be read: {0}")]
     BadForm(String),
+    #[error("the form is larger than the body limit")]
+    TooLarge,
+}
+
+/// The heading and text of the page for a request body over the limit.
+const TOO_LARGE_TITLE: &str = "That form is too large";
+const TOO_LARGE_MESSAGE: &str = "What was sent is far larger than any of our forms, \
+     so nothing was played. Go back to your game and try again.";
+
+/// The page for a request body over the limit, where no session is at hand
+/// (the body-limit layer answers before any route runs): it offers only links.
+pub fn too_large_page(retry_href: &'static str) -> Response {
+    render(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &ProblemPage {
+            csrf_token: "",
+            title: TOO_LARGE_TITLE,
+            message: TOO_LARGE_MESSAGE,
+            offer_new_game: false,
+            retry_href: Some(retry_href),
+        },
+    )
 }
 
 /// The page for `error`. `retry_href` is where "Try again" leads (a GET, so a
@@ -41,6 +63,13 @@ pub fn error_page(error: AppError, session: Session, retry_href: &'static str) -
             StatusCode::BAD_REQUEST,
             "That form could not be read",
             "Nothing was played. Go back to your game and try again.",
+            false,
+            true,
+        ),
+        AppError::TooLarge => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            TOO_LARGE_TITLE,
+            TOO_LARGE_MESSAGE,
             false,
             true,
         ),

@@ -21,7 +21,7 @@ use tower_http::{limit::RequestBodyLimitLayer, set_header::SetResponseHeaderLaye
 
 use crate::{
     config::Config,
-    error::{AppError, error_page},
+    error::{AppError, error_page, too_large_page},
     metrics,
     pages::{GamePage, ProblemPage, WelcomePage, render},
     session::{CookieSettings, Session},
@@ -63,7 +63,15 @@ fn accept_form(
     session: &Session,
     form: Result<Form<PostedForm>, FormRejection>,
 ) -> Result<PostedForm, AppError> {
-    let Form(form) = form.map_err(|rejection| AppError::BadForm(rejection.body_text()))?;
+    let Form(form) = form.map_err(|rejection| {
+        // A body without a Content-Length passes the body-limit layer and
+        // fails here, once reading it goes over the limit.
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            AppError::TooLarge
+        } else {
+            AppError::BadForm(rejection.body_text())
+        }
+    })?;
     session.verify_csrf(form.csrf_token.as_deref())?;
     Ok(form)
 }
@@ -106,6 +114,7 @@ pub fn app(
             config.max_concurrent_requests,
         ))
         .timeout(config.request_timeout)
+        .map_response(friendly_too_large)
         .layer(RequestBodyLimitLayer::new(config.max_body_bytes))
         .service(router(state))
 }
@@ -272,6 +281,20 @@ fn notice(
         },
     );
     (session, page).into_response()
+}
+
+/// The body-limit layer refuses a declared Content-Length over the limit with a
+/// bare text 413; the player gets the problem page instead (status kept).
+fn friendly_too_large<B>(response: Response<B>) -> Response
+where
+    B: axum::body::HttpBody<Data = axum::body::Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        too_large_page(CURRENT_GAME)
+    } else {
+        response.map(axum::body::Body::new)
+    }
 }
 
 /// The answer when a request is shed (too many at once) or runs out of time.

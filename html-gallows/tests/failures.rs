@@ -311,7 +311,62 @@ async fn an_oversized_form_is_refused_and_changes_nothing() {
         )
         .await;
     assert_eq!(refused.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(
+        refused.headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"),
+        "{:?}",
+        refused.headers
+    );
+    assert_eq!(refused.title(), "That form is too large");
+    assert!(
+        refused.status_message().contains("nothing was played"),
+        "{}",
+        refused.body
+    );
+    assert_eq!(
+        refused.one("a.retry").attr("href"),
+        Some("/hangman/current"),
+        "a retry link back to the game (a GET)"
+    );
     let after = browser.get("/hangman/current").await;
     assert_eq!(after.word(), "_______");
     assert_eq!(after.text("#used"), "none yet");
+}
+
+#[tokio::test]
+async fn an_oversized_chunked_form_without_a_length_gets_the_same_page() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    // No Content-Length, so the body-limit layer cannot refuse it up front: the
+    // limit trips while the form is read.
+    let stack = Stack::start_with(WORD, &[], &["--max-body-bytes", "256"]).await;
+    let mut connection = tokio::net::TcpStream::connect(stack.gallows.addr())
+        .await
+        .unwrap();
+    let body = format!("guess=a&padding={}", "x".repeat(1024));
+    let request = format!(
+        "POST /hangman/current/guess HTTP/1.1\r\nHost: {}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+         {:x}\r\n{body}\r\n0\r\n\r\n",
+        stack.gallows.addr(),
+        body.len(),
+    );
+    connection.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    connection.read_to_string(&mut response).await.unwrap();
+
+    let (head, html) = response.split_once("\r\n\r\n").expect("a full response");
+    assert!(head.starts_with("HTTP/1.1 413 "), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/html"),
+        "{head}"
+    );
+    let page = scraper::Html::parse_document(html);
+    let heading = scraper::Selector::parse("h1").unwrap();
+    let title: String = page.select(&heading).next().unwrap().text().collect();
+    assert_eq!(title.trim(), "That form is too large");
 }
