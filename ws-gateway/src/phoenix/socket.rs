@@ -33,6 +33,11 @@ pub mod close_code {
 /// How many outbound messages may queue from channels before they wait for the client.
 const OUTBOX: usize = 64;
 
+/// After the server sends a close frame, how long it keeps reading (and discarding) the
+/// client's frames, waiting for its close: dropping a connection with unread data makes the
+/// kernel reset it, and the client would lose the replies and the close frame already sent.
+const CLOSE_DRAIN: Duration = Duration::from_secs(2);
+
 /// Per-connection limits.
 #[derive(Debug, Clone)]
 pub struct SocketLimits {
@@ -167,13 +172,18 @@ impl<A: Send + Sync + 'static> Socket<A> {
                 break stop;
             }
         };
-        if let Stop::Close(code, reason) = stop {
-            tracing::debug!(code, reason, "closing socket");
-            let frame = CloseFrame {
-                code,
-                reason: reason.into(),
-            };
-            let _ = ws.send(WsMessage::Close(Some(frame))).await;
+        match stop {
+            Stop::Gone => {}
+            Stop::Close(code, reason) => {
+                tracing::debug!(code, reason, "closing socket");
+                let frame = CloseFrame {
+                    code,
+                    reason: reason.into(),
+                };
+                if ws.send(WsMessage::Close(Some(frame))).await.is_ok() {
+                    drain_until_closed(&mut ws).await;
+                }
+            }
         }
         // Dropping the handles ends every channel; the ones still busy (a call to the game
         // service in flight) finish, and run `terminate`, in a task of their own.
@@ -409,6 +419,21 @@ impl<A: Send + Sync + 'static> Socket<A> {
             }
         };
         ws.feed(frame).await.map_err(|_| Stop::Gone)
+    }
+}
+
+/// Reads and discards the client's frames until its close frame or the end of the stream,
+/// for at most [`CLOSE_DRAIN`].
+async fn drain_until_closed(ws: &mut WebSocket) {
+    let drain = async {
+        while let Some(Ok(frame)) = ws.recv().await {
+            if matches!(frame, WsMessage::Close(_)) {
+                break;
+            }
+        }
+    };
+    if tokio::time::timeout(CLOSE_DRAIN, drain).await.is_err() {
+        tracing::debug!("client did not answer the close in time");
     }
 }
 
