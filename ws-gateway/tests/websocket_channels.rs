@@ -521,3 +521,14 @@ async fn pings_are_ponged() {
     let pong = futures::StreamExt::next(&mut rx).await.unwrap().unwrap();
     assert_eq!(pong, Message::Pong(b"hi".to_vec().into()));
 }
+
+#[tokio::test]
+async fn a_client_close_is_answered_with_its_code() {
+    let sys = system(&[]).await;
+    let mut client = sys.client().await;
+    client.join_ok("hangman:game", json!({})).await;
+    assert_eq!(client.close_handshake(1000).await, Ok(Some(1000)));
+    let mut client = sys.client().await;
+    client.sync().await;
+    assert_eq!(client.close_handshake(4001).await, Ok(Some(4001)));
+}

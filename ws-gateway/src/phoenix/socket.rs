@@ -100,8 +100,10 @@ impl RateLimiter {
 
 /// Why the socket loop stopped.
 enum Stop {
-    /// The client closed or the connection broke: nothing left to send.
+    /// The connection broke: nothing left to send.
     Gone,
+    /// The client sent a close frame: the library's reply (echoing its code) is flushed.
+    ClientClosed,
     /// The server closes the connection with this code and reason.
     Close(u16, &'static str),
 }
@@ -159,7 +161,8 @@ impl<A: Send + Sync + 'static> Socket<A> {
                 frame = ws.recv() => {
                     idle_deadline = Instant::now() + self.limits.idle_timeout;
                     match frame {
-                        None | Some(Ok(WsMessage::Close(_))) => Err(Stop::Gone),
+                        None => Err(Stop::Gone),
+                        Some(Ok(WsMessage::Close(_))) => Err(Stop::ClientClosed),
                         Some(Err(err)) => Err(read_error(&err)),
                         Some(Ok(WsMessage::Text(text))) => self.on_frame(&mut ws, self.serializer.decode_text(&text)).await,
                         Some(Ok(WsMessage::Binary(bytes))) => self.on_frame(&mut ws, self.serializer.decode_binary(&bytes)).await,
@@ -174,6 +177,10 @@ impl<A: Send + Sync + 'static> Socket<A> {
         };
         match stop {
             Stop::Gone => {}
+            Stop::ClientClosed => {
+                // The reply to the client's close is queued; send it before dropping.
+                let _ = ws.flush().await;
+            }
             Stop::Close(code, reason) => {
                 tracing::debug!(code, reason, "closing socket");
                 let frame = CloseFrame {

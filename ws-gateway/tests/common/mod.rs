@@ -246,6 +246,38 @@ impl Client {
     pub async fn close(mut self) {
         let _ = self.ws.close(None).await;
     }
+
+    /// Closes with `code` and waits for the server's answer: `Ok(echoed code)` when it
+    /// answered with a close frame and then ended the stream cleanly, `Err(what happened)`
+    /// otherwise.
+    pub async fn close_handshake(mut self, code: u16) -> Result<Option<u16>, String> {
+        let frame = CloseFrame {
+            code: code.into(),
+            reason: "bye".into(),
+        };
+        self.ws
+            .send(Message::Close(Some(frame)))
+            .await
+            .map_err(|e| format!("sending the close: {e}"))?;
+        let echoed = loop {
+            let frame = tokio::time::timeout(PATIENCE, self.ws.next())
+                .await
+                .expect("the server answers within the test's patience");
+            match frame {
+                Some(Ok(Message::Close(close))) => break close.map(|c| u16::from(c.code)),
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return Err(format!("before the close reply: {e}")),
+                None => return Err("ended without a close reply".to_owned()),
+            }
+        };
+        match tokio::time::timeout(PATIENCE, self.ws.next())
+            .await
+            .expect("the server ends the connection within the test's patience")
+        {
+            None => Ok(echoed),
+            Some(other) => Err(format!("after the close reply: {other:?}")),
+        }
+    }
 }
 
 /// `GET path` on the gateway: `(status, content-type, body)`.
