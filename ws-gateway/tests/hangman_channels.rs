@@ -175,6 +175,8 @@ async fn join_payloads_of_the_wrong_shape_and_unknown_games_are_refused() {
     for (topic, payload, reason) in [
         (GAME, json!({"game_id": "no-such-game"}), "not_found"),
         (GAME, json!({"game_id": 42}), "invalid_payload"),
+        (GAME, json!({"game_id": ""}), "invalid_payload"),
+        (GAME, json!({"game_id": "  \t"}), "invalid_payload"),
         (GAME, json!("game"), "invalid_payload"),
         (GAME, json!([]), "invalid_payload"),
         ("game:no-such-game", json!({}), "not_found"),

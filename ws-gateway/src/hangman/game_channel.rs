@@ -1,6 +1,6 @@
 //! `hangman:game`: one private game per join. Join with `{}` for a new game or
-//! `{"game_id": id}` to resume one; every event gets a reply carrying the tally and, for the
-//! original course client that only listens for it, a `tally` push.
+//! `{"game_id": id}` (a non-blank string) to resume one; every event gets a reply carrying the
+//! tally and, for the original course client that only listens for it, a `tally` push.
 
 use serde_json::{Map, Value};
 
@@ -48,6 +48,11 @@ impl Join<Player> for GameJoin {
                 .create_game(&player.trace)
                 .await
                 .map_err(|e| reason(&e))?,
+            // A blank id names no game; refuse it here rather than as the game service's
+            // INVALID_ARGUMENT, which clients see as a bad guess.
+            Some(Value::String(id)) if id.trim().is_empty() => {
+                return Err(serde_json::json!({"reason": "invalid_payload"}));
+            }
             Some(Value::String(id)) => {
                 let tally = self
                     .upstream
