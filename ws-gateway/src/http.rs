@@ -83,8 +83,9 @@ async fn version(State(state): State<HttpState>) -> Json<serde_json::Value> {
     }))
 }
 
-/// Serves the SPA from `dir` at `path`, with `index.html` for unknown paths (client-side
-/// routes) and a page explaining how to build it when it is not built.
+/// Serves the SPA from `dir` at `path`, with `index.html` for unknown paths without a file
+/// extension (client-side routes; a missing `*.js` is a 404), and a page explaining how to
+/// build it when it is not built.
 pub fn spa(router: Router, dir: &Path, path: &str) -> Router {
     let dir: Arc<PathBuf> = Arc::new(dir.to_owned());
     let service = move |request: Request| {
@@ -94,8 +95,14 @@ pub fn spa(router: Router, dir: &Path, path: &str) -> Router {
             if !index.is_file() {
                 return not_built(&dir);
             }
-            let serve = ServeDir::new(&*dir).fallback(ServeFile::new(index));
-            match serve.oneshot(request).await {
+            let serve = ServeDir::new(&*dir);
+            let served = if names_a_file(request.uri().path()) {
+                // A missing asset is a 404, not the page (a browser would run HTML as script).
+                serve.oneshot(request).await
+            } else {
+                serve.fallback(ServeFile::new(index)).oneshot(request).await
+            };
+            match served {
                 Ok(response) => response.into_response(),
                 Err(never) => match never {},
             }
@@ -130,6 +137,12 @@ pub fn spa(router: Router, dir: &Path, path: &str) -> Router {
             }),
         )
     }
+}
+
+/// Whether the path's last segment has a file extension (`/assets/app.js`, not `/games/42`).
+fn names_a_file(path: &str) -> bool {
+    let last = path.rsplit('/').next().unwrap_or_default();
+    Path::new(last).extension().is_some()
 }
 
 fn not_built(dir: &Path) -> Response {

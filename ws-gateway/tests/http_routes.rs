@@ -75,6 +75,13 @@ async fn the_spa_is_served_at_its_path_with_index_fallback() {
         http_get(&base, "/some/client/route").await.2,
         "<!doctype html><title>spa</title>"
     );
+    // Only client-side routes fall back to the page: a missing file is a 404.
+    for path in ["/assets/nope.js", "/nope.css", "/some/client/route/x.png"] {
+        let (status, content_type, body) = http_get(&base, path).await;
+        assert_eq!(status, 404, "{path}");
+        assert!(!content_type.contains("html"), "{path}: {content_type}");
+        assert!(!body.contains("<title>spa</title>"), "{path}");
+    }
 
     let sys = system(&[
         "--static-dir",
@@ -93,6 +100,15 @@ async fn the_spa_is_served_at_its_path_with_index_fallback() {
     assert_eq!(
         http_get(&base, "/ws/v1/assets/app.js").await.2,
         "console.log('spa')"
+    );
+    assert_eq!(http_get(&base, "/ws/v1/assets/nope.js").await.0, 404);
+    assert_eq!(
+        http_get(&base, "/ws/v1/game/42").await,
+        (
+            200,
+            "text/html".to_owned(),
+            "<!doctype html><title>spa</title>".to_owned()
+        )
     );
     let mut client = common::Client::connect(&format!(
         "{}/ws/v1/socket/websocket?vsn=2.0.0",
