@@ -13,11 +13,11 @@ pub struct Config {
     pub listen: SocketAddr,
 
     /// Drop a game after this long without a move (e.g. "1h", "90s").
-    #[arg(long, env = "GAME_SERVICE_GAME_TTL", default_value = "1h", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "GAME_SERVICE_GAME_TTL", default_value = "1h", value_parser = non_zero_duration)]
     pub game_ttl: Duration,
 
     /// How often expired games are swept away.
-    #[arg(long, env = "GAME_SERVICE_SWEEP_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "GAME_SERVICE_SWEEP_INTERVAL", default_value = "30s", value_parser = non_zero_duration)]
     pub sweep_interval: Duration,
 
     /// Most games held at once; creating one more fails with RESOURCE_EXHAUSTED.
@@ -49,7 +49,7 @@ pub struct Config {
     pub max_concurrent_streams: u32,
 
     /// Deadline for a unary call (a stream's messages are not cut off by it).
-    #[arg(long, env = "GAME_SERVICE_REQUEST_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "GAME_SERVICE_REQUEST_TIMEOUT", default_value = "10s", value_parser = non_zero_duration)]
     pub request_timeout: Duration,
 
     /// On SIGTERM/Ctrl-C, how long open calls get to finish.
@@ -67,4 +67,40 @@ pub struct Config {
     /// Log JSON lines instead of human-readable text.
     #[arg(long, env = "GAME_SERVICE_LOG_JSON")]
     pub log_json: bool,
+}
+
+/// A duration such as "90s" or "1h" that is not zero: a zero TTL, sweep
+/// interval or deadline would make the service useless (or the sweeper panic).
+fn non_zero_duration(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(duration) if duration.is_zero() => Err("must be greater than zero".into()),
+        Ok(duration) => Ok(duration),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_those_of_the_design() {
+        let config = Config::parse_from(["game-service"]);
+        assert_eq!(config.listen.to_string(), "127.0.0.1:50051");
+        assert_eq!(config.game_ttl, Duration::from_secs(3600));
+        assert_eq!(config.max_games, 100_000);
+        assert!(!config.test_mode);
+    }
+
+    #[test]
+    fn zero_durations_are_refused_with_a_reason() {
+        for flag in ["--game-ttl", "--sweep-interval", "--request-timeout"] {
+            let error = Config::try_parse_from(["game-service", flag, "0s"]).unwrap_err();
+            assert!(
+                error.to_string().contains("must be greater than zero"),
+                "{flag}: {error}"
+            );
+        }
+        assert!(Config::try_parse_from(["game-service", "--game-ttl", "soon"]).is_err());
+    }
 }
