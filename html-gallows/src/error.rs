@@ -47,6 +47,29 @@ pub fn too_large_page(retry_href: &'static str) -> Response {
     )
 }
 
+/// A page that explains a problem, for `session` (whose cookie it sets, so a
+/// new session's New Game button works), with an optional "Try again" link.
+pub fn problem_page(
+    session: Session,
+    status: StatusCode,
+    title: &'static str,
+    message: &'static str,
+    offer_new_game: bool,
+    retry_href: Option<&'static str>,
+) -> Response {
+    let page = render(
+        status,
+        &ProblemPage {
+            csrf_token: session.csrf_token(),
+            title,
+            message,
+            offer_new_game,
+            retry_href,
+        },
+    );
+    (session, page).into_response()
+}
+
 /// The page for `error`. `retry_href` is where "Try again" leads (a GET, so a
 /// retry never replays a POST). A vanished game is also dropped from the session.
 pub fn error_page(error: AppError, session: Session, retry_href: &'static str) -> Response {
@@ -114,17 +137,15 @@ pub fn error_page(error: AppError, session: Session, retry_href: &'static str) -
         AppError::Upstream(UpstreamError::GameNotFound) => session.forget_game(),
         _ => session,
     };
-    let page = render(
-        status,
-        &ProblemPage {
-            csrf_token: session.csrf_token(),
-            title,
-            message,
-            offer_new_game,
-            retry_href: retry.then_some(retry_href),
-        },
-    );
     let retry_after = (status == StatusCode::SERVICE_UNAVAILABLE)
         .then_some([(header::RETRY_AFTER, RETRY_AFTER_SECONDS)]);
-    (session, retry_after, page).into_response()
+    let page = problem_page(
+        session,
+        status,
+        title,
+        message,
+        offer_new_game,
+        retry.then_some(retry_href),
+    );
+    (retry_after, page).into_response()
 }

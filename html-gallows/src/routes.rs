@@ -21,7 +21,7 @@ use tower_http::{limit::RequestBodyLimitLayer, set_header::SetResponseHeaderLaye
 
 use crate::{
     config::Config,
-    error::{AppError, error_page, too_large_page},
+    error::{AppError, error_page, problem_page, too_large_page},
     metrics,
     pages::{GamePage, ProblemPage, WelcomePage, render},
     session::{CookieSettings, Session},
@@ -246,41 +246,25 @@ async fn stylesheet() -> impl IntoResponse {
 }
 
 async fn not_found(session: Session) -> Response {
-    notice(
+    problem_page(
         session,
         StatusCode::NOT_FOUND,
         "Page not found",
         "There is no page at this address.",
+        false,
+        None,
     )
 }
 
 async fn method_not_allowed(session: Session) -> Response {
-    notice(
+    problem_page(
         session,
         StatusCode::METHOD_NOT_ALLOWED,
         "Not something this page does",
         "This address does not take that kind of request.",
+        false,
+        None,
     )
-}
-
-/// A problem page that only explains and links back to the start.
-fn notice(
-    session: Session,
-    status: StatusCode,
-    title: &'static str,
-    message: &'static str,
-) -> Response {
-    let page = render(
-        status,
-        &ProblemPage {
-            csrf_token: session.csrf_token(),
-            title,
-            message,
-            offer_new_game: false,
-            retry_href: None,
-        },
-    );
-    (session, page).into_response()
 }
 
 /// The body-limit layer refuses a declared Content-Length over the limit with a
