@@ -150,16 +150,12 @@ async fn play_moves(channel: Channel, until: Instant) -> Histogram<u64> {
             .into_inner()
             .game_id;
         for guess in GAME {
-            let started = Instant::now();
-            client
-                .make_move(MakeMoveRequest {
-                    game_id: game_id.clone(),
-                    guess: guess.into(),
-                })
+            let request = MakeMoveRequest {
+                game_id: game_id.clone(),
+                guess: guess.into(),
+            };
+            timed(&mut latencies, client.make_move(request))
                 .await
-                .unwrap();
-            latencies
-                .record(started.elapsed().as_micros() as u64)
                 .unwrap();
         }
     }
@@ -170,16 +166,20 @@ async fn health_checks(channel: Channel, until: Instant) -> Histogram<u64> {
     let mut client = HealthClient::new(channel);
     let mut latencies = new_histogram();
     while Instant::now() < until {
-        let started = Instant::now();
-        client
-            .check(HealthCheckRequest {
-                service: String::new(),
-            })
-            .await
-            .unwrap();
-        latencies
-            .record(started.elapsed().as_micros() as u64)
-            .unwrap();
+        let request = HealthCheckRequest {
+            service: String::new(),
+        };
+        timed(&mut latencies, client.check(request)).await.unwrap();
     }
     latencies
+}
+
+/// Awaits `call` and records how long it took, in microseconds.
+async fn timed<T>(latencies: &mut Histogram<u64>, call: impl Future<Output = T>) -> T {
+    let started = Instant::now();
+    let output = call.await;
+    latencies
+        .record(started.elapsed().as_micros() as u64)
+        .unwrap();
+    output
 }
