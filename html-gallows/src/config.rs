@@ -6,6 +6,8 @@ use axum::http::Uri;
 use axum_extra::extract::cookie::Key;
 use clap::Parser;
 
+use crate::tally_cache::CacheLimits;
+
 /// The fewest bytes of key material accepted for signing and encrypting cookies.
 pub const MIN_COOKIE_KEY_BYTES: usize = 32;
 
@@ -75,9 +77,35 @@ pub struct Config {
     #[arg(long, env = "HTML_GALLOWS_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
 
+    /// Most games whose tallies are kept current by a watch stream, so that
+    /// showing them needs no call to the game service; 0 turns the cache off.
+    /// Stay below the game service's --max-concurrent-streams (all watches share
+    /// one connection).
+    #[arg(long, env = "HTML_GALLOWS_TALLY_CACHE_GAMES", default_value_t = 1_000)]
+    pub tally_cache_games: usize,
+
+    /// A watched game nobody has viewed for this long stops being watched.
+    #[arg(long, env = "HTML_GALLOWS_TALLY_CACHE_IDLE", default_value = "60s", value_parser = non_zero_duration)]
+    pub tally_cache_idle: Duration,
+
+    /// A cached tally the game service has not confirmed for this long is read
+    /// again (it bounds what a watch stream cannot tell, e.g. a game expired but
+    /// not yet swept).
+    #[arg(long, env = "HTML_GALLOWS_TALLY_CACHE_MAX_AGE", default_value = "10s", value_parser = non_zero_duration)]
+    pub tally_cache_max_age: Duration,
+
     /// Log as JSON lines instead of human-readable text.
     #[arg(long, env = "HTML_GALLOWS_LOG_JSON")]
     pub log_json: bool,
+}
+
+/// A duration for a flag where zero would make no sense.
+fn non_zero_duration(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(duration) if duration.is_zero() => Err("must be greater than zero".to_owned()),
+        Ok(duration) => Ok(duration),
+        Err(error) => Err(error.to_string()),
+    }
 }
 
 /// Why the cookie key could not be loaded.
@@ -93,6 +121,14 @@ pub enum CookieKeyError {
 }
 
 impl Config {
+    pub fn tally_cache_limits(&self) -> CacheLimits {
+        CacheLimits {
+            capacity: self.tally_cache_games,
+            idle: self.tally_cache_idle,
+            max_age: self.tally_cache_max_age,
+        }
+    }
+
     /// The key for the session cookie, from the flag, the file, or (neither given)
     /// freshly generated, and where it came from.
     pub fn cookie_key(&self) -> Result<(Key, KeySource), CookieKeyError> {

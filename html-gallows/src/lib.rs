@@ -10,6 +10,8 @@
 //! - [`trace_context`]: gives each request a W3C `traceparent` and a log span.
 //! - [`session`]: the private session cookie (CSRF token and game id).
 //! - [`upstream`]: the game-service client; every call carries the traceparent.
+//! - [`tally_cache`]: the tallies of the games being viewed, kept current by
+//!   the service's watch streams, so showing a game needs no call.
 //! - [`pages`]: askama templates (in `templates/`) and the view of a tally.
 //! - [`error`]: failures and the friendly page each one gets.
 //! - [`metrics`]: Prometheus counters and histograms, served at `/metrics`.
@@ -22,6 +24,7 @@ pub mod pages;
 pub mod routes;
 pub mod server;
 pub mod session;
+pub mod tally_cache;
 pub mod telemetry;
 pub mod trace_context;
 pub mod upstream;

@@ -1,6 +1,6 @@
 //! Prometheus metrics: HTTP requests by route (count and latency), games
-//! created, moves by outcome and game-service errors (recorded where they
-//! happen), rendered at `/metrics`.
+//! created, moves by outcome, game-service errors and the tally cache's reads
+//! and watched games (recorded where they happen), rendered at `/metrics`.
 
 use std::{sync::OnceLock, time::Instant};
 
@@ -72,4 +72,23 @@ pub fn game_created() {
 
 pub fn move_played(outcome: &'static str) {
     metrics::counter!("gallows_moves_total", "outcome" => outcome).increment(1);
+}
+
+pub fn upstream_error(call: &'static str, code: tonic::Code) {
+    metrics::counter!(
+        "gallows_upstream_errors_total",
+        "call" => call,
+        "code" => format!("{code:?}"),
+    )
+    .increment(1);
+}
+
+/// A game shown from the tally cache (`hit`) or read from the game service (`miss`).
+pub fn tally_cache_read(hit: bool) {
+    let result = if hit { "hit" } else { "miss" };
+    metrics::counter!("gallows_tally_cache_reads_total", "result" => result).increment(1);
+}
+
+pub fn tally_cache_watched(games: usize) {
+    metrics::gauge!("gallows_tally_cache_watched_games").set(games as f64);
 }

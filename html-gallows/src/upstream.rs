@@ -1,9 +1,15 @@
 //! The game service, as html-gallows uses it: a tonic client over one lazily
 //! connected channel (shared by every request, reconnecting on its own when the
 //! service comes back), every call carrying the request's `traceparent`.
+//!
+//! Reading a game goes through the [`TallyCache`] first; the watch streams that
+//! keep it current run on a second connection, so they never take the stream
+//! slots that players' calls need.
+
+use std::sync::Arc;
 
 use hangman_proto::v1::{
-    CreateGameRequest, GetGameRequest, MakeMoveRequest, Tally,
+    CreateGameRequest, GetGameRequest, MakeMoveRequest, Tally, WatchGameRequest,
     hangman_service_client::HangmanServiceClient,
 };
 use tonic::{
@@ -15,7 +21,7 @@ use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
 
-use crate::{config::Config, trace_context::TraceContext};
+use crate::{config::Config, metrics, tally_cache::TallyCache, trace_context::TraceContext};
 
 /// The gRPC service name the readiness check asks about.
 const HANGMAN_SERVICE: &str = "hangman.v1.HangmanService";
@@ -42,12 +48,7 @@ pub enum UpstreamError {
 
 impl UpstreamError {
     fn from_status(call: &'static str, status: Status) -> Self {
-        metrics::counter!(
-            "gallows_upstream_errors_total",
-            "call" => call,
-            "code" => format!("{:?}", status.code()),
-        )
-        .increment(1);
+        metrics::upstream_error(call, status.code());
         match status.code() {
             Code::NotFound => Self::GameNotFound,
             Code::InvalidArgument => Self::InvalidGuess(status.message().to_owned()),
@@ -76,19 +77,27 @@ pub struct Game {
 pub struct GameService {
     hangman: HangmanServiceClient<Channel>,
     health: HealthClient<Channel>,
+    /// On a connection of its own: the watches that feed `tallies`.
+    watches: HangmanServiceClient<Channel>,
+    tallies: TallyCache,
 }
 
 impl GameService {
     /// A client that connects on first use (so html-gallows starts, and answers
     /// 503 pages, while the game service is down).
     pub fn connect_lazy(config: &Config) -> Result<Self, tonic::transport::Error> {
-        let channel = Endpoint::from_shared(config.game_service.clone())?
-            .connect_timeout(config.grpc_connect_timeout)
+        let endpoint = Endpoint::from_shared(config.game_service.clone())?
+            .connect_timeout(config.grpc_connect_timeout);
+        let channel = endpoint
+            .clone()
             .timeout(config.grpc_request_timeout)
             .connect_lazy();
         Ok(Self {
             hangman: HangmanServiceClient::new(channel.clone()),
             health: HealthClient::new(channel),
+            // No request timeout: a watch is meant to stay open.
+            watches: HangmanServiceClient::new(endpoint.connect_lazy()),
+            tallies: TallyCache::new(config.tally_cache_limits()),
         })
     }
 
@@ -106,22 +115,34 @@ impl GameService {
         })
     }
 
+    /// The game's tally: from the cache when it holds the game, otherwise from
+    /// the service (and the game is watched from then on, if there is room).
     pub async fn get_game(
         &self,
         game_id: &str,
         trace: &TraceContext,
-    ) -> Result<Tally, UpstreamError> {
+    ) -> Result<Arc<Tally>, UpstreamError> {
+        if let Some(tally) = self.tallies.get(game_id) {
+            metrics::tally_cache_read(true);
+            return Ok(tally);
+        }
+        metrics::tally_cache_read(false);
         let request = GetGameRequest {
             game_id: game_id.to_owned(),
         };
-        let response = self
+        let tally = self
             .hangman
             .clone()
             .get_game(traced(request, trace))
             .await
-            .map_err(|status| UpstreamError::from_status("get_game", status))?
-            .into_inner();
-        require_tally("get_game", response.tally)
+            .map_err(|status| UpstreamError::from_status("get_game", status))
+            .and_then(|response| require_tally("get_game", response.into_inner().tally));
+        let tally = self.note(game_id, tally)?;
+        let watch = WatchGameRequest {
+            game_id: game_id.to_owned(),
+        };
+        self.tallies.watch(traced(watch, trace), &self.watches);
+        Ok(Arc::new(tally))
     }
 
     pub async fn make_move(
@@ -134,14 +155,28 @@ impl GameService {
             game_id: game_id.to_owned(),
             guess: guess.to_owned(),
         };
-        let response = self
+        let tally = self
             .hangman
             .clone()
             .make_move(traced(request, trace))
             .await
-            .map_err(|status| UpstreamError::from_status("make_move", status))?
-            .into_inner();
-        require_tally("make_move", response.tally)
+            .map_err(|status| UpstreamError::from_status("make_move", status))
+            .and_then(|response| require_tally("make_move", response.into_inner().tally));
+        self.note(game_id, tally)
+    }
+
+    /// Tells the cache what the service just said about a game.
+    fn note(
+        &self,
+        game_id: &str,
+        answer: Result<Tally, UpstreamError>,
+    ) -> Result<Tally, UpstreamError> {
+        match &answer {
+            Ok(tally) => self.tallies.confirm(game_id, tally),
+            Err(UpstreamError::GameNotFound) => self.tallies.forget(game_id),
+            Err(_) => {}
+        }
+        answer
     }
 
     /// Whether the game service answers its health check as serving.

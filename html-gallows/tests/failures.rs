@@ -4,25 +4,10 @@
 
 mod support;
 
-use std::time::Duration;
-
 use reqwest::{StatusCode, header, redirect};
-use support::{Browser, OTHER_COOKIE_KEY, Page, Stack};
+use support::{Browser, OTHER_COOKIE_KEY, Page, Stack, eventually};
 
 const WORD: &str = "gallows";
-
-/// Asks until `ready(page)` holds, at most a few seconds; for states reached by
-/// the passing of time (expiry) or by a server coming back.
-async fn eventually(browser: &Browser, path: &str, ready: impl Fn(&Page) -> bool) -> Page {
-    for _ in 0..100 {
-        let page = browser.get(path).await;
-        if ready(&page) {
-            return page;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{path} never reached the expected state");
-}
 
 #[tokio::test]
 async fn an_expired_game_gets_a_friendly_page_offering_a_new_game() {
@@ -255,7 +240,12 @@ async fn a_stopped_game_service_gives_503_pages_and_play_resumes_when_it_returns
 
     stack.stop_game_service().await;
 
-    let down = browser.get("/hangman/current").await;
+    // The game on view is watched; the page stops showing it once the watch
+    // stream's end (sent as the service stops) has arrived.
+    let down = eventually(&browser, "/hangman/current", |page| {
+        page.status != StatusCode::OK
+    })
+    .await;
     assert_eq!(down.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(down.title(), "The game is taking a break");
     assert_eq!(

@@ -9,7 +9,7 @@ use std::{
 };
 
 use reqwest::{StatusCode, header};
-use support::{Browser, Stack};
+use support::{Browser, Page, Stack};
 
 const WORD: &str = "gallows";
 
@@ -58,17 +58,17 @@ async fn the_callers_trace_is_continued_into_the_game_service() {
     observe_this_process();
     let stack = Stack::start(WORD).await;
     let browser = Browser::new(&stack);
-    browser.new_game().await;
+    let game = browser.new_game().await;
 
     let trace_id = "0af7651916cd43dd8448eb211c80319c";
     let incoming = format!("00-{trace_id}-b7ad6b7169203331-01");
-    let game_page = browser_get_with_traceparent(&browser, &stack, &incoming).await;
-    assert_eq!(game_page, StatusCode::OK);
+    let answer = guess_with_traceparent(&browser, &stack, &game, &incoming).await;
+    assert_eq!(answer, StatusCode::SEE_OTHER);
 
     let lines = log_lines();
     let received: Vec<&String> = lines
         .iter()
-        .filter(|line| line.contains("HangmanService/GetGame"))
+        .filter(|line| line.contains("HangmanService/MakeMove"))
         .filter(|line| line.contains(&format!("traceparent=00-{trace_id}-")))
         .collect();
     assert!(
@@ -90,15 +90,18 @@ async fn the_callers_trace_is_continued_into_the_game_service() {
     assert!(calls.iter().all(|line| line.contains("traceparent=00-")));
 }
 
-/// A GET from the browser's session carrying a `traceparent` header.
-async fn browser_get_with_traceparent(
+/// A guess from the browser's session carrying a `traceparent` header.
+async fn guess_with_traceparent(
     browser: &Browser,
     stack: &Stack,
+    game: &Page,
     traceparent: &str,
 ) -> StatusCode {
+    let token = game.csrf_token();
     browser
-        .request(reqwest::Method::GET, &stack.url("/hangman/current"))
+        .request(reqwest::Method::POST, &stack.url("/hangman/current/guess"))
         .header("traceparent", traceparent)
+        .form(&[("csrf_token", token.as_str()), ("guess", "g")])
         .send()
         .await
         .unwrap()

@@ -5,7 +5,7 @@
 
 #![allow(dead_code)] // Each test binary uses its own share of these helpers.
 
-use std::{io::Write, net::SocketAddr};
+use std::{io::Write, net::SocketAddr, time::Duration};
 
 use clap::Parser;
 use reqwest::{StatusCode, header, redirect};
@@ -71,6 +71,26 @@ impl Stack {
         }
     }
 
+    /// Another html-gallows in front of the same game service, signing cookies
+    /// with the same key (as the replicas of one deployment do).
+    pub async fn start_replica(&self, gallows_flags: &[&str]) -> html_gallows::Server {
+        let game_service_url = format!("http://{}", self.game_service_addr);
+        let args = [
+            "html-gallows",
+            "--listen",
+            "127.0.0.1:0",
+            "--game-service",
+            &game_service_url,
+            "--cookie-key",
+            COOKIE_KEY,
+        ]
+        .into_iter()
+        .chain(gallows_flags.iter().copied());
+        html_gallows::start(html_gallows::Config::parse_from(args))
+            .await
+            .unwrap()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.gallows.url())
     }
@@ -121,6 +141,15 @@ impl Browser {
                 .build()
                 .unwrap(),
             base: base.to_owned(),
+        }
+    }
+
+    /// The same browser (same cookies) talking to another server, as a load
+    /// balancer may send it to another replica.
+    pub fn at_replica(&self, server: &html_gallows::Server) -> Browser {
+        Browser {
+            http: self.http.clone(),
+            base: server.url(),
         }
     }
 
@@ -183,6 +212,20 @@ impl Browser {
         assert_eq!(page.status, StatusCode::OK, "{}", page.body);
         page
     }
+}
+
+/// Views `path` until `ready(page)` holds, for at most five seconds; for states
+/// reached by the passing of time (expiry), by a server going or coming back,
+/// or by a change arriving on a watch stream.
+pub async fn eventually(browser: &Browser, path: &str, ready: impl Fn(&Page) -> bool) -> Page {
+    for _ in 0..100 {
+        let page = browser.get(path).await;
+        if ready(&page) {
+            return page;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{path} never reached the expected state");
 }
 
 /// A response with its body parsed as HTML.
