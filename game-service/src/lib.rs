@@ -8,7 +8,9 @@
 //! - [`server`]: assembles the server (API, health, reflection, `/metrics`) and runs it.
 //! - [`config`]: flags and their environment-variable twins.
 //! - [`telemetry`]: logs, per-call spans with `traceparent`, Prometheus metrics.
+//! - [`coalesce`]: replies finished together leave in one write.
 
+pub mod coalesce;
 pub mod config;
 pub mod dictionary;
 pub mod registry;

@@ -4,6 +4,7 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{middleware, routing::get};
+use futures::TryStreamExt;
 use hangman_proto::v1::hangman_service_server::HangmanServiceServer;
 use thiserror::Error;
 use tokio::{net::TcpListener, task::JoinHandle};
@@ -13,6 +14,7 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
 use crate::{
+    coalesce::Coalesced,
     config::Config,
     dictionary::{Dictionary, DictionaryError},
     registry::{Limits, Registry},
@@ -155,7 +157,9 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let task = tokio::spawn(async move {
         // Replies are small and written in several pieces (headers, data, trailers): with
         // Nagle's algorithm a piece could wait for the peer's delayed ACK (up to 40 ms).
-        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let incoming = TcpIncoming::from(listener)
+            .with_nodelay(Some(true))
+            .map_ok(Coalesced::new);
         let serve = server.serve_with_incoming_shutdown(incoming, signal);
         tokio::pin!(serve);
         tokio::select! {
