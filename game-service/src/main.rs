@@ -1,6 +1,11 @@
 use clap::Parser;
 use game_service::{Config, telemetry};
 
+/// glibc's malloc (with its consolidation passes) was about a seventh of the service's CPU
+/// under load; mimalloc's thread-local free lists cost a fraction of that.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
