@@ -113,6 +113,9 @@ impl Inner {
             .map_err(|_| format!("connecting to {} timed out", config.authority))??;
         let mut ping = connection.ping_pong().expect("taken once");
         let keep_alive = config.keep_alive;
+        // Calls wake the connection task to send their request; deferred, it sends the
+        // requests of every task already runnable in one write instead of one write each.
+        let mut connection = Deferred::new(connection);
         tokio::spawn(async move {
             let pings = async {
                 loop {
@@ -133,6 +136,36 @@ impl Inner {
             }
         });
         Ok(sender)
+    }
+}
+
+/// A future that, each time it is woken, lets the tasks already runnable go first.
+struct Deferred<F> {
+    inner: F,
+    yielded: bool,
+}
+
+impl<F> Deferred<F> {
+    fn new(inner: F) -> Self {
+        Deferred {
+            inner,
+            yielded: false,
+        }
+    }
+}
+
+impl<F: Future + Unpin> Future for Deferred<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        if !self.yielded {
+            // Back of the run queue (a self-wake is not run ahead of the queue).
+            self.yielded = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        self.yielded = false;
+        Pin::new(&mut self.inner).poll(cx)
     }
 }
 
