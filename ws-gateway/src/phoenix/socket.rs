@@ -150,16 +150,30 @@ impl<A: Send + Sync + 'static> Socket<A> {
         mut from_channels: mpsc::Receiver<ToSocket>,
         shutdown: CancellationToken,
     ) {
-        let mut idle_deadline = Instant::now() + self.limits.idle_timeout;
+        let idle_timeout = self.limits.idle_timeout;
+        let mut last_activity = Instant::now();
+        // One timer per connection, moved only when it fires before the connection has been
+        // idle long enough: a new deadline on every frame cost two timer-wheel updates per
+        // message.
+        let idle = sleep_until(last_activity + idle_timeout);
+        tokio::pin!(idle);
         let stop = loop {
             let step = tokio::select! {
                 _ = shutdown.cancelled() => Err(Stop::Close(self.limits.shutdown_close_code, "server shutting down")),
-                _ = sleep_until(idle_deadline) => Err(Stop::Close(close_code::GOING_AWAY, "idle timeout")),
+                () = &mut idle => {
+                    let deadline = last_activity + idle_timeout;
+                    if Instant::now() >= deadline {
+                        Err(Stop::Close(close_code::GOING_AWAY, "idle timeout"))
+                    } else {
+                        idle.as_mut().reset(deadline);
+                        Ok(())
+                    }
+                }
                 // A channel ended (left, crashed, or its socket-side handle was dropped).
                 Some(()) = self.running.next(), if !self.running.is_empty() => Ok(()),
                 Some(msg) = from_channels.recv() => self.send_queued(&mut ws, msg, &mut from_channels).await,
                 frame = ws.recv() => {
-                    idle_deadline = Instant::now() + self.limits.idle_timeout;
+                    last_activity = Instant::now();
                     match frame {
                         None => Err(Stop::Gone),
                         Some(Ok(WsMessage::Close(_))) => Err(Stop::ClientClosed),
