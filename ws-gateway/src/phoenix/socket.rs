@@ -157,9 +157,12 @@ impl<A: Send + Sync + 'static> Socket<A> {
         // message.
         let idle = sleep_until(last_activity + idle_timeout);
         tokio::pin!(idle);
+        // Likewise one wait for shutdown, not a waiter registered and removed per message.
+        let shutting_down = shutdown.cancelled();
+        tokio::pin!(shutting_down);
         let stop = loop {
             let step = tokio::select! {
-                _ = shutdown.cancelled() => Err(Stop::Close(self.limits.shutdown_close_code, "server shutting down")),
+                () = &mut shutting_down => Err(Stop::Close(self.limits.shutdown_close_code, "server shutting down")),
                 () = &mut idle => {
                     let deadline = last_activity + idle_timeout;
                     if Instant::now() >= deadline {
