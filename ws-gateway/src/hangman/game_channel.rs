@@ -95,7 +95,7 @@ impl Channel for GameChannel {
                     .await
                 {
                     Ok(t) => {
-                        let tally = tally::to_json(&t);
+                        let tally = tally::encoded(&t);
                         (tally.clone(), tally)
                     }
                     Err(err) => return Ok(error_reply(&err)),
@@ -103,7 +103,7 @@ impl Channel for GameChannel {
             }
             "tally" => match self.upstream.get_game(&self.trace, &self.game_id).await {
                 Ok(t) => {
-                    let tally = tally::to_json(&t);
+                    let tally = tally::encoded(&t);
                     (tally.clone(), tally)
                 }
                 Err(err) => return Ok(error_reply(&err)),
@@ -111,7 +111,10 @@ impl Channel for GameChannel {
             "new_game" => match self.upstream.create_game(&self.trace).await {
                 Ok((game_id, t)) => {
                     self.game_id = game_id;
-                    (tally::with_game_id(&self.game_id, &t), tally::to_json(&t))
+                    (
+                        tally::with_game_id(&self.game_id, &t).into(),
+                        tally::encoded(&t),
+                    )
                 }
                 Err(err) => return Ok(error_reply(&err)),
             },

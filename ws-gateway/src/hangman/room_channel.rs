@@ -108,15 +108,16 @@ impl Channel for RoomChannel {
                         .make_move(&self.trace, &self.game_id, guess)
                         .await
                     {
-                        Ok(t) => Reply::Ok(tally::to_json(&t)),
+                        Ok(t) => Reply::Ok(tally::encoded(&t)),
                         Err(err) => error_reply(&err),
                     },
                 )
             }
             "tally" => match self.upstream.get_game(&self.trace, &self.game_id).await {
                 Ok(t) => {
-                    ctx.push("tally", tally::to_json(&t)).await;
-                    Ok(Reply::Ok(tally::to_json(&t)))
+                    let tally = tally::encoded(&t);
+                    ctx.push("tally", tally.clone()).await;
+                    Ok(Reply::Ok(tally))
                 }
                 Err(err) => Ok(error_reply(&err)),
             },
@@ -136,7 +137,7 @@ impl Channel for RoomChannel {
                     .await;
             }
             RoomInfo::Presence(Ok(diff)) => ctx.push("presence_diff", (*diff).clone()).await,
-            RoomInfo::Tally(Ok(t)) => ctx.push("tally", tally::to_json(&t)).await,
+            RoomInfo::Tally(Ok(t)) => ctx.push("tally", tally::encoded(&t)).await,
             RoomInfo::Tally(Err(err)) => {
                 return Err(Crash {
                     reason: err.reason().to_owned(),

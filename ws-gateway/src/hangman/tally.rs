@@ -3,7 +3,11 @@
 //! plus `"word"` once the game is won or lost.
 
 use hangman_proto::v1::{GameState, Tally};
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde::ser::SerializeMap;
+use serde_json::{Value, json};
+
+use crate::phoenix::message::Payload;
 
 /// The lower-case state name of DESIGN.md §3.
 pub fn state_name(state: i32) -> &'static str {
@@ -18,17 +22,32 @@ pub fn state_name(state: i32) -> &'static str {
     }
 }
 
-pub fn to_json(tally: &Tally) -> Value {
-    let strings = |list: &[String]| list.iter().cloned().map(Value::String).collect();
-    let mut map = Map::new();
-    map.insert("game_state".into(), state_name(tally.game_state).into());
-    map.insert("turns_left".into(), tally.turns_left.into());
-    map.insert("letters".into(), Value::Array(strings(&tally.letters)));
-    map.insert("used".into(), Value::Array(strings(&tally.used)));
-    if let Some(word) = &tally.word {
-        map.insert("word".into(), word.clone().into());
+/// A tally as JSON, written straight from the gRPC message.
+struct TallyJson<'a>(&'a Tally);
+
+impl Serialize for TallyJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let tally = self.0;
+        // Keys in the order a JSON object value prints them (sorted).
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("game_state", state_name(tally.game_state))?;
+        map.serialize_entry("letters", &tally.letters)?;
+        map.serialize_entry("turns_left", &tally.turns_left)?;
+        map.serialize_entry("used", &tally.used)?;
+        if let Some(word) = &tally.word {
+            map.serialize_entry("word", word)?;
+        }
+        map.end()
     }
-    Value::Object(map)
+}
+
+pub fn to_json(tally: &Tally) -> Value {
+    serde_json::to_value(TallyJson(tally)).expect("a tally serializes")
+}
+
+/// The tally encoded once, for a reply and the push that repeats it.
+pub fn encoded(tally: &Tally) -> Payload {
+    Payload::encode(&TallyJson(tally))
 }
 
 /// The join (and `new_game`) response: `{"game_id": id, "tally": {...}}`.
@@ -57,5 +76,20 @@ mod tests {
         tally.game_state = GameState::Lost as i32;
         assert_eq!(to_json(&tally)["word"], "be");
         assert_eq!(to_json(&tally)["game_state"], "lost");
+    }
+
+    #[test]
+    fn encoded_once_reads_as_the_json_value() {
+        let tally = Tally {
+            game_state: GameState::Won as i32,
+            turns_left: 3,
+            letters: vec!["b".into(), "e".into()],
+            used: vec!["b".into(), "e".into(), "\"q".into()],
+            word: Some("be".into()),
+        };
+        let Payload::Encoded(raw) = encoded(&tally) else {
+            panic!("an encoded payload");
+        };
+        assert_eq!(raw.get(), serde_json::to_string(&to_json(&tally)).unwrap());
     }
 }

@@ -23,7 +23,8 @@ const CHANNEL_INBOX: usize = 64;
 /// The answer of a channel to a client event.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reply {
-    Ok(Value),
+    /// A JSON value (`Value` converts with `.into()`) or a payload encoded once and shared.
+    Ok(Payload),
     Error(Value),
     /// No reply; the client's push times out unless something else answers it.
     None,
@@ -166,8 +167,8 @@ impl<I: Send + 'static> ChannelContext<I> {
     }
 
     /// Pushes `[join_ref, null, topic, event, payload]` to this channel's client.
-    pub async fn push(&self, event: &str, payload: Value) {
-        let push = Outbound::push(&self.join_ref, &self.topic, event, payload);
+    pub async fn push(&self, event: &str, payload: impl Into<Payload>) {
+        let push = Outbound::push(&self.join_ref, &self.topic, event, payload.into());
         self.send(push).await;
     }
 
@@ -176,13 +177,13 @@ impl<I: Send + 'static> ChannelContext<I> {
         let _ = self.outbox.send(ToSocket::Send(Box::new(out))).await;
     }
 
-    async fn reply(&self, msg_ref: Option<String>, status: Status, response: Value) {
+    async fn reply(&self, msg_ref: Option<String>, status: Status, response: Payload) {
         let reply = Outbound::Reply {
             join_ref: Some(self.join_ref.clone()),
             msg_ref,
             topic: self.topic.clone(),
             status,
-            response: Payload::Json(response),
+            response,
         };
         self.send(reply).await;
     }
@@ -264,7 +265,7 @@ async fn run_channel<C: Channel>(
             msg = inbox.recv() => match msg.map(|m| *m) {
                 None => break Terminate::Closed,
                 Some(ChannelMsg::Leave { msg_ref }) => {
-                    ctx.reply(msg_ref, Status::Ok, json!({})).await;
+                    ctx.reply(msg_ref, Status::Ok, json!({}).into()).await;
                     let close = Outbound::lifecycle(&ctx.join_ref, &ctx.topic, events::CLOSE, json!({}));
                     ctx.send(close).await;
                     break Terminate::Left;
@@ -272,7 +273,7 @@ async fn run_channel<C: Channel>(
                 Some(ChannelMsg::Event { event, msg_ref, payload }) => {
                     match channel.handle_in(&event, payload, &ctx).await {
                         Ok(Reply::Ok(response)) => ctx.reply(msg_ref, Status::Ok, response).await,
-                        Ok(Reply::Error(response)) => ctx.reply(msg_ref, Status::Error, response).await,
+                        Ok(Reply::Error(response)) => ctx.reply(msg_ref, Status::Error, response.into()).await,
                         Ok(Reply::None) => {}
                         Err(crash) => return_crash = Some(crash),
                     }

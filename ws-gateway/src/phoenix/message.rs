@@ -1,7 +1,10 @@
 //! The messages of the Phoenix Channels protocol, independent of how they are framed.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// A message from the client: `[join_ref, ref, topic, event, payload]`.
 #[derive(Debug, Clone, PartialEq)]
@@ -14,18 +17,44 @@ pub struct Message {
 }
 
 /// A payload is JSON, or raw bytes when it came in a V2 binary frame.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum Payload {
     Json(Value),
+    /// JSON already encoded (outbound only): one encoding shared by every message that
+    /// carries it, such as a reply and the push that repeats it.
+    Encoded(Arc<RawValue>),
     Binary(Bytes),
 }
 
 impl Payload {
-    /// The JSON value, or `None` for a binary payload.
+    /// The JSON value, or `None` for a binary or already encoded payload.
     pub fn as_json(&self) -> Option<&Value> {
         match self {
             Payload::Json(value) => Some(value),
-            Payload::Binary(_) => None,
+            Payload::Encoded(_) | Payload::Binary(_) => None,
+        }
+    }
+
+    /// Encodes `value` once, for messages that share it.
+    pub fn encode(value: &impl serde::Serialize) -> Self {
+        let raw = serde_json::value::to_raw_value(value).expect("JSON payloads serialize");
+        Payload::Encoded(Arc::from(raw))
+    }
+}
+
+impl From<Value> for Payload {
+    fn from(value: Value) -> Self {
+        Payload::Json(value)
+    }
+}
+
+impl PartialEq for Payload {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Payload::Json(a), Payload::Json(b)) => a == b,
+            (Payload::Encoded(a), Payload::Encoded(b)) => a.get() == b.get(),
+            (Payload::Binary(a), Payload::Binary(b)) => a == b,
+            _ => false,
         }
     }
 }
@@ -76,13 +105,13 @@ pub enum Outbound {
 
 impl Outbound {
     /// A server push to the channel joined with `join_ref`.
-    pub fn push(join_ref: &str, topic: &str, event: &str, payload: Value) -> Self {
+    pub fn push(join_ref: &str, topic: &str, event: &str, payload: Payload) -> Self {
         Outbound::Push {
             join_ref: Some(join_ref.to_owned()),
             msg_ref: None,
             topic: topic.to_owned(),
             event: event.to_owned(),
-            payload: Payload::Json(payload),
+            payload,
         }
     }
 

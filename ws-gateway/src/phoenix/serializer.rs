@@ -173,7 +173,7 @@ impl Serializer {
                 response,
             } => {
                 let payload = ReplyPayload {
-                    response: json_of(response),
+                    response: JsonPayload(response),
                     status: status.as_str(),
                 };
                 return self.encode_parts(
@@ -195,15 +195,15 @@ impl Serializer {
                 msg_ref.as_deref(),
                 topic,
                 event,
-                json_of(payload),
+                JsonPayload(payload),
             ),
             Outbound::Broadcast {
                 topic,
                 event,
                 payload,
-            } => (None, None, topic, event, json_of(payload)),
+            } => (None, None, topic, event, JsonPayload(payload)),
         };
-        self.encode_parts(join_ref, msg_ref, topic, event, payload)
+        self.encode_parts(join_ref, msg_ref, topic, event, &payload)
     }
 
     /// Writes the frame straight from borrowed parts (no intermediate JSON value).
@@ -232,7 +232,7 @@ impl Serializer {
 /// A reply's payload, `{"response": ..., "status": "ok"}`.
 #[derive(Serialize)]
 struct ReplyPayload<'a> {
-    response: &'a Value,
+    response: JsonPayload<'a>,
     status: &'a str,
 }
 
@@ -247,9 +247,18 @@ struct V1Frame<'a, P> {
     topic: &'a str,
 }
 
-fn json_of(payload: &Payload) -> &Value {
-    static NULL: Value = Value::Null;
-    payload.as_json().unwrap_or(&NULL)
+/// A payload in a JSON frame: its value, its encoded text as is, or `null` for bytes (which
+/// only binary frames carry).
+struct JsonPayload<'a>(&'a Payload);
+
+impl Serialize for JsonPayload<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Payload::Json(value) => value.serialize(serializer),
+            Payload::Encoded(raw) => raw.serialize(serializer),
+            Payload::Binary(_) => serializer.serialize_unit(),
+        }
+    }
 }
 
 fn opt(field: &Option<String>) -> &str {
@@ -491,6 +500,32 @@ mod tests {
     }
 
     #[test]
+    fn an_encoded_payload_is_written_as_is() {
+        let payload = Payload::encode(&json!({"x": [1, "y"]}));
+        let reply = Outbound::Reply {
+            join_ref: Some("1".into()),
+            msg_ref: Some("2".into()),
+            topic: "t".into(),
+            status: Status::Ok,
+            response: payload.clone(),
+        };
+        assert_eq!(
+            Serializer::V2.encode(&reply),
+            Some(Frame::Text(
+                r#"["1","2","t","phx_reply",{"response":{"x":[1,"y"]},"status":"ok"}]"#.into()
+            ))
+        );
+        let push = Outbound::push("1", "t", "tally", payload);
+        assert_eq!(
+            Serializer::V1.encode(&push),
+            Some(Frame::Text(
+                r#"{"event":"tally","join_ref":"1","payload":{"x":[1,"y"]},"ref":null,"topic":"t"}"#
+                    .into()
+            ))
+        );
+    }
+
+    #[test]
     fn v1_objects() {
         let msg = Serializer::V1
             .decode_text(r#"{"topic":"t","event":"e","payload":{"a":1},"ref":"3"}"#)
@@ -499,7 +534,7 @@ mod tests {
             (msg.topic.as_str(), msg.msg_ref.as_deref(), msg.join_ref),
             ("t", Some("3"), None)
         );
-        let push = Outbound::push("1", "t", "tally", json!({"x": 1}));
+        let push = Outbound::push("1", "t", "tally", json!({"x": 1}).into());
         let Some(Frame::Text(text)) = Serializer::V1.encode(&push) else {
             panic!()
         };
