@@ -48,6 +48,11 @@ struct Args {
     /// Gives up on any single reply after this long.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     reply_timeout: Duration,
+    /// Runtime threads of the load tool. One (the default) keeps the tool's own cost low: it
+    /// shares the cores with what it measures, and threads of its own would add cross-thread
+    /// wake-ups to every round trip it times.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
 }
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -55,9 +60,22 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 const TOPIC: &str = "hangman:game";
 const LETTERS: &[u8] = b"etaoinshrdlcumwfgypbvkjxqz";
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    let runtime = match args.threads {
+        0 => bail!("--threads must be at least 1"),
+        1 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?,
+        n => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build()?,
+    };
+    runtime.block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     if !args.gateway.ip().is_loopback() {
         bail!("ws-load only targets loopback addresses");
     }
