@@ -309,9 +309,6 @@ impl Upstream {
     /// one back, the status in the trailers (or in the headers of a trailers-only error).
     /// tonic's generic client costs the gateway a request body stream, 8 KiB encode and
     /// decode buffers and a copy of the trailers per call.
-    ///
-    /// The exchange itself is boxed: inline, its state (request, HTTP/2 futures, response)
-    /// would be part of every joined channel's future, idle or not (2.3 KiB per connection).
     async fn unary<Req: prost::Message, Resp: prost::Message + Default>(
         &self,
         method: &Method,
@@ -340,28 +337,9 @@ impl Upstream {
             value.set_sensitive(true);
             headers.insert("traceparent", value);
         }
-        let body = Box::pin(self.exchange(request, body.freeze())).await?;
-        let trailers = body
-            .trailers()
-            .ok_or_else(|| Status::internal("no gRPC status in the reply"))?;
-        if let Some(status) = failed(trailers) {
-            return Err(status);
-        }
-        if trailers.get(Status::GRPC_STATUS).is_none() {
-            return Err(Status::internal("no gRPC status in the reply"));
-        }
-        decode_one(body.to_bytes())
-    }
-
-    /// Sends a gRPC request and reads the whole reply: its messages and trailers.
-    async fn exchange(
-        &self,
-        request: http::Request<()>,
-        body: Bytes,
-    ) -> Result<http_body_util::Collected<Bytes>, Status> {
         let response = self
             .transport
-            .send(request, body)
+            .send(request, body.freeze())
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
         // A trailers-only response (every error of the game service) has its status here.
@@ -374,11 +352,21 @@ impl Upstream {
                 response.status()
             )));
         }
-        response
+        let body = response
             .into_body()
             .collect()
             .await
-            .map_err(|e| Status::unavailable(e.to_string()))
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        let trailers = body
+            .trailers()
+            .ok_or_else(|| Status::internal("no gRPC status in the reply"))?;
+        if let Some(status) = failed(trailers) {
+            return Err(status);
+        }
+        if trailers.get(Status::GRPC_STATUS).is_none() {
+            return Err(Status::internal("no gRPC status in the reply"));
+        }
+        decode_one(body.to_bytes())
     }
 }
 
