@@ -7,15 +7,10 @@ mod transport;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, Bytes, BytesMut};
 use hangman_proto::v1::hangman_service_client::HangmanServiceClient;
 use hangman_proto::v1::{
-    CreateGameRequest, CreateGameResponse, GetGameRequest, GetGameResponse, MakeMoveRequest,
-    MakeMoveResponse, Tally, WatchGameRequest,
+    CreateGameRequest, GetGameRequest, MakeMoveRequest, Tally, WatchGameRequest,
 };
-use http::header::{CONTENT_TYPE, HeaderValue, TE};
-use http::uri::{Authority, PathAndQuery, Scheme};
-use http_body_util::BodyExt;
 use rand::Rng;
 use tonic::metadata::MetadataValue;
 use tonic::transport::Uri;
@@ -95,16 +90,13 @@ impl Default for Trace {
 /// A gRPC method the gateway calls, with its latency histogram (looked up once, not per call).
 struct Method {
     name: &'static str,
-    /// `/package.Service/Method`.
-    path: &'static str,
     seconds: OnceLock<metrics::Histogram>,
 }
 
 impl Method {
-    const fn new(name: &'static str, path: &'static str) -> Self {
+    const fn new(name: &'static str) -> Self {
         Method {
             name,
-            path,
             seconds: OnceLock::new(),
         }
     }
@@ -116,11 +108,11 @@ impl Method {
     }
 }
 
-static CREATE_GAME: Method = Method::new("CreateGame", "/hangman.v1.HangmanService/CreateGame");
-static GET_GAME: Method = Method::new("GetGame", "/hangman.v1.HangmanService/GetGame");
-static MAKE_MOVE: Method = Method::new("MakeMove", "/hangman.v1.HangmanService/MakeMove");
-static WATCH_GAME: Method = Method::new("WatchGame", "/hangman.v1.HangmanService/WatchGame");
-static HEALTH_CHECK: Method = Method::new("Health/Check", "/grpc.health.v1.Health/Check");
+static CREATE_GAME: Method = Method::new("CreateGame");
+static GET_GAME: Method = Method::new("GetGame");
+static MAKE_MOVE: Method = Method::new("MakeMove");
+static WATCH_GAME: Method = Method::new("WatchGame");
+static HEALTH_CHECK: Method = Method::new("Health/Check");
 
 /// A game service URL the gateway cannot use.
 #[derive(Debug, thiserror::Error)]
@@ -140,10 +132,6 @@ pub struct UpstreamConfig {
 /// The shared client; cloning it shares its HTTP/2 connections.
 #[derive(Clone)]
 pub struct Upstream {
-    /// Unary calls are made directly on the transport ([`Upstream::unary`]); tonic's client
-    /// serves the watch stream and the health check.
-    transport: H2Transport,
-    authority: Authority,
     games: HangmanServiceClient<H2Transport>,
     health: HealthClient<H2Transport>,
     request_timeout: Duration,
@@ -163,14 +151,13 @@ impl Upstream {
                 config.url
             )));
         }
-        let url_authority = origin
+        let authority = origin
             .authority()
-            .ok_or_else(|| InvalidUrl(format!("{}: needs a host", config.url)))?
-            .clone();
+            .ok_or_else(|| InvalidUrl(format!("{}: needs a host", config.url)))?;
         let authority = format!(
             "{}:{}",
-            url_authority.host(),
-            url_authority.port_u16().unwrap_or(80)
+            authority.host(),
+            authority.port_u16().unwrap_or(80)
         );
         // A few HTTP/2 connections, round robin: one connection's I/O task becomes the
         // bottleneck under load long before the CPU does.
@@ -182,18 +169,21 @@ impl Upstream {
         });
         Ok(Upstream {
             games: HangmanServiceClient::with_origin(transport.clone(), origin.clone()),
-            health: HealthClient::with_origin(transport.clone(), origin),
-            transport,
-            authority: url_authority,
+            health: HealthClient::with_origin(transport, origin),
             request_timeout: config.request_timeout,
         })
     }
 
     pub async fn create_game(&self, trace: &Trace) -> Result<(String, Tally), UpstreamError> {
-        let traceparent = trace.traceparent();
-        let request = CreateGameRequest::default();
-        let call = self.unary(&CREATE_GAME, &request, &traceparent);
-        let response: CreateGameResponse = self.call(&CREATE_GAME, &traceparent, call).await?;
+        let response = self
+            .call(
+                &CREATE_GAME,
+                trace,
+                CreateGameRequest::default(),
+                |mut c, r| async move { c.create_game(r).await },
+                &self.games,
+            )
+            .await?;
         Ok((response.game_id, response.tally.unwrap_or_default()))
     }
 
@@ -201,9 +191,15 @@ impl Upstream {
         let request = GetGameRequest {
             game_id: game_id.to_owned(),
         };
-        let traceparent = trace.traceparent();
-        let call = self.unary(&GET_GAME, &request, &traceparent);
-        let response: GetGameResponse = self.call(&GET_GAME, &traceparent, call).await?;
+        let response = self
+            .call(
+                &GET_GAME,
+                trace,
+                request,
+                |mut c, r| async move { c.get_game(r).await },
+                &self.games,
+            )
+            .await?;
         Ok(response.tally.unwrap_or_default())
     }
 
@@ -217,9 +213,15 @@ impl Upstream {
             game_id: game_id.to_owned(),
             guess: guess.to_owned(),
         };
-        let traceparent = trace.traceparent();
-        let call = self.unary(&MAKE_MOVE, &request, &traceparent);
-        let response: MakeMoveResponse = self.call(&MAKE_MOVE, &traceparent, call).await?;
+        let response = self
+            .call(
+                &MAKE_MOVE,
+                trace,
+                request,
+                |mut c, r| async move { c.make_move(r).await },
+                &self.games,
+            )
+            .await?;
         Ok(response.tally.unwrap_or_default())
     }
 
@@ -240,13 +242,15 @@ impl Upstream {
         let request = WatchGameRequest {
             game_id: game_id.to_owned(),
         };
-        let traceparent = trace.traceparent();
-        let mut client = self.games.clone();
-        let call = client.watch_game(traced(request, &traceparent));
         let mut stream = self
-            .call(&WATCH_GAME, &traceparent, call)
-            .await?
-            .into_inner();
+            .call(
+                &WATCH_GAME,
+                trace,
+                request,
+                |mut c, r| async move { c.watch_game(r).await },
+                &self.games,
+            )
+            .await?;
         let first = tokio::time::timeout(self.request_timeout, stream.message())
             .await
             .map_err(|_| UpstreamError::Unavailable("timed out".into()))?
@@ -271,28 +275,45 @@ impl Upstream {
     /// Whether the game service answers a gRPC health check with SERVING.
     pub async fn ready(&self) -> bool {
         let trace = Trace::new();
-        let traceparent = trace.traceparent();
-        let mut client = self.health.clone();
-        let call = client.check(traced(HealthCheckRequest::default(), &traceparent));
-        let result = self.call(&HEALTH_CHECK, &traceparent, call).await;
-        matches!(result, Ok(r) if r.get_ref().status == ServingStatus::Serving as i32)
+        let result = self
+            .call(
+                &HEALTH_CHECK,
+                &trace,
+                HealthCheckRequest::default(),
+                |mut c, r| async move { c.check(r).await },
+                &self.health,
+            )
+            .await;
+        matches!(result, Ok(r) if r.status == ServingStatus::Serving as i32)
     }
 
-    /// One call (already carrying `traceparent`) with a deadline, timed into the upstream
-    /// latency histogram and logged.
-    async fn call<Resp>(
+    /// One call with a deadline and a `traceparent`, timed into the upstream latency histogram.
+    async fn call<C: Clone, Req, Resp, Fut>(
         &self,
         method: &'static Method,
-        traceparent: &str,
-        call: impl Future<Output = Result<Resp, Status>>,
-    ) -> Result<Resp, UpstreamError> {
+        trace: &Trace,
+        message: Req,
+        send: impl FnOnce(C, Request<Req>) -> Fut,
+        client: &C,
+    ) -> Result<Resp, UpstreamError>
+    where
+        Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
+    {
+        let traceparent = trace.traceparent();
+        let mut request = Request::new(message);
+        if let Ok(mut value) = MetadataValue::try_from(&traceparent) {
+            // A new value every call: not worth an entry in the HPACK table.
+            value.set_sensitive(true);
+            request.metadata_mut().insert("traceparent", value);
+        }
         let started = Instant::now();
-        let result = tokio::time::timeout(self.request_timeout, call).await;
+        let result =
+            tokio::time::timeout(self.request_timeout, send(client.clone(), request)).await;
         let elapsed = started.elapsed();
         method.seconds().record(elapsed.as_secs_f64());
         let method = method.name;
         let result = match result {
-            Ok(Ok(response)) => Ok(response),
+            Ok(Ok(response)) => Ok(response.into_inner()),
             Ok(Err(status)) => Err(UpstreamError::from_status(&status)),
             Err(_) => Err(UpstreamError::Unavailable("timed out".into())),
         };
@@ -303,172 +324,5 @@ impl Upstream {
             }
         }
         result
-    }
-
-    /// A unary call made directly on the HTTP/2 transport: one length-prefixed message out,
-    /// one back, the status in the trailers (or in the headers of a trailers-only error).
-    /// tonic's generic client costs the gateway a request body stream, 8 KiB encode and
-    /// decode buffers and a copy of the trailers per call.
-    async fn unary<Req: prost::Message, Resp: prost::Message + Default>(
-        &self,
-        method: &Method,
-        message: &Req,
-        traceparent: &str,
-    ) -> Result<Resp, Status> {
-        let len = message.encoded_len();
-        let mut body = BytesMut::with_capacity(GRPC_HEADER + len);
-        body.put_u8(0); // not compressed
-        body.put_u32(u32::try_from(len).map_err(|_| Status::internal("request too large"))?);
-        message
-            .encode(&mut body)
-            .map_err(|e| Status::internal(e.to_string()))?;
-        let uri = http::Uri::builder()
-            .scheme(Scheme::HTTP)
-            .authority(self.authority.clone())
-            .path_and_query(PathAndQuery::from_static(method.path))
-            .build()
-            .map_err(|e| Status::internal(e.to_string()))?;
-        let mut request = http::Request::post(uri).body(()).expect("valid parts");
-        let headers = request.headers_mut();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
-        headers.insert(TE, HeaderValue::from_static("trailers"));
-        if let Ok(mut value) = HeaderValue::from_str(traceparent) {
-            // A new value every call: not worth an entry in the HPACK table.
-            value.set_sensitive(true);
-            headers.insert("traceparent", value);
-        }
-        let response = self
-            .transport
-            .send(request, body.freeze())
-            .await
-            .map_err(|e| Status::unavailable(e.to_string()))?;
-        // A trailers-only response (every error of the game service) has its status here.
-        if let Some(status) = failed(response.headers()) {
-            return Err(status);
-        }
-        if response.status() != http::StatusCode::OK {
-            return Err(Status::unavailable(format!(
-                "HTTP status {}",
-                response.status()
-            )));
-        }
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| Status::unavailable(e.to_string()))?;
-        let trailers = body
-            .trailers()
-            .ok_or_else(|| Status::internal("no gRPC status in the reply"))?;
-        if let Some(status) = failed(trailers) {
-            return Err(status);
-        }
-        if trailers.get(Status::GRPC_STATUS).is_none() {
-            return Err(Status::internal("no gRPC status in the reply"));
-        }
-        decode_one(body.to_bytes())
-    }
-}
-
-/// The 5-byte prefix of a gRPC message: compressed flag, then the length (big endian).
-const GRPC_HEADER: usize = 5;
-
-/// A tonic request carrying `traceparent`.
-fn traced<T>(message: T, traceparent: &str) -> Request<T> {
-    let mut request = Request::new(message);
-    if let Ok(mut value) = MetadataValue::try_from(traceparent) {
-        // A new value every call: not worth an entry in the HPACK table.
-        value.set_sensitive(true);
-        request.metadata_mut().insert("traceparent", value);
-    }
-    request
-}
-
-/// The call's status when `headers` carry a `grpc-status` other than OK.
-fn failed(headers: &http::HeaderMap) -> Option<Status> {
-    let code = headers.get(Status::GRPC_STATUS)?;
-    if code == "0" {
-        return None;
-    }
-    Some(Status::from_header_map(headers).unwrap_or_else(|| Status::unknown("bad grpc-status")))
-}
-
-/// The one message of a unary reply.
-fn decode_one<Resp: prost::Message + Default>(mut body: Bytes) -> Result<Resp, Status> {
-    if body.len() < GRPC_HEADER {
-        return Err(Status::internal("the reply holds no message"));
-    }
-    let header = body.split_to(GRPC_HEADER);
-    if header[0] != 0 {
-        return Err(Status::internal("compressed reply (none was asked for)"));
-    }
-    let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
-    if body.len() != len {
-        return Err(Status::internal(format!(
-            "reply message of {} bytes, announced {len}",
-            body.len()
-        )));
-    }
-    Resp::decode(body).map_err(|e| Status::internal(format!("undecodable reply: {e}")))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use hangman_proto::v1::GameState;
-    use prost::Message;
-
-    fn framed(message: &impl Message) -> Bytes {
-        let mut body = BytesMut::new();
-        body.put_u8(0);
-        body.put_u32(message.encoded_len() as u32);
-        message.encode(&mut body).unwrap();
-        body.freeze()
-    }
-
-    #[test]
-    fn a_reply_decodes_from_its_frame() {
-        let reply = MakeMoveResponse {
-            game_id: "g1".into(),
-            tally: Some(Tally {
-                game_state: GameState::GoodGuess as i32,
-                turns_left: 7,
-                letters: vec!["_".into(), "e".into()],
-                used: vec!["e".into()],
-                word: None,
-            }),
-        };
-        let decoded: MakeMoveResponse = decode_one(framed(&reply)).unwrap();
-        assert_eq!(decoded, reply);
-    }
-
-    #[test]
-    fn malformed_replies_are_errors() {
-        let reply = framed(&GetGameResponse::default());
-        assert!(decode_one::<GetGameResponse>(Bytes::from_static(&[0, 0])).is_err());
-        let mut compressed = reply.to_vec();
-        compressed[0] = 1;
-        assert!(decode_one::<GetGameResponse>(compressed.into()).is_err());
-        let mut long = reply.to_vec();
-        long.push(0);
-        assert!(decode_one::<GetGameResponse>(long.into()).is_err());
-        assert!(decode_one::<GetGameResponse>(reply).is_ok());
-    }
-
-    #[test]
-    fn a_status_other_than_ok_fails_the_call() {
-        let mut headers = http::HeaderMap::new();
-        assert!(failed(&headers).is_none());
-        headers.insert(Status::GRPC_STATUS, HeaderValue::from_static("0"));
-        assert!(failed(&headers).is_none());
-        headers.insert(Status::GRPC_STATUS, HeaderValue::from_static("5"));
-        headers.insert(
-            Status::GRPC_MESSAGE,
-            HeaderValue::from_static("no%20such%20game"),
-        );
-        let status = failed(&headers).unwrap();
-        assert_eq!(status.code(), Code::NotFound);
-        assert_eq!(status.message(), "no such game");
-        assert_eq!(UpstreamError::from_status(&status), UpstreamError::NotFound);
     }
 }

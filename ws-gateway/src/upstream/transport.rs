@@ -184,36 +184,22 @@ impl tower::Service<http::Request<tonic::body::Body>> for H2Transport {
     }
 
     fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
-        let transport = self.clone();
+        let inner = Arc::clone(&self.inner);
         Box::pin(async move {
             let (parts, body) = request.into_parts();
             // Every call of the gateway sends one message: the whole body is at hand.
             let data = body.collect().await?.to_bytes();
-            transport
-                .send(http::Request::from_parts(parts, ()), data)
-                .await
+            let index = inner.next.fetch_add(1, Ordering::Relaxed) % inner.slots.len();
+            let slot = &inner.slots[index];
+            let mut sender = inner.ready(slot).await?;
+            let (response, mut stream) =
+                sender.send_request(http::Request::from_parts(parts, ()), data.is_empty())?;
+            if !data.is_empty() {
+                stream.send_data(data, true)?;
+            }
+            let response = response.await?;
+            Ok(response.map(|recv| H2Body { recv, done: false }))
         })
-    }
-}
-
-impl H2Transport {
-    /// Sends a request whose whole body is `data` on the next connection; the response's
-    /// body is read by the caller.
-    pub async fn send(
-        &self,
-        request: http::Request<()>,
-        data: Bytes,
-    ) -> Result<http::Response<H2Body>, BoxError> {
-        let inner = &self.inner;
-        let index = inner.next.fetch_add(1, Ordering::Relaxed) % inner.slots.len();
-        let slot = &inner.slots[index];
-        let mut sender = inner.ready(slot).await?;
-        let (response, mut stream) = sender.send_request(request, data.is_empty())?;
-        if !data.is_empty() {
-            stream.send_data(data, true)?;
-        }
-        let response = response.await?;
-        Ok(response.map(|recv| H2Body { recv, done: false }))
     }
 }
 
