@@ -307,8 +307,10 @@ impl Upstream {
             request.metadata_mut().insert("traceparent", value);
         }
         let started = Instant::now();
-        let result =
-            tokio::time::timeout(self.request_timeout, send(client.clone(), request)).await;
+        // Boxed: inline, the call's state (tonic's request, codec and HTTP/2 futures) would
+        // be part of every joined channel's future, idle or not.
+        let call = Box::pin(send(client.clone(), request));
+        let result = tokio::time::timeout(self.request_timeout, call).await;
         let elapsed = started.elapsed();
         method.seconds().record(elapsed.as_secs_f64());
         let method = method.name;
