@@ -189,3 +189,41 @@ async fn pages_forbid_scripts_and_framing() {
     assert_eq!(game.headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
     assert!(game.select("script").is_empty());
 }
+
+#[tokio::test]
+async fn metrics_show_the_tally_cache_at_work() {
+    observe_this_process();
+    let stack = Stack::start(WORD).await;
+    let browser = Browser::new(&stack);
+    browser.new_game().await; // a miss: the game is read and then watched
+
+    let metrics = browser.get("/metrics").await;
+    assert!(
+        sample(
+            &metrics.body,
+            "gallows_tally_cache_reads_total",
+            &[r#"result="miss""#]
+        )
+        .is_some()
+    );
+    assert!(
+        sample(&metrics.body, "gallows_tally_cache_watched_games", &[]).is_some_and(|n| n >= 1.0)
+    );
+    // Once the watch has delivered, views are hits.
+    let mut hits = 0.0;
+    for _ in 0..100 {
+        browser.get("/hangman/current").await;
+        let metrics = browser.get("/metrics").await;
+        hits = sample(
+            &metrics.body,
+            "gallows_tally_cache_reads_total",
+            &[r#"result="hit""#],
+        )
+        .unwrap_or(0.0);
+        if hits >= 1.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(hits >= 1.0, "no view was served from the cache");
+}
