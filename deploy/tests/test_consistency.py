@@ -17,7 +17,6 @@ import pytest
 
 from conftest import (
     REPO,
-    SERVICES,
     Service,
     env_twins,
     grpc_health,
@@ -44,6 +43,12 @@ def listen_address(env: dict[str, str]) -> tuple[str, str]:
     return name, env[name]
 
 
+def pod_env(manifests, images, container: dict) -> dict[str, str]:
+    """The environment the container starts with: its image's ENV, then the pod's."""
+    image = images[service_of_image(container["image"])]
+    return {**image.env, **manifests.container_env(container)}
+
+
 def container_port(container: dict, port) -> int:
     if isinstance(port, int):
         return port
@@ -61,7 +66,7 @@ class Pod:
         image = images[self.service]
         root = lay_out(image, tmp_path / "root", binaries, web_dist)
         write_secret_mounts(self.pod_spec, self.container, root)
-        self.env = {**image.env, **manifests.container_env(self.container)}
+        self.env = pod_env(manifests, images, self.container)
         self.listen_var, self.listen = listen_address(self.env)
         run_env = {k: in_root(v, root) for k, v in self.env.items()}
         run_env[self.listen_var] = "127.0.0.1:0"
@@ -96,16 +101,13 @@ def test_every_env_var_the_manifests_set_is_a_flag_of_the_binary(manifests, imag
     for deployment, _, container in containers(manifests):
         service = service_of_image(container["image"])
         known = env_twins(binaries[service])
-        env = {**images[service].env, **manifests.container_env(container)}
-        unknown = set(env) - known
+        unknown = set(pod_env(manifests, images, container)) - known
         assert not unknown, f"{deployment['metadata']['name']}: {service} reads no {unknown}"
 
 
 def test_containers_listen_on_all_interfaces_at_their_declared_port(manifests, images):
     for deployment, _, container in containers(manifests):
-        env = {**images[service_of_image(container["image"])].env}
-        env.update(manifests.container_env(container))
-        _, listen = listen_address(env)
+        _, listen = listen_address(pod_env(manifests, images, container))
         host, port = listen.rsplit(":", 1)
         assert host == "0.0.0.0", f"{deployment['metadata']['name']}: {listen}"
         assert [p["containerPort"] for p in container["ports"]] == [int(port)]
@@ -323,7 +325,6 @@ def test_cookie_key_comes_from_a_secret_that_is_not_committed(manifests):
 
 def test_every_image_has_a_dockerfile(manifests):
     for _, _, container in containers(manifests):
-        service = service_of_image(container["image"])
-        assert service in SERVICES
+        service = service_of_image(container["image"])  # one of SERVICES, or it fails
         assert (REPO / "deploy" / "docker" / f"{service}.Dockerfile").exists()
 

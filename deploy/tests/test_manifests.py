@@ -13,7 +13,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from conftest import OVERLAYS, REPO, render
+from conftest import REPO
 
 # The Kubernetes version the manifests are written for (preStop `sleep` is GA here).
 KUBERNETES_VERSION = "1.34.0"
@@ -70,11 +70,10 @@ def validate(doc: dict, schemas: dict) -> None:
         kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
-def test_overlay_renders_the_whole_system(overlay):
-    kinds = {(d["kind"], d["metadata"]["name"]) for d in render(overlay)}
+def test_overlay_renders_the_whole_system(manifests):
+    kinds = {(d["kind"], d["metadata"]["name"]) for d in manifests.docs}
     for expected in [
-        ("Namespace", "hangman-dev" if overlay == "dev" else "hangman"),
+        ("Namespace", "hangman-dev" if manifests.overlay == "dev" else "hangman"),
         ("Deployment", "game-service"),
         ("Deployment", "html-gallows"),
         ("Deployment", "ws-gateway-v1"),
