@@ -121,33 +121,26 @@ impl TallyCache {
         }
     }
 
-    /// Starts watching a game with `request` (its metadata carries the trace
-    /// of the page view that asked), unless the game is watched already or as
-    /// many games as allowed are.
+    /// Starts watching a game through `client`, unless it is watched already or
+    /// as many games as allowed are. `request` makes the call (its metadata
+    /// carries the trace of the page view that asked) only when one is started.
     pub fn watch(
         &self,
-        request: tonic::Request<WatchGameRequest>,
+        game_id: &str,
         client: &HangmanServiceClient<Channel>,
+        request: impl FnOnce() -> tonic::Request<WatchGameRequest>,
     ) {
-        let game_id = request.get_ref().game_id.clone();
-        let Some(generation) = self.admit(&game_id) else {
+        let Some(generation) = self.admit(game_id) else {
             return;
         };
         let cache = self.clone();
         let client = client.clone();
+        let request = request();
+        let game_id = game_id.to_owned();
         tokio::spawn(async move {
             cache.follow(client, request, generation).await;
             cache.remove(&game_id, generation);
         });
-    }
-
-    /// How many games are watched now.
-    pub fn len(&self) -> usize {
-        self.games().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// Makes room for a new watch; its generation, or `None` if there is none to start.
@@ -335,7 +328,7 @@ mod tests {
         let (cache, generation) = watching(&tally(&["a"]));
         cache.forget(GAME);
         assert!(cache.get(GAME).is_none());
-        assert!(cache.is_empty());
+        assert!(cache.games().is_empty());
         // A late message from the old watch does not bring the game back.
         cache.apply(GAME, generation, &tally(&["a", "b"]));
         assert!(cache.get(GAME).is_none());
@@ -353,7 +346,7 @@ mod tests {
         assert!(cache.admit("one").is_none(), "already watched");
         assert!(cache.admit("two").is_some());
         assert!(cache.admit("three").is_none(), "full");
-        assert_eq!(cache.len(), 2);
+        assert_eq!(cache.games().len(), 2);
         assert!(
             TallyCache::new(limits(0)).admit("one").is_none(),
             "0 is off"

@@ -138,10 +138,12 @@ impl GameService {
             .map_err(|status| UpstreamError::from_status("get_game", status))
             .and_then(|response| require_tally("get_game", response.into_inner().tally));
         let tally = self.note(game_id, tally)?;
-        let watch = WatchGameRequest {
-            game_id: game_id.to_owned(),
-        };
-        self.tallies.watch(traced(watch, trace), &self.watches);
+        self.tallies.watch(game_id, &self.watches, || {
+            let watch = WatchGameRequest {
+                game_id: game_id.to_owned(),
+            };
+            traced(watch, trace)
+        });
         Ok(Arc::new(tally))
     }
 
