@@ -24,9 +24,7 @@ async fn an_expired_game_gets_a_friendly_page_offering_a_new_game() {
         page.status != StatusCode::OK
     })
     .await;
-    assert_eq!(expired.status, StatusCode::NOT_FOUND);
-    assert_eq!(expired.title(), "That game is over");
-    assert!(expired.offers_new_game());
+    expired.assert_game_over();
 
     // The session forgets the game, and the page's New Game button works.
     browser
@@ -54,9 +52,7 @@ async fn a_guess_on_a_game_the_service_no_longer_knows_gets_the_same_page() {
     eventually(&browser, "/readyz", |page| page.status == StatusCode::OK).await;
 
     let answer = browser.submit_guess(&game, "a").await;
-    assert_eq!(answer.status, StatusCode::NOT_FOUND);
-    assert_eq!(answer.title(), "That game is over");
-    assert!(answer.offers_new_game());
+    answer.assert_game_over();
     browser
         .get("/hangman/current")
         .await

@@ -9,7 +9,7 @@ use std::{
 };
 
 use reqwest::{StatusCode, header};
-use support::{Browser, Page, Stack};
+use support::{Browser, Page, Stack, sample};
 
 const WORD: &str = "gallows";
 
@@ -106,16 +106,6 @@ async fn guess_with_traceparent(
         .await
         .unwrap()
         .status()
-}
-
-/// The value of the Prometheus sample `name` whose labels include all of `labels`.
-fn sample(metrics: &str, name: &str, labels: &[&str]) -> Option<f64> {
-    metrics.lines().find_map(|line| {
-        let (series, value) = line.rsplit_once(' ')?;
-        let (series_name, series_labels) = series.split_once('{').unwrap_or((series, ""));
-        (series_name == name && labels.iter().all(|label| series_labels.contains(label)))
-            .then(|| value.parse().unwrap())
-    })
 }
 
 #[tokio::test]

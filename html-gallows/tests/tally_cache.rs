@@ -54,8 +54,7 @@ async fn a_game_lost_with_a_restarted_game_service_is_not_shown_from_the_cache()
         page.status != StatusCode::OK && page.status != StatusCode::SERVICE_UNAVAILABLE
     })
     .await;
-    assert_eq!(gone.status, StatusCode::NOT_FOUND);
-    assert_eq!(gone.title(), "That game is over");
+    gone.assert_game_over();
 }
 
 #[tokio::test]
@@ -74,8 +73,7 @@ async fn an_expired_game_is_not_shown_from_the_cache() {
 
     tokio::time::sleep(Duration::from_millis(1_300)).await;
     let expired = browser.get("/hangman/current").await;
-    assert_eq!(expired.status, StatusCode::NOT_FOUND);
-    assert_eq!(expired.title(), "That game is over");
+    expired.assert_game_over();
 }
 
 #[tokio::test]

@@ -228,6 +228,16 @@ pub async fn eventually(browser: &Browser, path: &str, ready: impl Fn(&Page) -> 
     panic!("{path} never reached the expected state");
 }
 
+/// The value of the Prometheus sample `name` whose labels include all of `labels`.
+pub fn sample(metrics: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        let (series, value) = line.rsplit_once(' ')?;
+        let (series_name, series_labels) = series.split_once('{').unwrap_or((series, ""));
+        (series_name == name && labels.iter().all(|label| series_labels.contains(label)))
+            .then(|| value.parse().unwrap())
+    })
+}
+
 /// A response with its body parsed as HTML.
 pub struct Page {
     pub status: StatusCode,
@@ -343,6 +353,14 @@ impl Page {
     }
 
     /// Whether the page has the New Game form.
+    /// The friendly page of a game that no longer exists: 404, a title saying
+    /// so, and a New Game button.
+    pub fn assert_game_over(&self) {
+        assert_eq!(self.status, StatusCode::NOT_FOUND, "{}", self.body);
+        assert_eq!(self.title(), "That game is over");
+        assert!(self.offers_new_game());
+    }
+
     pub fn offers_new_game(&self) -> bool {
         let forms = self.select("form[method=post][action='/hangman']");
         forms.iter().any(|form| {

@@ -1,0 +1,63 @@
+//! Past its capacity the tally cache watches no more games: their pages are
+//! read from the game service on every view. The only test in its binary, so
+//! the process-wide metrics it reads count its own requests alone.
+
+mod support;
+
+use support::{Browser, Stack, sample};
+
+const WORD: &str = "gallows";
+
+async fn cache_reads(browser: &Browser, result: &str) -> f64 {
+    let metrics = browser.get("/metrics").await;
+    let label = format!("result=\"{result}\"");
+    sample(&metrics.body, "gallows_tally_cache_reads_total", &[&label]).unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn games_past_the_cache_capacity_are_read_from_the_service_on_every_view() {
+    // Before the game service starts, so that html-gallows' recorder is the one installed.
+    html_gallows::metrics::handle();
+    let stack = Stack::start_with(
+        WORD,
+        &[],
+        &["--tally-cache-games", "1", "--tally-cache-max-age", "1h"],
+    )
+    .await;
+    let other_replica = stack.start_replica(&["--tally-cache-games", "0"]).await;
+
+    // The first game takes the cache's only place: once its watch has
+    // delivered, its views are hits.
+    let first = Browser::new(&stack);
+    first.new_game().await;
+    let mut hits = 0.0;
+    for _ in 0..100 {
+        first.get("/hangman/current").await;
+        hits = cache_reads(&first, "hit").await;
+        if hits >= 1.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(hits >= 1.0, "the first game is served from the cache");
+
+    // A second game gets no place: every view of it is a miss.
+    let here = Browser::new(&stack);
+    let game = here.new_game().await;
+    let misses = cache_reads(&here, "miss").await;
+    for _ in 0..5 {
+        here.get("/hangman/current").await;
+    }
+    assert_eq!(cache_reads(&here, "miss").await, misses + 5.0);
+    assert_eq!(cache_reads(&here, "hit").await, hits);
+    let metrics = here.get("/metrics").await;
+    assert_eq!(
+        sample(&metrics.body, "gallows_tally_cache_watched_games", &[]),
+        Some(1.0)
+    );
+
+    // And its views are current: a move made elsewhere shows at once.
+    here.at_replica(&other_replica).play(&game, "w").await;
+    let page = here.get("/hangman/current").await;
+    assert_eq!(page.word(), "_____w_");
+}
