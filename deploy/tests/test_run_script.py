@@ -187,3 +187,14 @@ def test_killing_the_whole_process_group_leaves_nothing_behind(stack, ports):
     ):
         time.sleep(0.1)
     assert_all_gone(ports, pids)
+
+
+def test_a_service_that_fails_to_start_is_named_and_nothing_is_left(ports, binaries, tmp_path):
+    missing = tmp_path / "no-such-words.txt"
+    run = Run(ports, binaries, GAME_SERVICE_DICTIONARY=str(missing))
+    assert run.wait() != 0
+    out = run.output
+    assert "game-service exited with code 1 before it was ready" in out, out
+    assert str(missing) in out, "the service's own error reaches the terminal"
+    assert "Starting ws-gateway" not in out
+    assert not any(listening(port) for port in ports.values())
