@@ -138,9 +138,9 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         .timeout(config.request_timeout)
         .max_concurrent_streams(config.max_concurrent_streams)
         .add_routes(Routes::from(routes));
+    let grace = config.shutdown_timeout;
     let signal = {
         let shutdown = shutdown.clone();
-        let grace = config.shutdown_timeout;
         async move {
             shutdown.cancelled().await;
             health
@@ -152,7 +152,6 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             tracing::info!(?grace, "shutting down");
         }
     };
-    let grace = config.shutdown_timeout;
     let deadline = shutdown.clone();
     let task = tokio::spawn(async move {
         // Replies are small and written in several pieces (headers, data, trailers): with
