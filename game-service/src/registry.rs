@@ -85,10 +85,6 @@ impl Registry {
         }
     }
 
-    pub fn limits(&self) -> &Limits {
-        &self.limits
-    }
-
     /// Starts a game with `word`, or a random word from the dictionary.
     pub fn create(&self, word: Option<&str>) -> Result<(GameId, Tally), RegistryError> {
         let game = Game::new(word.unwrap_or_else(|| self.dictionary.random_word()))?;
