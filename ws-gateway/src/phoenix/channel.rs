@@ -177,6 +177,15 @@ impl<I: Send + 'static> ChannelContext<I> {
         let _ = self.outbox.send(ToSocket::Send(Box::new(out))).await;
     }
 
+    /// Sends a channel's answer to the client event `msg_ref` (nothing for [`Reply::None`]).
+    async fn answer(&self, msg_ref: Option<String>, reply: Reply) {
+        match reply {
+            Reply::Ok(response) => self.reply(msg_ref, Status::Ok, response).await,
+            Reply::Error(response) => self.reply(msg_ref, Status::Error, response.into()).await,
+            Reply::None => {}
+        }
+    }
+
     async fn reply(&self, msg_ref: Option<String>, status: Status, response: Payload) {
         let reply = Outbound::Reply {
             join_ref: Some(self.join_ref.clone()),
@@ -258,7 +267,6 @@ async fn run_channel<C: Channel>(
     mut info: mpsc::UnboundedReceiver<C::Info>,
 ) {
     metrics::gauge!("ws_gateway_channels").increment(1);
-    let mut return_crash = None;
     let reason = loop {
         let result = tokio::select! {
             biased;
@@ -272,12 +280,12 @@ async fn run_channel<C: Channel>(
                 }
                 Some(ChannelMsg::Event { event, msg_ref, payload }) => {
                     match channel.handle_in(&event, payload, &ctx).await {
-                        Ok(Reply::Ok(response)) => ctx.reply(msg_ref, Status::Ok, response).await,
-                        Ok(Reply::Error(response)) => ctx.reply(msg_ref, Status::Error, response.into()).await,
-                        Ok(Reply::None) => {}
-                        Err(crash) => return_crash = Some(crash),
+                        Ok(reply) => {
+                            ctx.answer(msg_ref, reply).await;
+                            Ok(())
+                        }
+                        Err(crash) => Err(crash),
                     }
-                    return_crash.take().map_or(Ok(()), Err)
                 }
             },
             // The channel holds a sender itself, so this never yields `None`.
