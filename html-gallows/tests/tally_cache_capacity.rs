@@ -1,6 +1,7 @@
-//! Past its capacity the tally cache watches no more games: their pages are
-//! read from the game service on every view. The only test in its binary, so
-//! the process-wide metrics it reads count its own requests alone.
+//! The tally cache's limits: past its capacity it watches no more games (their
+//! pages are read from the game service on every view), and it stops watching
+//! a game nobody views for the idle time. The only test in its binary, so the
+//! process-wide metrics it reads count its own requests alone.
 
 mod support;
 
@@ -15,13 +16,20 @@ async fn cache_reads(browser: &Browser, result: &str) -> f64 {
 }
 
 #[tokio::test]
-async fn games_past_the_cache_capacity_are_read_from_the_service_on_every_view() {
+async fn the_cache_watches_at_most_its_capacity_and_lets_idle_games_go() {
     // Before the game service starts, so that html-gallows' recorder is the one installed.
     html_gallows::metrics::handle();
     let stack = Stack::start_with(
         WORD,
         &[],
-        &["--tally-cache-games", "1", "--tally-cache-max-age", "1h"],
+        &[
+            "--tally-cache-games",
+            "1",
+            "--tally-cache-max-age",
+            "1h",
+            "--tally-cache-idle",
+            "3s",
+        ],
     )
     .await;
     let other_replica = stack.start_replica(&["--tally-cache-games", "0"]).await;
@@ -60,4 +68,16 @@ async fn games_past_the_cache_capacity_are_read_from_the_service_on_every_view()
     here.at_replica(&other_replica).play(&game, "w").await;
     let page = here.get("/hangman/current").await;
     assert_eq!(page.word(), "_____w_");
+
+    // Nobody views the first game any more: its watch is closed after the idle time.
+    let mut watched = None;
+    for _ in 0..100 {
+        let metrics = here.get("/metrics").await;
+        watched = sample(&metrics.body, "gallows_tally_cache_watched_games", &[]);
+        if watched == Some(0.0) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(watched, Some(0.0), "the idle game is still watched");
 }
