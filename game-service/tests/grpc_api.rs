@@ -8,9 +8,10 @@ use futures::StreamExt;
 use game_service::{Config, RunningServer};
 use hangman_proto::v1::{
     CreateGameRequest, CreateGameResponse, EndGameRequest, GameState, GetGameRequest,
-    MakeMoveRequest, Tally, WatchGameRequest, hangman_service_client::HangmanServiceClient,
+    MakeMoveRequest, Tally, WatchGameRequest, WatchGameResponse,
+    hangman_service_client::HangmanServiceClient,
 };
-use tonic::{Code, Status, transport::Channel};
+use tonic::{Code, Status, Streaming, transport::Channel};
 
 async fn server(extra_flags: &[&str]) -> RunningServer {
     let mut args = vec!["game-service", "--listen", "127.0.0.1:0"];
@@ -54,6 +55,14 @@ async fn get(client: &mut Client, game_id: &str) -> Result<Tally, Status> {
         game_id: game_id.into(),
     };
     Ok(client.get_game(request).await?.into_inner().tally.unwrap())
+}
+
+/// A watch stream on the game: its tally now, then every change.
+async fn watch(client: &mut Client, game_id: &str) -> Result<Streaming<WatchGameResponse>, Status> {
+    let request = WatchGameRequest {
+        game_id: game_id.into(),
+    };
+    Ok(client.watch_game(request).await?.into_inner())
 }
 
 fn strings(letters: &str) -> Vec<String> {
@@ -160,13 +169,7 @@ async fn unknown_and_empty_ids_are_not_found_and_invalid() {
             .await
             .unwrap_err()
             .code(),
-        client
-            .watch_game(WatchGameRequest {
-                game_id: unknown.clone(),
-            })
-            .await
-            .unwrap_err()
-            .code(),
+        watch(&mut client, &unknown).await.unwrap_err().code(),
         client
             .end_game(EndGameRequest { game_id: unknown })
             .await
@@ -245,13 +248,7 @@ async fn an_idle_game_expires_after_its_ttl() {
     let mut client = client(&server).await;
     let idle = new_game(&mut client, "otter").await;
     let active = new_game(&mut client, "otter").await;
-    let mut watch = client
-        .watch_game(WatchGameRequest {
-            game_id: idle.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut watch = watch(&mut client, &idle).await.unwrap();
     assert!(watch.next().await.is_some());
     for letter in ["a", "b", "c"] {
         tokio::time::sleep(Duration::from_millis(150)).await;
@@ -322,13 +319,7 @@ async fn a_watcher_gets_the_tally_now_then_every_change_in_order_then_the_end() 
     let mut client = client(&server).await;
     let id = new_game(&mut client, "otter").await;
     guess(&mut client, &id, "x").await;
-    let mut watch = client
-        .watch_game(WatchGameRequest {
-            game_id: id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut watch = watch(&mut client, &id).await.unwrap();
     let mut played = Vec::new();
     for letter in ["o", "x", "t", "q", "e", "r"] {
         played.push(guess(&mut client, &id, letter).await);
@@ -356,11 +347,7 @@ async fn watch_streams_end_when_the_server_shuts_down() {
     let server = server(&["--test-mode"]).await;
     let mut client = client(&server).await;
     let id = new_game(&mut client, "otter").await;
-    let mut watch = client
-        .watch_game(WatchGameRequest { game_id: id })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut watch = watch(&mut client, &id).await.unwrap();
     watch.next().await.unwrap().unwrap();
     tokio::time::timeout(Duration::from_secs(5), server.stop())
         .await
