@@ -1,0 +1,198 @@
+// The session's promises about guesses (web/README.md, "Resilience"): a guess
+// typed while the channel is not joined waits and is sent after the rejoin, one
+// lost in transit is queued again, and one that can no longer be played is
+// reported. `phoenix` is replaced by a fake whose replies the tests give by hand.
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
+import type { Tally } from '../src/game/tally'
+
+const fake = vi.hoisted(() => {
+  type Handler = (response?: unknown) => void
+
+  /** A push (or a join) whose replies the test delivers; a rejoin replies to the same join again. */
+  class FakePush {
+    handlers: Record<string, Handler> = {}
+    receive(status: string, handler: Handler) {
+      this.handlers[status] = handler
+      return this
+    }
+    reply(status: 'ok' | 'error' | 'timeout', response?: unknown) {
+      this.handlers[status]?.(response)
+    }
+  }
+
+  class FakeChannel {
+    events: Record<string, Handler> = {}
+    errored: Handler = () => {}
+    joinPush = new FakePush()
+    pushes: { event: string; payload: unknown; push: FakePush }[] = []
+    constructor(
+      readonly topic: string,
+      readonly params: unknown,
+    ) {}
+    on(event: string, handler: Handler) {
+      this.events[event] = handler
+    }
+    onError(handler: Handler) {
+      this.errored = handler
+    }
+    join() {
+      return this.joinPush
+    }
+    leave() {}
+    push(event: string, payload: unknown) {
+      const push = new FakePush()
+      this.pushes.push({ event, payload, push })
+      return push
+    }
+    /** The params the channel joins with (phoenix calls a closure on every join). */
+    joinParams() {
+      return typeof this.params === 'function' ? this.params() : this.params
+    }
+  }
+
+  const channels: FakeChannel[] = []
+  class Socket {
+    onOpen() {}
+    onClose() {}
+    onError() {}
+    connect() {}
+    disconnect() {}
+    channel(topic: string, params: unknown) {
+      const channel = new FakeChannel(topic, params)
+      channels.push(channel)
+      return channel
+    }
+  }
+  class Presence {
+    onSync() {}
+    list() {
+      return []
+    }
+  }
+  return { channels, Socket, Presence }
+})
+vi.mock('phoenix', () => ({ Socket: fake.Socket, Presence: fake.Presence }))
+
+const { GAME_ID_KEY, openSession } = await import('../src/game/session')
+
+function memoryStorage(entries: Record<string, string> = {}): Storage {
+  const items = new Map(Object.entries(entries))
+  return {
+    get length() {
+      return items.size
+    },
+    clear: () => items.clear(),
+    getItem: (key) => items.get(key) ?? null,
+    key: (i) => [...items.keys()][i] ?? null,
+    removeItem: (key) => void items.delete(key),
+    setItem: (key, value) => void items.set(key, value),
+  }
+}
+
+const tally = (used: string[], over: Partial<Tally> = {}): Tally => ({
+  game_state: used.length ? 'good_guess' : 'initializing',
+  turns_left: 7,
+  letters: ['_', '_', '_'],
+  used,
+  ...over,
+})
+
+let session: ReturnType<typeof openSession>
+function open(storage = memoryStorage({ [GAME_ID_KEY]: 'g1' })) {
+  session = openSession({ socketUrl: 'ws://h/socket', player: 'ann', storage })
+  const own = fake.channels.find((c) => c.topic === 'hangman:game')!
+  return { own, storage }
+}
+const moves = (channel: { pushes: { event: string; payload: unknown }[] }) =>
+  channel.pushes.filter((p) => p.event === 'make_move').map((p) => p.payload)
+
+beforeEach(() => {
+  fake.channels.length = 0
+})
+afterEach(() => session.close())
+
+describe('game session', () => {
+  it('resumes the stored game and sends a guess typed before the join once joined', () => {
+    const { own } = open()
+    expect(own.joinParams()).toEqual({ game_id: 'g1' })
+    session.guess('A')
+    expect(session.state.pending).toEqual(['a'])
+    expect(moves(own)).toEqual([])
+
+    own.joinPush.reply('ok', { game_id: 'g1', tally: tally([]) })
+    expect(moves(own)).toEqual([{ guess: 'a' }])
+    expect(session.state.pending).toEqual([])
+    own.pushes[0].push.reply('ok', tally(['a']))
+    expect(session.state.tally?.used).toEqual(['a'])
+    expect(session.state.notice).toBeNull()
+  })
+
+  it('queues a guess lost in transit with the connection and sends it after the rejoin', () => {
+    const { own } = open()
+    own.joinPush.reply('ok', { game_id: 'g1', tally: tally([]) })
+    session.guess('b')
+    own.errored()
+    own.pushes[0].push.reply('timeout')
+    expect(session.state.pending).toEqual(['b'])
+
+    own.joinPush.reply('ok', { game_id: 'g1', tally: tally([]) })
+    expect(moves(own)).toEqual([{ guess: 'b' }, { guess: 'b' }])
+    expect(session.state.notice).toBeNull()
+  })
+
+  it('reports an unanswered guess while joined instead of queueing it', () => {
+    const { own } = open()
+    own.joinPush.reply('ok', { game_id: 'g1', tally: tally([]) })
+    session.guess('b')
+    own.pushes[0].push.reply('timeout')
+    expect(session.state.pending).toEqual([])
+    expect(session.state.notice).toBe('The server did not answer your guess “b”; please try again.')
+  })
+
+  it('reports a refused guess with the reason in words', () => {
+    const { own } = open()
+    own.joinPush.reply('ok', { game_id: 'g1', tally: tally([]) })
+    session.guess('c')
+    own.pushes[0].push.reply('error', { reason: 'rate_limited' })
+    expect(session.state.notice).toBe('Your guess “c” was not played: too many moves at once, slow down.')
+  })
+
+  it('does not play queued guesses on a game that ended meanwhile, and says so', () => {
+    const { own } = open()
+    own.joinPush.reply('ok', { game_id: 'g1', tally: tally(['a']) })
+    own.errored()
+    session.guess('d')
+    session.guess('e')
+    own.joinPush.reply('ok', { game_id: 'g1', tally: tally(['a', 'x'], { game_state: 'won', word: 'abc' }) })
+    expect(moves(own)).toEqual([])
+    expect(session.state.notice).toBe('Your guesses d, e were not played: the game ended first.')
+  })
+
+  it('starts a new game when the stored one expired, without playing guesses meant for the old one', () => {
+    const { own, storage } = open()
+    own.joinPush.reply('error', { reason: 'not_found' })
+    expect(storage.getItem(GAME_ID_KEY)).toBeNull()
+    expect(own.joinParams()).toEqual({})
+    expect(session.state.notice).toBe('Your previous game has expired, so a new one was started.')
+    session.guess('f')
+
+    own.joinPush.reply('ok', { game_id: 'g2', tally: tally([]) })
+    expect(moves(own)).toEqual([])
+    expect(storage.getItem(GAME_ID_KEY)).toBe('g2')
+    expect(session.state.notice).toBe(
+      'Your guesses f were not played: they were meant for a game that no longer exists.',
+    )
+  })
+
+  it('takes from the watched room only a tally newer than the one shown', () => {
+    const { own } = open()
+    own.joinPush.reply('ok', { game_id: 'g1', tally: tally(['a']) })
+    const room = fake.channels.find((c) => c.topic === 'game:g1')!
+    room.events.tally(tally(['a'], { game_state: 'already_used' }))
+    expect(session.state.tally?.game_state).toBe('good_guess')
+    room.events.tally(tally(['a', 'q'], { game_state: 'bad_guess' }))
+    expect(session.state.tally?.used).toEqual(['a', 'q'])
+    own.events.tally(tally(['a', 'q'], { game_state: 'already_used' }))
+    expect(session.state.tally?.game_state).toBe('already_used')
+  })
+})
