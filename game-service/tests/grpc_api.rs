@@ -365,3 +365,75 @@ async fn an_oversized_request_is_refused() {
     assert_eq!(status.code(), Code::OutOfRange);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn watchers_past_the_cap_are_refused_until_one_leaves() {
+    let server = server(&["--test-mode", "--max-watchers-per-game", "2"]).await;
+    let mut client = client(&server).await;
+    let id = new_game(&mut client, "otter").await;
+    let first = watch(&mut client, &id).await.unwrap();
+    let _second = watch(&mut client, &id).await.unwrap();
+    let status = watch(&mut client, &id).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert!(
+        status.message().contains("maximum of 2 watchers"),
+        "{}",
+        status.message()
+    );
+    // The cap is per game.
+    let other = new_game(&mut client, "otter").await;
+    assert!(watch(&mut client, &other).await.is_ok());
+    // A watcher that hangs up makes room (once the server sees the stream reset).
+    drop(first);
+    let room = tokio::time::timeout(Duration::from_secs(5), async {
+        while watch(&mut client, &id).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(room.is_ok(), "the departed watcher still counts");
+    server.stop().await;
+}
+
+/// Writes `text` to a file of its own under the temporary directory; its path.
+fn dictionary_file(name: &str, text: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("game-service-{}-{name}.txt", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn a_dictionary_file_replaces_the_builtin_words() {
+    let path = dictionary_file("one-word", "\nzebra\n");
+    let server = server(&["--dictionary", path.to_str().unwrap()]).await;
+    let mut client = client(&server).await;
+    let id = create(&mut client, None).await.unwrap().game_id;
+    let mut tally = get(&mut client, &id).await.unwrap();
+    for letter in ["z", "e", "b", "r", "a"] {
+        tally = guess(&mut client, &id, letter).await;
+    }
+    assert_eq!(tally.game_state(), GameState::Won);
+    assert_eq!(tally.word.as_deref(), Some("zebra"));
+    server.stop().await;
+    std::fs::remove_file(path).unwrap();
+}
+
+#[tokio::test]
+async fn a_bad_or_missing_dictionary_stops_start_up_with_a_reason() {
+    let bad = dictionary_file("bad-word", "apple\nBanana\n");
+    let missing = std::env::temp_dir().join("game-service-no-such-dictionary.txt");
+    for (path, reason) in [(&bad, "line 2"), (&missing, "cannot read the dictionary")] {
+        let config = Config::parse_from([
+            "game-service",
+            "--listen",
+            "127.0.0.1:0",
+            "--dictionary",
+            path.to_str().unwrap(),
+        ]);
+        let Err(error) = game_service::start(config).await else {
+            panic!("{} was accepted", path.display());
+        };
+        assert!(error.to_string().contains(reason), "{error}");
+    }
+    std::fs::remove_file(bad).unwrap();
+}
