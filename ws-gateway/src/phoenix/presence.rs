@@ -15,11 +15,10 @@ use tokio::sync::broadcast;
 /// Diffs a slow subscriber may miss before it must resynchronise from the full state.
 const DIFF_BUFFER: usize = 64;
 
-#[derive(Default)]
 struct TopicPresences {
     /// Per key, the metas of each of its presences (one per joined channel).
     entries: HashMap<String, Vec<Map<String, Value>>>,
-    diffs: Option<broadcast::Sender<Arc<Value>>>,
+    diffs: broadcast::Sender<Arc<Value>>,
 }
 
 /// Tracks presences per topic and broadcasts their diffs.
@@ -52,12 +51,14 @@ impl Presence {
         let phx_ref = new_ref();
         meta.insert("phx_ref".into(), Value::String(phx_ref.clone()));
         let mut topics = self.topics.lock().expect("presence lock");
-        let presences = topics.entry(topic.to_owned()).or_default();
-        let diffs = presences
-            .diffs
-            .get_or_insert_with(|| broadcast::channel(DIFF_BUFFER).0);
-        let receiver = diffs.subscribe();
-        let _ = diffs.send(Arc::new(
+        let presences = topics
+            .entry(topic.to_owned())
+            .or_insert_with(|| TopicPresences {
+                entries: HashMap::new(),
+                diffs: broadcast::channel(DIFF_BUFFER).0,
+            });
+        let receiver = presences.diffs.subscribe();
+        let _ = presences.diffs.send(Arc::new(
             json!({"joins": {key: {"metas": [meta.clone()]}}, "leaves": {}}),
         ));
         presences
@@ -107,11 +108,9 @@ impl Presence {
         if metas.is_empty() {
             presences.entries.remove(key);
         }
-        if let Some(diffs) = &presences.diffs {
-            let _ = diffs.send(Arc::new(
-                json!({"joins": {}, "leaves": {key: {"metas": [meta]}}}),
-            ));
-        }
+        let _ = presences.diffs.send(Arc::new(
+            json!({"joins": {}, "leaves": {key: {"metas": [meta]}}}),
+        ));
         if presences.entries.is_empty() {
             topics.remove(topic);
         }
