@@ -105,6 +105,14 @@ async fn leave_replies_ok_then_closes_and_the_topic_is_no_longer_joined() {
         .call(&join_ref, "hangman:game", "tally", json!({}))
         .await;
     assert_eq!(reply["response"]["reason"], "unmatched topic");
+    let (reply, _) = client
+        .call(&join_ref, "hangman:game", "phx_leave", json!({}))
+        .await;
+    assert_eq!(
+        reply,
+        json!({"status": "ok", "response": {}}),
+        "leaving a topic not joined is answered ok, as Phoenix does"
+    );
 }
 
 #[tokio::test]

@@ -309,15 +309,10 @@ impl<A: Send + Sync + 'static> Socket<A> {
             return self.join(ws, msg).await;
         }
         let Some(channel) = self.channels.get(&msg.topic) else {
-            let response = if msg.event == events::LEAVE {
-                json!({})
+            let (status, response) = if msg.event == events::LEAVE {
+                (Status::Ok, json!({}))
             } else {
-                json!({"reason": "unmatched topic"})
-            };
-            let status = if msg.event == events::LEAVE {
-                Status::Ok
-            } else {
-                Status::Error
+                (Status::Error, json!({"reason": "unmatched topic"}))
             };
             let reply = Outbound::Reply {
                 join_ref: msg.join_ref,
