@@ -95,3 +95,39 @@ fn guess_of(payload: &Payload) -> Result<&str, Reply> {
 fn error_reply(err: &UpstreamError) -> Reply {
     Reply::error(err.reason())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key_for(player: Option<&str>) -> String {
+        let mut info = ConnectInfo::default();
+        if let Some(player) = player {
+            info.params.insert("player".into(), player.into());
+        }
+        HangmanSocket.connect(&info).expect("everyone connects").key
+    }
+
+    #[test]
+    fn the_player_param_is_trimmed_and_cut_to_its_limit_in_characters() {
+        assert_eq!(key_for(Some("  alice \t")), "alice");
+        let exactly = "é".repeat(MAX_PLAYER_LEN);
+        assert_eq!(key_for(Some(&exactly)), exactly);
+        let longer = format!("{exactly}xyz");
+        assert_eq!(key_for(Some(&longer)), exactly);
+        // Cut first, trimmed again: no trailing blank left by the cut.
+        let spaced = format!("{} tail", "a".repeat(MAX_PLAYER_LEN - 1));
+        assert_eq!(key_for(Some(&spaced)), "a".repeat(MAX_PLAYER_LEN - 1));
+    }
+
+    #[test]
+    fn a_missing_or_blank_player_gets_a_random_key() {
+        for player in [None, Some(""), Some("   ")] {
+            let key = key_for(player);
+            let hex = key.strip_prefix("player-").expect("a generated key");
+            assert_eq!(hex.len(), 8, "{key}");
+            assert!(hex.bytes().all(|b| b.is_ascii_hexdigit()), "{key}");
+        }
+        assert_ne!(key_for(None), key_for(None));
+    }
+}
