@@ -6,6 +6,8 @@ mod common;
 use std::time::Duration;
 
 use common::{Client, WORD, system};
+use hangman_proto::v1::EndGameRequest;
+use hangman_proto::v1::hangman_service_client::HangmanServiceClient;
 use serde_json::{Value, json};
 
 const GAME: &str = "hangman:game";
@@ -327,5 +329,67 @@ async fn a_dead_game_service_gives_unavailable_and_the_gateway_recovers_when_it_
     let (join_ref, _) = client.join_ok(GAME, json!({})).await;
     let (reply, _) = client.call(&join_ref, GAME, "make_move", json!("h")).await;
     assert_eq!(reply["status"], "ok");
+    games.stop().await;
+}
+
+#[tokio::test]
+async fn a_room_whose_game_ends_gets_phx_error_and_is_left() {
+    let sys = system(&[]).await;
+    let mut owner = sys.client().await;
+    let (_, joined) = owner.join_ok(GAME, json!({})).await;
+    let game_id = joined["game_id"].as_str().unwrap().to_owned();
+    let room = format!("game:{game_id}");
+    let mut member = sys.client().await;
+    let (member_ref, _) = member.join_ok(&room, json!({})).await;
+
+    let mut games = HangmanServiceClient::connect(sys.games.url())
+        .await
+        .unwrap();
+    games
+        .end_game(EndGameRequest {
+            game_id: game_id.clone(),
+        })
+        .await
+        .expect("the game ends");
+    let (error, _) = until(&mut member, |f| f[3] == "phx_error").await;
+    assert_eq!(
+        error,
+        json!([member_ref, member_ref, room, "phx_error", {"reason": "game_ended"}])
+    );
+    let msg_ref = member.push(None, &room, "tally", json!({})).await;
+    assert_eq!(
+        member.reply_to(&msg_ref).await.0[4]["response"]["reason"],
+        "unmatched topic",
+        "the crashed channel is no longer joined"
+    );
+    let (_, rejoin) = member.join(&room, json!({})).await;
+    assert_eq!(rejoin[4]["response"]["reason"], "not_found");
+}
+
+#[tokio::test]
+async fn a_full_game_service_refuses_new_games_with_game_limit() {
+    let games = common::game_service_with(&["--listen", "127.0.0.1:0", "--max-games", "1"]).await;
+    let gateway = common::gateway(&games.url(), &[]).await;
+    let url = format!("{}/socket/websocket?vsn=2.0.0", gateway.ws_url());
+    let mut client = Client::connect(&url).await;
+    let (join_ref, _) = client.join_ok(GAME, json!({})).await;
+
+    let (_, refused) = Client::connect(&url).await.join(GAME, json!({})).await;
+    assert_eq!(
+        refused[4],
+        json!({"status": "error", "response": {"reason": "game_limit"}})
+    );
+    let (reply, pushes) = client.call(&join_ref, GAME, "new_game", json!({})).await;
+    assert_eq!(
+        reply,
+        json!({"status": "error", "response": {"reason": "game_limit"}})
+    );
+    assert!(pushes.is_empty(), "no tally push for a refused new game");
+    let (reply, _) = client.call(&join_ref, GAME, "make_move", json!("h")).await;
+    assert_eq!(
+        reply["response"]["used"],
+        json!(["h"]),
+        "the game held goes on"
+    );
     games.stop().await;
 }

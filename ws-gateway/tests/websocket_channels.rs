@@ -398,6 +398,51 @@ async fn floods_are_rate_limited_then_closed_with_1008() {
 }
 
 #[tokio::test]
+async fn a_channel_with_a_full_inbox_refuses_events_as_overloaded() {
+    let sys = system(&["--max-pushes-per-second", "100000"]).await;
+    let mut client = sys.client().await;
+    let (join_ref, joined) = client.join_ok("hangman:game", json!({})).await;
+    // Far more events than the channel's inbox holds (64), all waiting at once: the channel
+    // handles one at a time, each a call to the game service.
+    let sent = 300;
+    let frames: Vec<Value> = (0..sent)
+        .map(|i| json!([join_ref, format!("e{i}"), "hangman:game", "tally", {}]))
+        .collect();
+    client.send_all(&frames).await;
+    let (mut ok, mut overloaded) = (0, 0);
+    while ok + overloaded < sent {
+        let frame = client.recv().await;
+        if frame[3] != "phx_reply" {
+            continue;
+        }
+        assert_eq!(frame[0], join_ref.as_str(), "{frame}");
+        if frame[4]["status"] == "ok" {
+            ok += 1;
+        } else {
+            assert_eq!(
+                frame[4]["response"],
+                json!({"reason": "overloaded"}),
+                "{frame}"
+            );
+            overloaded += 1;
+        }
+    }
+    assert!(overloaded > 0, "every one of {sent} events was queued");
+    assert!(
+        ok >= 64,
+        "the inbox's 64 events are answered, not refused: {ok}"
+    );
+    let (reply, _) = client
+        .call(&join_ref, "hangman:game", "tally", json!({}))
+        .await;
+    assert_eq!(
+        reply,
+        json!({"status": "ok", "response": joined["tally"]}),
+        "the channel goes on once its backlog is done"
+    );
+}
+
+#[tokio::test]
 async fn a_1mb_frame_gets_1009_after_the_replies_before_it() {
     let sys = system(&[]).await;
     let mut client = sys.client().await;

@@ -35,18 +35,18 @@ pub fn dictionary() -> PathBuf {
     path
 }
 
-pub async fn game_service_on(listen: &str) -> game_service::RunningServer {
+/// A game service with the one-word dictionary and extra flags.
+pub async fn game_service_with(extra: &[&str]) -> game_service::RunningServer {
     let dictionary = dictionary();
-    let config = game_service::Config::parse_from([
-        "game-service",
-        "--listen",
-        listen,
-        "--dictionary",
-        dictionary.to_str().unwrap(),
-    ]);
-    game_service::start(config)
+    let mut args = vec!["game-service", "--dictionary", dictionary.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    game_service::start(game_service::Config::parse_from(args))
         .await
         .expect("game service starts")
+}
+
+pub async fn game_service_on(listen: &str) -> game_service::RunningServer {
+    game_service_with(&["--listen", listen]).await
 }
 
 pub async fn game_service() -> game_service::RunningServer {
@@ -147,6 +147,17 @@ impl Client {
 
     pub async fn send(&mut self, frame: Value) {
         self.send_text(&frame.to_string()).await;
+    }
+
+    /// Sends every frame in one write, so that the server finds them all waiting at once.
+    pub async fn send_all(&mut self, frames: &[Value]) {
+        for frame in frames {
+            self.ws
+                .feed(Message::text(frame.to_string()))
+                .await
+                .expect("send");
+        }
+        self.ws.flush().await.expect("send");
     }
 
     /// The next data frame, or `None` once the server closed (with its close frame).
