@@ -42,6 +42,18 @@ async fn metrics_count_connections_channels_and_frame_errors() {
     }
     assert_eq!(gateway.metric("ws_gateway_connections").await, 1.0);
     assert_eq!(gateway.metric("ws_gateway_channels").await, 1.0);
+
+    // A closed socket takes its channel and its count along.
+    drop(client);
+    let mut channels = 1.0;
+    for _ in 0..100 {
+        channels = gateway.metric("ws_gateway_channels").await;
+        if channels == 0.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(channels, 0.0);
 }
 
 #[tokio::test]

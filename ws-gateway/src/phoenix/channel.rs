@@ -151,6 +151,24 @@ pub struct ChannelContext<I> {
     join_ref: String,
     outbox: mpsc::Sender<ToSocket>,
     info: InfoSender<I>,
+    _counted: JoinedChannel,
+}
+
+/// Counts a channel in `ws_gateway_channels` from the moment its join succeeds
+/// (before the reply leaves) until it is gone, however its run ends or is dropped.
+struct JoinedChannel;
+
+impl JoinedChannel {
+    fn count() -> Self {
+        metrics::gauge!("ws_gateway_channels").increment(1);
+        JoinedChannel
+    }
+}
+
+impl Drop for JoinedChannel {
+    fn drop(&mut self) {
+        metrics::gauge!("ws_gateway_channels").decrement(1);
+    }
 }
 
 impl<I: Send + 'static> ChannelContext<I> {
@@ -248,6 +266,7 @@ impl<A: Sync, J: Join<A>> ErasedJoin<A> for J {
                 join_ref: req.join_ref.to_owned(),
                 outbox: req.outbox.clone(),
                 info,
+                _counted: JoinedChannel::count(),
             };
             let run = Box::pin(run_channel(channel, ctx, inbox_rx, info_rx));
             let handle = ChannelHandle {
@@ -266,7 +285,6 @@ async fn run_channel<C: Channel>(
     mut inbox: mpsc::Receiver<Box<ChannelMsg>>,
     mut info: mpsc::UnboundedReceiver<C::Info>,
 ) {
-    metrics::gauge!("ws_gateway_channels").increment(1);
     let reason = loop {
         let result = tokio::select! {
             biased;
@@ -306,7 +324,6 @@ async fn run_channel<C: Channel>(
         }
     };
     channel.terminate(&reason).await;
-    metrics::gauge!("ws_gateway_channels").decrement(1);
 }
 
 /// A topic pattern: an exact topic, or a prefix ending in `*` (`"game:*"`).
