@@ -7,7 +7,7 @@
 //! - [`service`]: the gRPC API, translating messages and errors to and from the registry.
 //! - [`server`]: assembles the server (API, health, reflection, `/metrics`) and runs it.
 //! - [`config`]: flags and their environment-variable twins.
-//! - [`telemetry`]: logs, per-call spans with `traceparent`, Prometheus metrics.
+//! - [`telemetry`]: logs (failed calls with `traceparent`), Prometheus metrics.
 //! - [`coalesce`]: replies finished together leave in one write.
 
 pub mod coalesce;

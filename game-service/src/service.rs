@@ -47,6 +47,8 @@ impl HangmanService for HangmanApi {
         &self,
         request: Request<CreateGameRequest>,
     ) -> Result<Response<CreateGameResponse>, Status> {
+        // Logged with the new game: at the default level there is no per-call span to carry it.
+        let traceparent = request.metadata().get("traceparent").cloned();
         let word = request.into_inner().word;
         if word.is_some() && !self.test_mode {
             return Err(Status::invalid_argument(
@@ -55,7 +57,8 @@ impl HangmanService for HangmanApi {
         }
         let (game_id, tally) = self.registry.create(word.as_deref())?;
         metrics::counter!("hangman_games_created_total").increment(1);
-        tracing::info!(%game_id, "game created");
+        let traceparent = traceparent.as_ref().and_then(|v| v.to_str().ok());
+        tracing::info!(%game_id, traceparent = traceparent.unwrap_or(""), "game created");
         Ok(Response::new(CreateGameResponse {
             game_id: game_id.to_string(),
             tally: Some(to_proto(tally)),

@@ -1,14 +1,15 @@
 //! What operators and tools see: gRPC health (serving, then not serving on
-//! shutdown), server reflection over v1 and v1alpha, and `/metrics`.
+//! shutdown), server reflection over v1 and v1alpha, and `/metrics` (with bounded labels).
 
 use clap::Parser;
 use futures::StreamExt;
 use game_service::{Config, RunningServer};
 use hangman_proto::v1::{CreateGameRequest, hangman_service_client::HangmanServiceClient};
-use tonic::transport::Channel;
+use tonic::{codegen::http::uri::PathAndQuery, transport::Channel};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
+use tonic_prost::ProstCodec;
 use tonic_reflection::pb::{v1, v1alpha};
 
 const SERVICES: [&str; 4] = [
@@ -145,6 +146,19 @@ async fn metrics_are_served_as_prometheus_text_over_http1() {
         .create_game(CreateGameRequest { word: None })
         .await
         .unwrap();
+    // A method the server does not have: answered UNIMPLEMENTED, and its made-up path must
+    // not become a label value (one per path a client invents).
+    let mut grpc = tonic::client::Grpc::new(channel(&server).await);
+    grpc.ready().await.unwrap();
+    let status = grpc
+        .unary::<(), (), _>(
+            tonic::Request::new(()),
+            PathAndQuery::from_static("/made.up.Service/Nothing"),
+            ProstCodec::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unimplemented);
     let response = reqwest::get(format!("{}/metrics", server.url()))
         .await
         .unwrap();
@@ -153,9 +167,16 @@ async fn metrics_are_served_as_prometheus_text_over_http1() {
     assert!(body.contains("hangman_games_created_total"), "{body}");
     assert!(
         body.contains(
-            r#"grpc_server_handling_seconds_bucket{method="/hangman.v1.HangmanService/CreateGame""#
+            r#"grpc_server_handling_seconds_bucket{method="/hangman.v1.HangmanService/CreateGame",grpc_status="0""#
         ),
         "{body}"
     );
+    assert!(
+        body.contains(
+            r#"grpc_server_handling_seconds_bucket{method="unimplemented",grpc_status="12""#
+        ),
+        "{body}"
+    );
+    assert!(!body.contains("made.up"), "{body}");
     server.stop().await;
 }
