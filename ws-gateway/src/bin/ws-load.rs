@@ -115,8 +115,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let mut rtt = Histogram::<u64>::new(3)?;
         let mut played = Vec::new();
         for task in tasks {
-            let (ws, h) = task.await??;
-            rtt.add(&h)?;
+            let (ws, samples) = task.await??;
+            for us in samples {
+                rtt.record(us)?;
+            }
             played.push(ws);
         }
         let elapsed = started.elapsed();
@@ -195,13 +197,12 @@ async fn open_joined(
         .collect()
 }
 
-/// `moves` round trips on one client; the histogram is in µs.
-async fn play(
-    mut ws: Ws,
-    moves: usize,
-    patience: Duration,
-) -> anyhow::Result<(Ws, Histogram<u64>)> {
-    let mut rtt = Histogram::<u64>::new(3)?;
+/// `moves` round trips on one client, in µs.
+///
+/// Plain samples, put in one histogram at the end: a histogram per client (tens of KiB
+/// each) made recording a cache miss, several per cent of the load tool's CPU.
+async fn play(mut ws: Ws, moves: usize, patience: Duration) -> anyhow::Result<(Ws, Vec<u64>)> {
+    let mut rtt = Vec::with_capacity(moves);
     for i in 0..moves {
         let msg_ref = (i + 2).to_string();
         let guess = LETTERS[i % LETTERS.len()] as char;
@@ -209,7 +210,7 @@ async fn play(
         let started = Instant::now();
         ws.send(Message::text(frame)).await?;
         let reply = reply_to(&mut ws, &msg_ref, patience).await?;
-        rtt.record(started.elapsed().as_micros() as u64)?;
+        rtt.push(started.elapsed().as_micros() as u64);
         if !reply.contains(r#""status":"ok""#) {
             bail!("move refused: {reply}");
         }
