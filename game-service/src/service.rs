@@ -58,7 +58,7 @@ impl HangmanService for HangmanApi {
         let (game_id, tally) = self.registry.create(word.as_deref())?;
         metrics::counter!("hangman_games_created_total").increment(1);
         let traceparent = traceparent.as_ref().and_then(|v| v.to_str().ok());
-        tracing::info!(%game_id, traceparent = traceparent.unwrap_or(""), "game created");
+        tracing::info!(%game_id, traceparent = %traceparent.unwrap_or(""), "game created");
         Ok(Response::new(CreateGameResponse {
             game_id: game_id.to_string(),
             tally: Some(to_proto(tally)),

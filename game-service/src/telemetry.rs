@@ -79,7 +79,7 @@ pub async fn observe(request: Request, next: Next) -> Response {
         .as_ref()
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let span = tracing::debug_span!("call", method = path, traceparent);
+    let span = tracing::debug_span!("call", method = %path, %traceparent);
     let started = Instant::now();
     let response = next.run(request).instrument(span.clone()).await;
     let elapsed = started.elapsed();
@@ -100,8 +100,8 @@ pub async fn observe(request: Request, next: Next) -> Response {
             tracing::debug!(grpc_status, elapsed_us, "call finished");
         } else {
             tracing::info!(
-                method = path,
-                traceparent,
+                method = %path,
+                %traceparent,
                 grpc_status,
                 elapsed_us,
                 "call failed"
