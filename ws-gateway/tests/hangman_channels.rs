@@ -302,6 +302,16 @@ async fn a_dead_game_service_gives_unavailable_and_the_gateway_recovers_when_it_
         reply,
         json!({"status": "error", "response": {"reason": "unavailable"}})
     );
+    // A guess past the gateway's 16 bytes is refused without asking the game service (so the
+    // answer is the same while it is down); one of 16 is still the game service's to judge.
+    let (reply, _) = client
+        .call(&join_ref, GAME, "make_move", json!("x".repeat(17)))
+        .await;
+    assert_eq!(reply["response"]["reason"], "invalid_guess");
+    let (reply, _) = client
+        .call(&join_ref, GAME, "make_move", json!("x".repeat(16)))
+        .await;
+    assert_eq!(reply["response"]["reason"], "unavailable");
     let (_, reply) = client.join("hangman:game", json!({})).await;
     assert_eq!(reply[4]["response"]["reason"], "unavailable");
     // The room lost its watch stream: the channel errors and the client would rejoin.
