@@ -64,6 +64,15 @@ pub struct Config {
     #[arg(long, env = "WS_GATEWAY_MAX_CHANNELS", default_value_t = 100)]
     pub max_channels: usize,
 
+    /// Client events that may wait for a busy channel; more get `overloaded` replies.
+    #[arg(long, env = "WS_GATEWAY_CHANNEL_INBOX", default_value_t = 64, value_parser = at_least_one)]
+    pub channel_inbox: usize,
+
+    /// Presence diffs of a room a member may fall behind by before it is sent the room's
+    /// whole `presence_state` again.
+    #[arg(long, env = "WS_GATEWAY_PRESENCE_BUFFER", default_value_t = 64, value_parser = at_least_one)]
+    pub presence_buffer: usize,
+
     /// Messages per second per connection (burst of as many); over it: `rate_limited` replies,
     /// and a further second's worth of refused messages closes the socket with 1008.
     #[arg(long, env = "WS_GATEWAY_MAX_PUSHES_PER_SECOND", default_value_t = 100)]
@@ -100,5 +109,30 @@ fn parse_shutdown_code(s: &str) -> Result<u16, String> {
         "1001" => Ok(1001),
         "1012" => Ok(1012),
         _ => Err("must be 1001 or 1012 (1000 would stop the npm client from reconnecting)".into()),
+    }
+}
+
+/// A queue length: zero would refuse everything (and the queues cannot be built empty).
+fn at_least_one(value: &str) -> Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_owned()),
+        Ok(n) => Ok(n),
+        Err(err) => Err(err.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::Config;
+
+    #[test]
+    fn queue_lengths_must_be_at_least_one() {
+        for flag in ["--channel-inbox", "--presence-buffer"] {
+            let err = Config::try_parse_from(["ws-gateway", flag, "0"]).unwrap_err();
+            assert!(err.to_string().contains("at least 1"), "{flag}: {err}");
+            assert!(Config::try_parse_from(["ws-gateway", flag, "1"]).is_ok());
+        }
     }
 }

@@ -115,11 +115,12 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         limits: SocketLimits {
             idle_timeout: config.idle_timeout,
             max_channels: config.max_channels,
+            channel_inbox: config.channel_inbox,
             messages_per_second: config.max_pushes_per_second,
             shutdown_close_code: config.shutdown_close_code,
         },
     };
-    let router = hangman::router(upstream.clone(), Presence::new());
+    let router = hangman::router(upstream.clone(), Presence::new(config.presence_buffer));
     let endpoint = Endpoint::new(hangman::HangmanSocket, router, transport);
     let app = endpoint
         .routes(&config.mounts)

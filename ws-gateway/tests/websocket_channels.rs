@@ -404,30 +404,8 @@ async fn a_channel_with_a_full_inbox_refuses_events_as_overloaded() {
     let (join_ref, joined) = client.join_ok("hangman:game", json!({})).await;
     // Far more events than the channel's inbox holds (64), all waiting at once: the channel
     // handles one at a time, each a call to the game service.
-    let sent = 300;
-    let frames: Vec<Value> = (0..sent)
-        .map(|i| json!([join_ref, format!("e{i}"), "hangman:game", "tally", {}]))
-        .collect();
-    client.send_all(&frames).await;
-    let (mut ok, mut overloaded) = (0, 0);
-    while ok + overloaded < sent {
-        let frame = client.recv().await;
-        if frame[3] != "phx_reply" {
-            continue;
-        }
-        assert_eq!(frame[0], join_ref.as_str(), "{frame}");
-        if frame[4]["status"] == "ok" {
-            ok += 1;
-        } else {
-            assert_eq!(
-                frame[4]["response"],
-                json!({"reason": "overloaded"}),
-                "{frame}"
-            );
-            overloaded += 1;
-        }
-    }
-    assert!(overloaded > 0, "every one of {sent} events was queued");
+    let (ok, overloaded) = burst_of_tally_events(&mut client, &join_ref, 300).await;
+    assert!(overloaded > 0, "every one of 300 events was queued");
     assert!(
         ok >= 64,
         "the inbox's 64 events are answered, not refused: {ok}"
@@ -440,6 +418,48 @@ async fn a_channel_with_a_full_inbox_refuses_events_as_overloaded() {
         json!({"status": "ok", "response": joined["tally"]}),
         "the channel goes on once its backlog is done"
     );
+}
+
+#[tokio::test]
+async fn the_channel_inbox_is_configurable() {
+    let sys = system(&[
+        "--max-pushes-per-second",
+        "100000",
+        "--channel-inbox",
+        "1000",
+    ])
+    .await;
+    let mut client = sys.client().await;
+    let (join_ref, _) = client.join_ok("hangman:game", json!({})).await;
+    let (ok, overloaded) = burst_of_tally_events(&mut client, &join_ref, 300).await;
+    assert_eq!((ok, overloaded), (300, 0), "the same burst fits in 1000");
+}
+
+/// Sends `sent` `tally` events at once and counts the ok and `overloaded` replies.
+async fn burst_of_tally_events(client: &mut Client, join_ref: &str, sent: usize) -> (usize, usize) {
+    let frames: Vec<Value> = (0..sent)
+        .map(|i| json!([join_ref, format!("e{i}"), "hangman:game", "tally", {}]))
+        .collect();
+    client.send_all(&frames).await;
+    let (mut ok, mut overloaded) = (0, 0);
+    while ok + overloaded < sent {
+        let frame = client.recv().await;
+        if frame[3] != "phx_reply" {
+            continue;
+        }
+        assert_eq!(frame[0], join_ref, "{frame}");
+        if frame[4]["status"] == "ok" {
+            ok += 1;
+        } else {
+            assert_eq!(
+                frame[4]["response"],
+                json!({"reason": "overloaded"}),
+                "{frame}"
+            );
+            overloaded += 1;
+        }
+    }
+    (ok, overloaded)
 }
 
 #[tokio::test]

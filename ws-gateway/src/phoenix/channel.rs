@@ -17,9 +17,6 @@ use tokio::sync::mpsc;
 
 use super::message::{Outbound, Payload, Status, events};
 
-/// How many client events may wait for a busy channel before new ones are refused.
-const CHANNEL_INBOX: usize = 64;
-
 /// The answer of a channel to a client event.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reply {
@@ -247,6 +244,8 @@ pub(crate) struct JoinRequest<'a, A> {
     pub payload: Payload,
     pub assigns: &'a A,
     pub outbox: &'a mpsc::Sender<ToSocket>,
+    /// How many client events may wait for the channel before new ones are refused.
+    pub inbox_capacity: usize,
 }
 
 trait ErasedJoin<A>: Send + Sync {
@@ -260,7 +259,7 @@ impl<A: Sync, J: Join<A>> ErasedJoin<A> for J {
             let info = InfoSender(info_tx);
             let (channel, response) =
                 Join::join(self, req.topic, req.payload, req.assigns, &info).await?;
-            let (inbox, inbox_rx) = mpsc::channel(CHANNEL_INBOX);
+            let (inbox, inbox_rx) = mpsc::channel(req.inbox_capacity);
             let ctx = ChannelContext {
                 topic: req.topic.to_owned(),
                 join_ref: req.join_ref.to_owned(),

@@ -12,9 +12,6 @@ use rand::Rng;
 use serde_json::{Map, Value, json};
 use tokio::sync::broadcast;
 
-/// Diffs a slow subscriber may miss before it must resynchronise from the full state.
-const DIFF_BUFFER: usize = 64;
-
 struct TopicPresences {
     /// Per key, the metas of each of its presences (one per joined channel).
     entries: HashMap<String, Vec<Map<String, Value>>>,
@@ -22,9 +19,10 @@ struct TopicPresences {
 }
 
 /// Tracks presences per topic and broadcasts their diffs.
-#[derive(Default)]
 pub struct Presence {
     topics: Mutex<HashMap<String, TopicPresences>>,
+    /// Diffs a slow subscriber may miss before it must resynchronise from the full state.
+    diff_buffer: usize,
 }
 
 /// One tracked presence; dropping it untracks it and broadcasts the leave.
@@ -36,8 +34,12 @@ pub struct Tracked {
 }
 
 impl Presence {
-    pub fn new() -> Arc<Self> {
-        Arc::default()
+    /// A tracker whose subscribers may fall `diff_buffer` diffs behind (at least 1).
+    pub fn new(diff_buffer: usize) -> Arc<Self> {
+        Arc::new(Presence {
+            topics: Mutex::default(),
+            diff_buffer: diff_buffer.max(1),
+        })
     }
 
     /// Tracks `key` on `topic` with `meta` (a `phx_ref` is added) and broadcasts the join.
@@ -55,7 +57,7 @@ impl Presence {
             .entry(topic.to_owned())
             .or_insert_with(|| TopicPresences {
                 entries: HashMap::new(),
-                diffs: broadcast::channel(DIFF_BUFFER).0,
+                diffs: broadcast::channel(self.diff_buffer).0,
             });
         let receiver = presences.diffs.subscribe();
         let _ = presences.diffs.send(Arc::new(
@@ -135,7 +137,7 @@ mod tests {
 
     #[test]
     fn track_list_and_untrack_broadcast_diffs() {
-        let presence = Presence::new();
+        let presence = Presence::new(64);
         let (alice, mut diffs) = presence.track("room", "alice", Map::new());
         let joined = diffs.try_recv().unwrap();
         let alice_ref = joined["joins"]["alice"]["metas"][0]["phx_ref"].clone();
@@ -158,5 +160,23 @@ mod tests {
         drop(bob);
         assert_eq!(presence.list("room"), json!({}));
         assert!(presence.topics.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_subscriber_behind_by_more_than_the_buffer_is_told_it_lagged() {
+        let presence = Presence::new(2);
+        let (_alice, mut diffs) = presence.track("room", "alice", Map::new());
+        let _others: Vec<_> = ["bob", "carol"]
+            .into_iter()
+            .map(|key| presence.track("room", key, Map::new()).0)
+            .collect();
+        // Three joins in a buffer of two: the oldest is gone, and the room channel then
+        // resends the whole state.
+        assert_eq!(
+            diffs.try_recv().unwrap_err(),
+            broadcast::error::TryRecvError::Lagged(1)
+        );
+        assert!(diffs.try_recv().unwrap()["joins"].get("bob").is_some());
+        assert!(diffs.try_recv().unwrap()["joins"].get("carol").is_some());
     }
 }

@@ -45,6 +45,8 @@ pub struct SocketLimits {
     pub idle_timeout: Duration,
     /// Channels one connection may have joined at once.
     pub max_channels: usize,
+    /// Client events that may wait for one busy channel; more get `overloaded` replies.
+    pub channel_inbox: usize,
     /// Messages per second one connection may send (a burst of as many is allowed).
     pub messages_per_second: u32,
     /// The close code sent on server shutdown (1001 or 1012).
@@ -398,6 +400,7 @@ impl<A: Send + Sync + 'static> Socket<A> {
             payload,
             assigns: &*self.assigns,
             outbox: &self.outbox,
+            inbox_capacity: self.limits.channel_inbox,
         };
         let (status, response, reply_join_ref) = match self.router.join(request).await {
             None => (Status::Error, json!({"reason": "unmatched topic"}), None),
