@@ -86,6 +86,11 @@ pub struct Config {
     #[arg(long, env = "WS_GATEWAY_GRPC_REQUEST_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub grpc_request_timeout: Duration,
 
+    /// How often the HTTP/2 connections to the game service are pinged; a ping not answered
+    /// within as long drops the connection (the next call opens a new one).
+    #[arg(long, env = "WS_GATEWAY_GRPC_KEEP_ALIVE", default_value = "30s", value_parser = nonzero_duration)]
+    pub grpc_keep_alive: Duration,
+
     /// HTTP/2 connections to the game service that calls are spread over (one shared,
     /// load-balanced channel).
     #[arg(long, env = "WS_GATEWAY_GRPC_CONNECTIONS", default_value_t = 4)]
@@ -94,6 +99,11 @@ pub struct Config {
     /// On SIGTERM/Ctrl-C, how long to wait for connections to close before exiting.
     #[arg(long, env = "WS_GATEWAY_SHUTDOWN_DRAIN", default_value = "5s", value_parser = humantime::parse_duration)]
     pub shutdown_drain: Duration,
+
+    /// After the gateway sends a close frame, how long it waits for the client's close (reading
+    /// and discarding its frames meanwhile) before dropping the connection.
+    #[arg(long, env = "WS_GATEWAY_CLOSE_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub close_timeout: Duration,
 
     /// Close code sent to sockets on shutdown: 1001 (going away) or 1012 (service restart).
     #[arg(long, env = "WS_GATEWAY_SHUTDOWN_CLOSE_CODE", default_value_t = 1001, value_parser = parse_shutdown_code)]
@@ -109,6 +119,15 @@ fn parse_shutdown_code(s: &str) -> Result<u16, String> {
         "1001" => Ok(1001),
         "1012" => Ok(1012),
         _ => Err("must be 1001 or 1012 (1000 would stop the npm client from reconnecting)".into()),
+    }
+}
+
+/// An interval: zero would ping without pause.
+fn nonzero_duration(value: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(value) {
+        Ok(d) if d.is_zero() => Err("must be longer than 0".to_owned()),
+        Ok(d) => Ok(d),
+        Err(err) => Err(err.to_string()),
     }
 }
 
@@ -134,5 +153,13 @@ mod tests {
             assert!(err.to_string().contains("at least 1"), "{flag}: {err}");
             assert!(Config::try_parse_from(["ws-gateway", flag, "1"]).is_ok());
         }
+    }
+
+    #[test]
+    fn the_keep_alive_interval_must_be_longer_than_zero() {
+        let err = Config::try_parse_from(["ws-gateway", "--grpc-keep-alive", "0s"]).unwrap_err();
+        assert!(err.to_string().contains("longer than 0"), "{err}");
+        let config = Config::try_parse_from(["ws-gateway", "--grpc-keep-alive", "10s"]).unwrap();
+        assert_eq!(config.grpc_keep_alive, std::time::Duration::from_secs(10));
     }
 }

@@ -106,6 +106,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         url: config.game_service.clone(),
         connect_timeout: config.grpc_connect_timeout,
         request_timeout: config.grpc_request_timeout,
+        keep_alive: config.grpc_keep_alive,
         connections: config.grpc_connections,
     })?;
     let transport = TransportConfig {
@@ -118,6 +119,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
             channel_inbox: config.channel_inbox,
             messages_per_second: config.max_pushes_per_second,
             shutdown_close_code: config.shutdown_close_code,
+            close_timeout: config.close_timeout,
         },
     };
     let router = hangman::router(upstream.clone(), Presence::new(config.presence_buffer));

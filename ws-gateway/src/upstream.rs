@@ -125,6 +125,8 @@ pub struct UpstreamConfig {
     pub url: String,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+    /// HTTP/2 ping interval; an unanswered ping drops the connection.
+    pub keep_alive: Duration,
     /// HTTP/2 connections the shared channel spreads calls over.
     pub connections: usize,
 }
@@ -164,7 +166,7 @@ impl Upstream {
         let transport = H2Transport::new(H2Config {
             authority,
             connect_timeout: config.connect_timeout,
-            keep_alive: Duration::from_secs(30),
+            keep_alive: config.keep_alive,
             connections: config.connections,
         });
         Ok(Upstream {

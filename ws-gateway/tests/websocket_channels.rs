@@ -537,6 +537,27 @@ async fn a_silent_client_is_closed_after_the_idle_timeout_and_heartbeats_keep_it
 }
 
 #[tokio::test]
+async fn a_client_that_never_answers_the_close_is_let_go_after_the_close_timeout() {
+    let sys = system(&["--idle-timeout", "200ms", "--close-timeout", "300ms"]).await;
+    let started = std::time::Instant::now();
+    let mut client = sys.client().await;
+    // The client reads nothing, so it never answers the gateway's close frame: the gateway
+    // waits for that answer for the close timeout, not the default 2 s, then lets go.
+    while sys.gateway.connections() > 0 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_millis(1500),
+            "the connection is still held"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(400),
+        "held for the idle timeout and then the close timeout"
+    );
+    assert_eq!(client.closed().await, Some(1001));
+}
+
+#[tokio::test]
 async fn shutdown_closes_sockets_with_going_away_never_1000() {
     let System { games, gateway } = system(&[]).await;
     let mut client =

@@ -33,11 +33,6 @@ pub mod close_code {
 /// How many outbound messages may queue from channels before they wait for the client.
 const OUTBOX: usize = 64;
 
-/// After the server sends a close frame, how long it keeps reading (and discarding) the
-/// client's frames, waiting for its close: dropping a connection with unread data makes the
-/// kernel reset it, and the client would lose the replies and the close frame already sent.
-const CLOSE_DRAIN: Duration = Duration::from_secs(2);
-
 /// Per-connection limits.
 #[derive(Debug, Clone)]
 pub struct SocketLimits {
@@ -51,6 +46,10 @@ pub struct SocketLimits {
     pub messages_per_second: u32,
     /// The close code sent on server shutdown (1001 or 1012).
     pub shutdown_close_code: u16,
+    /// After the server sends a close frame, how long it keeps reading (and discarding) the
+    /// client's frames, waiting for its close: dropping a connection with unread data makes
+    /// the kernel reset it, and the client would lose the replies and the close frame sent.
+    pub close_timeout: Duration,
 }
 
 /// Token bucket over the client's messages. Refused messages are strikes; a full second's
@@ -207,7 +206,7 @@ impl<A: Send + Sync + 'static> Socket<A> {
                     reason: reason.into(),
                 };
                 if ws.send(WsMessage::Close(Some(frame))).await.is_ok() {
-                    drain_until_closed(&mut ws).await;
+                    drain_until_closed(&mut ws, self.limits.close_timeout).await;
                 }
             }
         }
@@ -445,8 +444,8 @@ impl<A: Send + Sync + 'static> Socket<A> {
 }
 
 /// Reads and discards the client's frames until its close frame or the end of the stream,
-/// for at most [`CLOSE_DRAIN`].
-async fn drain_until_closed(ws: &mut WebSocket) {
+/// for at most `patience`.
+async fn drain_until_closed(ws: &mut WebSocket, patience: Duration) {
     let drain = async {
         while let Some(Ok(frame)) = ws.recv().await {
             if matches!(frame, WsMessage::Close(_)) {
@@ -454,7 +453,7 @@ async fn drain_until_closed(ws: &mut WebSocket) {
             }
         }
     };
-    if tokio::time::timeout(CLOSE_DRAIN, drain).await.is_err() {
+    if tokio::time::timeout(patience, drain).await.is_err() {
         tracing::debug!("client did not answer the close in time");
     }
 }
