@@ -200,6 +200,13 @@ async fn join_payloads_of_the_wrong_shape_and_unknown_games_are_refused() {
     );
 }
 
+/// The game id in a `hangman:game` join reply, and the topic of that game's shared room.
+fn room_of(joined: &Value) -> (String, String) {
+    let game_id = joined["game_id"].as_str().expect("a game id").to_owned();
+    let room = format!("game:{game_id}");
+    (game_id, room)
+}
+
 /// Collects frames until one matches; the others are returned too.
 async fn until(client: &mut Client, pred: impl Fn(&Value) -> bool) -> (Value, Vec<Value>) {
     let mut seen = Vec::new();
@@ -217,8 +224,7 @@ async fn a_shared_room_pushes_every_move_to_every_member_with_presence() {
     let sys = system(&[]).await;
     let mut owner = sys.client().await;
     let (_, joined) = owner.join_ok(GAME, json!({})).await;
-    let game_id = joined["game_id"].as_str().unwrap().to_owned();
-    let room = format!("game:{game_id}");
+    let (game_id, room) = room_of(&joined);
 
     let mut alice = Client::connect(&sys.socket_url("vsn=2.0.0&player=%20alice%20")).await;
     let (alice_ref, room_joined) = alice.join_ok(&room, json!({})).await;
@@ -291,7 +297,7 @@ async fn a_dead_game_service_gives_unavailable_and_the_gateway_recovers_when_it_
     let games_addr = sys.games.addr();
     let mut client = sys.client().await;
     let (join_ref, joined) = client.join_ok(GAME, json!({})).await;
-    let room = format!("game:{}", joined["game_id"].as_str().unwrap());
+    let (_, room) = room_of(&joined);
     let mut member = sys.client().await;
     let (member_ref, _) = member.join_ok(&room, json!({})).await;
     assert_eq!(common::http_get(&sys.gateway.url(), "/readyz").await.0, 200);
@@ -347,8 +353,7 @@ async fn a_room_whose_game_ends_gets_phx_error_and_is_left() {
     let sys = system(&[]).await;
     let mut owner = sys.client().await;
     let (_, joined) = owner.join_ok(GAME, json!({})).await;
-    let game_id = joined["game_id"].as_str().unwrap().to_owned();
-    let room = format!("game:{game_id}");
+    let (game_id, room) = room_of(&joined);
     let mut member = sys.client().await;
     let (member_ref, _) = member.join_ok(&room, json!({})).await;
 
