@@ -89,3 +89,35 @@ async fn a_call_reconnects_after_the_game_service_restarts() {
     assert!(ok(again.await.expect("a new connection")));
     games.stop().await;
 }
+
+#[tokio::test]
+async fn a_connection_whose_pings_go_unanswered_is_dropped_after_the_keep_alive() {
+    // A peer that completes the HTTP/2 handshake and then reads nothing more: it answers
+    // neither the call nor the keep-alive ping.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let authority = listener.local_addr().unwrap().to_string();
+    let silent_peer = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let _connection = h2::server::handshake(tcp).await.unwrap();
+        std::future::pending::<()>().await;
+    });
+    let mut transport = H2Transport::new(H2Config {
+        authority: authority.clone(),
+        connect_timeout: Duration::from_secs(2),
+        keep_alive: Duration::from_millis(200),
+        connections: 1,
+    });
+    let call = transport
+        .ready()
+        .await
+        .unwrap()
+        .call(health_check(&authority));
+    // A ping after 200 ms, unanswered for 200 ms more: the connection is dropped and the
+    // call waiting on it fails, instead of waiting for as long as the peer stays silent.
+    let outcome = tokio::time::timeout(Duration::from_secs(5), call).await;
+    assert!(
+        matches!(outcome, Ok(Err(_))),
+        "the call still waits on a silent connection"
+    );
+    silent_peer.abort();
+}
