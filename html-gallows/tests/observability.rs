@@ -9,7 +9,7 @@ use std::{
 };
 
 use reqwest::{StatusCode, header};
-use support::{Browser, Page, Stack, sample};
+use support::{Browser, Page, Stack, sample, view_until_a_cache_hit};
 
 const WORD: &str = "gallows";
 
@@ -200,20 +200,5 @@ async fn metrics_show_the_tally_cache_at_work() {
         sample(&metrics.body, "gallows_tally_cache_watched_games", &[]).is_some_and(|n| n >= 1.0)
     );
     // Once the watch has delivered, views are hits.
-    let mut hits = 0.0;
-    for _ in 0..100 {
-        browser.get("/hangman/current").await;
-        let metrics = browser.get("/metrics").await;
-        hits = sample(
-            &metrics.body,
-            "gallows_tally_cache_reads_total",
-            &[r#"result="hit""#],
-        )
-        .unwrap_or(0.0);
-        if hits >= 1.0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    assert!(hits >= 1.0, "no view was served from the cache");
+    view_until_a_cache_hit(&browser).await;
 }

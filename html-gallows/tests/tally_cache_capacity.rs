@@ -5,15 +5,9 @@
 
 mod support;
 
-use support::{Browser, Stack, sample};
+use support::{Browser, Stack, sample, tally_cache_reads, view_until_a_cache_hit};
 
 const WORD: &str = "gallows";
-
-async fn cache_reads(browser: &Browser, result: &str) -> f64 {
-    let metrics = browser.get("/metrics").await;
-    let label = format!("result=\"{result}\"");
-    sample(&metrics.body, "gallows_tally_cache_reads_total", &[&label]).unwrap_or(0.0)
-}
 
 #[tokio::test]
 async fn the_cache_watches_at_most_its_capacity_and_lets_idle_games_go() {
@@ -38,26 +32,17 @@ async fn the_cache_watches_at_most_its_capacity_and_lets_idle_games_go() {
     // delivered, its views are hits.
     let first = Browser::new(&stack);
     first.new_game().await;
-    let mut hits = 0.0;
-    for _ in 0..100 {
-        first.get("/hangman/current").await;
-        hits = cache_reads(&first, "hit").await;
-        if hits >= 1.0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    assert!(hits >= 1.0, "the first game is served from the cache");
+    let hits = view_until_a_cache_hit(&first).await;
 
     // A second game gets no place: every view of it is a miss.
     let here = Browser::new(&stack);
     let game = here.new_game().await;
-    let misses = cache_reads(&here, "miss").await;
+    let misses = tally_cache_reads(&here, "miss").await;
     for _ in 0..5 {
         here.get("/hangman/current").await;
     }
-    assert_eq!(cache_reads(&here, "miss").await, misses + 5.0);
-    assert_eq!(cache_reads(&here, "hit").await, hits);
+    assert_eq!(tally_cache_reads(&here, "miss").await, misses + 5.0);
+    assert_eq!(tally_cache_reads(&here, "hit").await, hits);
     let metrics = here.get("/metrics").await;
     assert_eq!(
         sample(&metrics.body, "gallows_tally_cache_watched_games", &[]),

@@ -238,6 +238,27 @@ pub fn sample(metrics: &str, name: &str, labels: &[&str]) -> Option<f64> {
     })
 }
 
+/// How many game views the tally cache has served, by `result` (`hit` or `miss`).
+pub async fn tally_cache_reads(browser: &Browser, result: &str) -> f64 {
+    let metrics = browser.get("/metrics").await;
+    let label = format!("result=\"{result}\"");
+    sample(&metrics.body, "gallows_tally_cache_reads_total", &[&label]).unwrap_or(0.0)
+}
+
+/// Views the browser's current game until a view is served from the tally cache
+/// (its watch has delivered), for at most a few seconds; the hits so far.
+pub async fn view_until_a_cache_hit(browser: &Browser) -> f64 {
+    for _ in 0..100 {
+        browser.get("/hangman/current").await;
+        let hits = tally_cache_reads(browser, "hit").await;
+        if hits >= 1.0 {
+            return hits;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("no view of the game was served from the cache");
+}
+
 /// A response with its body parsed as HTML.
 pub struct Page {
     pub status: StatusCode,
@@ -352,7 +373,6 @@ impl Page {
             .collect()
     }
 
-    /// Whether the page has the New Game form.
     /// The friendly page of a game that no longer exists: 404, a title saying
     /// so, and a New Game button.
     pub fn assert_game_over(&self) {
@@ -361,6 +381,7 @@ impl Page {
         assert!(self.offers_new_game());
     }
 
+    /// Whether the page has the New Game form.
     pub fn offers_new_game(&self) -> bool {
         let forms = self.select("form[method=post][action='/hangman']");
         forms.iter().any(|form| {
