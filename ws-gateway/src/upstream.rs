@@ -29,6 +29,11 @@ pub enum UpstreamError {
     InvalidArgument(String),
     #[error("the game service holds its maximum number of games")]
     GameLimit,
+    /// The request was larger than the game service accepts. The gateway bounds what it
+    /// forwards, so this means a bound was missed; it is still the client's input at fault,
+    /// not an outage.
+    #[error("request too large for the game service: {0}")]
+    TooLarge(String),
     #[error("game service unavailable: {0}")]
     Unavailable(String),
 }
@@ -40,6 +45,7 @@ impl UpstreamError {
             UpstreamError::NotFound => "not_found",
             UpstreamError::InvalidArgument(_) => "invalid_guess",
             UpstreamError::GameLimit => "game_limit",
+            UpstreamError::TooLarge(_) => "invalid_payload",
             UpstreamError::Unavailable(_) => "unavailable",
         }
     }
@@ -48,10 +54,25 @@ impl UpstreamError {
         match status.code() {
             Code::NotFound => UpstreamError::NotFound,
             Code::InvalidArgument => UpstreamError::InvalidArgument(status.message().to_owned()),
+            // gRPC answers a message over the receiver's limit with RESOURCE_EXHAUSTED (tonic
+            // used OUT_OF_RANGE; it never means anything else from the game service). The game
+            // service's own RESOURCE_EXHAUSTED (games or watchers at their maximum) never says
+            // "too large".
+            Code::OutOfRange => UpstreamError::TooLarge(status.message().to_owned()),
+            Code::ResourceExhausted if is_too_large(status.message()) => {
+                UpstreamError::TooLarge(status.message().to_owned())
+            }
             Code::ResourceExhausted => UpstreamError::GameLimit,
             _ => UpstreamError::Unavailable(format!("{}: {}", status.code(), status.message())),
         }
     }
+}
+
+/// Whether a RESOURCE_EXHAUSTED message is about the message's size ("decoded message length too
+/// large: found 60005 bytes, the limit is: 16384 bytes").
+fn is_too_large(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    message.contains("too large") || message.contains("too big")
 }
 
 /// A W3C trace: one per socket connection; every call is a new span (parent id) in it, so the
@@ -328,5 +349,27 @@ impl Upstream {
             }
         }
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_over_the_size_limit_is_the_clients_fault_not_an_outage() {
+        let tonic_limit =
+            "Error, decoded message length too large: found 60030 bytes, the limit is: 16384 bytes";
+        for status in [
+            Status::out_of_range(tonic_limit),
+            Status::resource_exhausted(tonic_limit),
+        ] {
+            let err = UpstreamError::from_status(&status);
+            assert_eq!(err.reason(), "invalid_payload", "{status:?}");
+        }
+        let full = Status::resource_exhausted("the server holds its maximum of 10 games");
+        assert_eq!(UpstreamError::from_status(&full).reason(), "game_limit");
+        let down = Status::unavailable("connection refused");
+        assert_eq!(UpstreamError::from_status(&down).reason(), "unavailable");
     }
 }

@@ -170,6 +170,42 @@ async fn rejoining_with_the_game_id_resumes_the_game() {
     assert_eq!(reply["response"]["used"], json!(["e", "h"]));
 }
 
+/// Game ids are 22 characters of URL-safe base64; the gateway accepts at most 64 characters of
+/// that alphabet and refuses any other id without asking the game service.
+#[tokio::test]
+async fn game_ids_no_game_can_have_are_refused_by_the_gateway_itself() {
+    async fn assert_refused(client: &mut Client, when: &str) {
+        let huge = "a".repeat(60_000);
+        let too_long = "a".repeat(65);
+        for id in [&huge, &too_long, "a b", "a/b", "a+b", "a=", "é"] {
+            let (_, reply) = client.join(GAME, json!({"game_id": id})).await;
+            assert_eq!(
+                reply[4],
+                json!({"status": "error", "response": {"reason": "invalid_payload"}}),
+                "a game id of {} bytes, {when}",
+                id.len()
+            );
+        }
+        for room in [format!("game:{}", "a".repeat(240)), "game:a b".to_owned()] {
+            let (_, reply) = client.join(&room, json!({})).await;
+            assert_eq!(
+                reply[4]["response"]["reason"], "not_found",
+                "{room}, {when}"
+            );
+        }
+    }
+
+    let sys = system(&[]).await;
+    let mut client = sys.client().await;
+    assert_refused(&mut client, "game service up").await;
+    // With the game service down, the same answers: they cannot have come from it. An id of the
+    // right alphabet and length is still forwarded (and gets `unavailable`).
+    sys.games.stop().await;
+    assert_refused(&mut client, "game service down").await;
+    let (_, reply) = client.join(GAME, json!({"game_id": "a".repeat(64)})).await;
+    assert_eq!(reply[4]["response"]["reason"], "unavailable");
+}
+
 #[tokio::test]
 async fn join_payloads_of_the_wrong_shape_and_unknown_games_are_refused() {
     let sys = system(&[]).await;

@@ -1,10 +1,11 @@
 //! `hangman:game`: one private game per join. Join with `{}` for a new game or
-//! `{"game_id": id}` (a non-blank string) to resume one; every event gets a reply carrying the
+//! `{"game_id": id}` to resume one (an id no game can have is `invalid_payload`, see
+//! [`is_plausible_game_id`](super::is_plausible_game_id)); every event gets a reply carrying the
 //! tally and, for the original course client that only listens for it, a `tally` push.
 
 use serde_json::{Map, Value};
 
-use super::{Player, error_reply, guess_of, tally};
+use super::{Player, error_reply, guess_of, is_plausible_game_id, tally};
 use crate::phoenix::channel::{Channel, ChannelContext, Crash, InfoSender, Join, Reply};
 use crate::phoenix::message::Payload;
 use crate::upstream::{Trace, Upstream};
@@ -48,9 +49,10 @@ impl Join<Player> for GameJoin {
                 .create_game(&player.trace)
                 .await
                 .map_err(|e| reason(&e))?,
-            // A blank id names no game; refuse it here rather than as the game service's
-            // INVALID_ARGUMENT, which clients see as a bad guess.
-            Some(Value::String(id)) if id.trim().is_empty() => {
+            // An id no game can have (blank, too long, outside the id alphabet) is refused
+            // here: the game service would answer INVALID_ARGUMENT (which clients see as a bad
+            // guess) or, for a huge one, refuse the message itself.
+            Some(Value::String(id)) if !is_plausible_game_id(id) => {
                 return Err(serde_json::json!({"reason": "invalid_payload"}));
             }
             Some(Value::String(id)) => {

@@ -71,6 +71,20 @@ pub fn router(upstream: Upstream, presence: Arc<Presence>) -> Router<Player> {
         )
 }
 
+/// The longest game id forwarded to the game service. Its ids are 128 random bits as
+/// URL-safe base64 without padding, 22 characters; the bound leaves room for a longer id format
+/// while a 60 000-character id is refused here, never sent.
+pub const MAX_GAME_ID_LEN: usize = 64;
+
+/// Whether `id` could name a game: 1 to [`MAX_GAME_ID_LEN`] characters of the URL-safe base64
+/// alphabet (`A-Z a-z 0-9 - _`). Anything else names no game, so it is refused without a call.
+pub fn is_plausible_game_id(id: &str) -> bool {
+    (1..=MAX_GAME_ID_LEN).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// The longest guess forwarded to the game service; longer ones are invalid without asking.
 const MAX_GUESS_LEN: usize = 16;
 
@@ -118,6 +132,16 @@ mod tests {
         // Cut first, trimmed again: no trailing blank left by the cut.
         let spaced = format!("{} tail", "a".repeat(MAX_PLAYER_LEN - 1));
         assert_eq!(key_for(Some(&spaced)), "a".repeat(MAX_PLAYER_LEN - 1));
+    }
+
+    #[test]
+    fn game_ids_are_bounded_url_safe_base64() {
+        assert!(is_plausible_game_id("AbC-_09xyzAbC-_09xyzAb"));
+        assert!(is_plausible_game_id(&"a".repeat(MAX_GAME_ID_LEN)));
+        for bad in ["", " ", "abc def", "abc/def", "abc=", "é", "a\u{0}"] {
+            assert!(!is_plausible_game_id(bad), "{bad:?}");
+        }
+        assert!(!is_plausible_game_id(&"a".repeat(MAX_GAME_ID_LEN + 1)));
     }
 
     #[test]

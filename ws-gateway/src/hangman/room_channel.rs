@@ -11,7 +11,7 @@ use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
 use super::game_channel::join_object;
-use super::{Player, error_reply, guess_of, tally};
+use super::{Player, error_reply, guess_of, is_plausible_game_id, tally};
 use crate::phoenix::channel::{Channel, ChannelContext, Crash, InfoSender, Join, Reply};
 use crate::phoenix::message::Payload;
 use crate::phoenix::presence::{Presence, Tracked};
@@ -57,7 +57,9 @@ impl Join<Player> for RoomJoin {
     ) -> Result<(RoomChannel, Value), Value> {
         join_object(&payload)?;
         let game_id = topic.strip_prefix(TOPIC_PREFIX).unwrap_or_default();
-        if game_id.is_empty() {
+        // The topic names the game: one no game can have (empty, too long, outside the id
+        // alphabet) is not found, without asking the game service.
+        if !is_plausible_game_id(game_id) {
             return Err(json!({"reason": "not_found"}));
         }
         let (now, watch) = self
