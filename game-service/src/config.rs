@@ -48,6 +48,20 @@ pub struct Config {
     )]
     pub max_concurrent_streams: u32,
 
+    /// A new connection that has not sent its first complete request within this long is
+    /// dropped (half-open connections would otherwise be held forever).
+    #[arg(long, env = "GAME_SERVICE_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = non_zero_duration)]
+    pub header_read_timeout: Duration,
+
+    /// Connections that may be waiting for their first complete request at once; past this,
+    /// new connections wait in the kernel's accept queue.
+    #[arg(
+        long,
+        env = "GAME_SERVICE_MAX_PENDING_CONNECTIONS",
+        default_value_t = 1_024
+    )]
+    pub max_pending_connections: usize,
+
     /// Deadline for a unary call (a stream's messages are not cut off by it).
     #[arg(long, env = "GAME_SERVICE_REQUEST_TIMEOUT", default_value = "10s", value_parser = non_zero_duration)]
     pub request_timeout: Duration,
@@ -94,7 +108,12 @@ mod tests {
 
     #[test]
     fn zero_durations_are_refused_with_a_reason() {
-        for flag in ["--game-ttl", "--sweep-interval", "--request-timeout"] {
+        for flag in [
+            "--game-ttl",
+            "--sweep-interval",
+            "--request-timeout",
+            "--header-read-timeout",
+        ] {
             let error = Config::try_parse_from(["game-service", flag, "0s"]).unwrap_err();
             assert!(
                 error.to_string().contains("must be greater than zero"),

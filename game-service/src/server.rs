@@ -6,11 +6,12 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use axum::{middleware, routing::get};
 use futures::TryStreamExt;
 use hangman_proto::v1::hangman_service_server::HangmanServiceServer;
+use service_kit::ConnectionLimits;
+use service_kit::connections::Admission;
 use thiserror::Error;
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
-use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
 use crate::{
@@ -153,11 +154,16 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         }
     };
     let deadline = shutdown.clone();
+    let connection_limits = ConnectionLimits {
+        header_read_timeout: config.header_read_timeout,
+        max_pending: config.max_pending_connections,
+    };
     let task = tokio::spawn(async move {
-        // Replies are small and written in several pieces (headers, data, trailers): with
-        // Nagle's algorithm a piece could wait for the peer's delayed ACK (up to 40 ms).
-        let incoming = TcpIncoming::from(listener)
-            .with_nodelay(Some(true))
+        // Admission caps the connections that have not sent a request yet and drops those
+        // that send none in time (it also sets TCP_NODELAY: replies are written in pieces).
+        // tonic's own HTTP/1 header timeout (30 s, fixed) bounds later `/metrics` requests.
+        let incoming = Admission::new(connection_limits)
+            .incoming(listener)
             .map_ok(Coalesced::new);
         let serve = server.serve_with_incoming_shutdown(incoming, signal);
         tokio::pin!(serve);

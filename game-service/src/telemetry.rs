@@ -39,23 +39,16 @@ pub fn init_logging(json: bool) {
 ///
 /// A second server in the same process (tests) shares it.
 pub fn metrics_handle() -> &'static PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE.get_or_init(|| {
-        let recorder = PrometheusBuilder::new()
-            .set_buckets_for_metric(
-                Matcher::Suffix("_seconds".into()),
-                &[
-                    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05,
-                    0.1, 0.25, 0.5, 1.0,
-                ],
-            )
-            .expect("the bucket list is not empty")
-            .build_recorder();
-        let handle = recorder.handle();
-        // Fails only if another recorder is installed; then ours renders nothing.
-        let _ = metrics::set_global_recorder(recorder);
-        handle
-    })
+    let builder = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Suffix("_seconds".into()),
+            &[
+                0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05,
+                0.1, 0.25, 0.5, 1.0,
+            ],
+        )
+        .expect("the bucket list is not empty");
+    service_kit::metrics::install(builder, service_kit::metrics::UPKEEP_INTERVAL)
 }
 
 /// `GET /metrics`: Prometheus text.
@@ -71,6 +64,8 @@ pub async fn render_metrics() -> String {
 /// and the per-call span is at `debug` (the `fmt` layer formats a span's fields when it is
 /// created: at `info`, that cost more than the call's own work in the service).
 pub async fn observe(request: Request, next: Next) -> Response {
+    // The connection has delivered a request: it no longer counts as half-open.
+    service_kit::connections::request_arrived(request.extensions());
     // Cheap copies (reference counted) that outlive the request handed to the service.
     let path = request.uri().path_and_query().cloned();
     let path = path.as_ref().map_or("", |p| p.path());
