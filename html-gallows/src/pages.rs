@@ -83,7 +83,34 @@ pub struct ProblemPage<'a> {
     /// Show a New Game button.
     pub offer_new_game: bool,
     /// A link that tries again, when trying again may help.
-    pub retry_href: Option<&'static str>,
+    pub retry: Option<Retry>,
+}
+
+/// The way on from a problem page: a link (a GET, so following it never replays
+/// a form), shown as `a.retry`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retry {
+    pub href: &'static str,
+    pub label: &'static str,
+}
+
+impl Retry {
+    /// "Try again", at `href`.
+    pub const fn try_again(href: &'static str) -> Self {
+        Self {
+            href,
+            label: "Try again",
+        }
+    }
+
+    /// "Reload the game", at `href`: after a guess that may have been played,
+    /// the game page tells whether it was.
+    pub const fn reload_game(href: &'static str) -> Self {
+        Self {
+            href,
+            label: "Reload the game",
+        }
+    }
 }
 
 impl<'a> GamePage<'a> {

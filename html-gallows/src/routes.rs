@@ -10,7 +10,7 @@ use axum::{
     Extension, Form, Router,
     error_handling::HandleErrorLayer,
     extract::{FromRef, Request, State, rejection::FormRejection},
-    http::{HeaderValue, StatusCode, header},
+    http::{HeaderValue, Method, StatusCode, Uri, header},
     middleware,
     response::{IntoResponse, Redirect, Response},
     routing::{get, post},
@@ -21,9 +21,9 @@ use tower_http::{limit::RequestBodyLimitLayer, set_header::SetResponseHeaderLaye
 
 use crate::{
     config::Config,
-    error::{AppError, error_page, problem_page, too_large_page},
+    error::{AppError, error_page, guess_unanswered_page, problem_page, too_large_page},
     metrics,
-    pages::{GamePage, ProblemPage, WelcomePage, render},
+    pages::{GamePage, ProblemPage, Retry, WelcomePage, render},
     session::{CookieSettings, Session},
     trace_context::{TraceContext, trace_requests},
     upstream::{GameService, UpstreamError},
@@ -31,6 +31,7 @@ use crate::{
 
 const WELCOME: &str = "/hangman";
 const CURRENT_GAME: &str = "/hangman/current";
+const GUESS: &str = "/hangman/current/guess";
 const STYLESHEET: &str = include_str!("../static/gallows.css");
 /// No scripts anywhere: the pages need none, so the policy forbids them.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
@@ -126,7 +127,7 @@ fn router(state: AppState) -> Router {
         .route(CURRENT_GAME, get(show_game))
         // A guess address opened as a page (a bookmark, a retyped URL) shows the game.
         .route(
-            "/hangman/current/guess",
+            GUESS,
             post(guess).get(|| async { Redirect::to(CURRENT_GAME) }),
         )
         .route("/static/gallows.css", get(stylesheet))
@@ -217,6 +218,11 @@ async fn guess(
                 Err(error) => error_page(error.into(), session, CURRENT_GAME),
             }
         }
+        // The service may have received the guess and played it; only its
+        // answer is missing. The page says so rather than "try again".
+        Err(UpstreamError::Unavailable(reason)) => {
+            error_page(AppError::GuessUnanswered(reason), session, CURRENT_GAME)
+        }
         Err(error) => error_page(error.into(), session, CURRENT_GAME),
     }
 }
@@ -282,8 +288,15 @@ where
 }
 
 /// The answer when a request is shed (too many at once) or runs out of time.
-async fn overloaded(error: BoxError) -> Response {
-    let (title, message) = if error.is::<tower::timeout::error::Elapsed>() {
+/// A guess that ran out of time may have been played (its call was under way),
+/// and gets the page that says so.
+async fn overloaded(method: Method, uri: Uri, error: BoxError) -> Response {
+    let timed_out = error.is::<tower::timeout::error::Elapsed>();
+    if timed_out && method == Method::POST && uri.path() == GUESS {
+        tracing::warn!(%error, "guess not answered in time");
+        return guess_unanswered_page(CURRENT_GAME);
+    }
+    let (title, message) = if timed_out {
         (
             "That took too long",
             "The game did not answer in time. Please try again.",
@@ -303,7 +316,7 @@ async fn overloaded(error: BoxError) -> Response {
             title,
             message,
             offer_new_game: false,
-            retry_href: Some(CURRENT_GAME),
+            retry: Some(Retry::try_again(CURRENT_GAME)),
         },
     );
     ([(header::RETRY_AFTER, "5")], page).into_response()

@@ -279,6 +279,83 @@ async fn a_stopped_game_service_gives_503_pages_and_play_resumes_when_it_returns
     assert_eq!(game.word(), "g______");
 }
 
+/// The page for a guess whose answer never came: it may have been played, and
+/// the page says so and leads back to the game (a GET) rather than to a replay.
+fn assert_guess_may_have_counted(page: &Page) {
+    assert_eq!(
+        page.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        page.body
+    );
+    assert_eq!(page.title(), "Your guess may have counted");
+    let message = page.status_message();
+    assert!(
+        message.contains("we cannot tell whether your guess was played"),
+        "{message}"
+    );
+    assert!(message.contains("Reload the game to see"), "{message}");
+    let reload = page.one("a.retry");
+    assert_eq!(reload.attr("href"), Some("/hangman/current"));
+    assert_eq!(reload.text().collect::<String>(), "Reload the game");
+}
+
+/// After a guess of `letter` went unanswered: once the service's answers flow
+/// again the game shows the guess played (one turn spent), and guessing it
+/// again, as an unsure player would, spends nothing more.
+async fn assert_guess_counted_once(browser: &Browser, letter: &str) {
+    let game = eventually(browser, "/hangman/current", |page| {
+        page.status == StatusCode::OK && page.text("#used") == letter
+    })
+    .await;
+    assert_eq!(game.turns_left(), 6, "{letter} is not in the word");
+    let again = browser.play(&game, letter).await;
+    assert_eq!(again.status_message(), "You already tried that letter");
+    assert_eq!(again.turns_left(), 6);
+}
+
+#[tokio::test]
+async fn a_guess_the_game_service_answers_too_late_may_have_counted_and_the_page_says_so() {
+    let (stack, proxy) =
+        Stack::start_behind_proxy(WORD, &[], &["--grpc-request-timeout", "1s"]).await;
+    let browser = Browser::new(&stack);
+    let game = browser.new_game().await;
+
+    // The service gets the guess and plays it; its answer is what never comes.
+    proxy.hold_answers();
+    let unanswered = browser.submit_guess(&game, "z").await;
+    assert_guess_may_have_counted(&unanswered);
+    assert!(unanswered.headers.contains_key(header::RETRY_AFTER));
+
+    proxy.release_answers();
+    assert_guess_counted_once(&browser, "z").await;
+}
+
+#[tokio::test]
+async fn a_guess_that_outlasts_the_request_timeout_gets_the_same_page() {
+    // The game service's call would wait longer than the request may take.
+    let (stack, proxy) = Stack::start_behind_proxy(
+        WORD,
+        &[],
+        &["--request-timeout", "1s", "--grpc-request-timeout", "1h"],
+    )
+    .await;
+    let browser = Browser::new(&stack);
+    let game = browser.new_game().await;
+
+    proxy.hold_answers();
+    let unanswered = browser.submit_guess(&game, "z").await;
+    assert_guess_may_have_counted(&unanswered);
+    // A new game that outlasts it is only "too long": no move was in flight.
+    let token = game.csrf_token();
+    let new_game = browser.post("/hangman", &[("csrf_token", &token)]).await;
+    assert_eq!(new_game.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(new_game.title(), "That took too long");
+
+    proxy.release_answers();
+    assert_guess_counted_once(&browser, "z").await;
+}
+
 #[tokio::test]
 async fn an_oversized_form_is_refused_and_changes_nothing() {
     let stack = Stack::start_with(WORD, &[], &["--max-body-bytes", "256"]).await;

@@ -38,6 +38,28 @@ impl Stack {
         game_service_flags: &[&str],
         gallows_flags: &[&str],
     ) -> Stack {
+        Self::start_through(word, game_service_flags, gallows_flags, None).await
+    }
+
+    /// As [`Stack::start_with`], but html-gallows reaches the game service
+    /// through a [`Proxy`] that the test can make hold back the service's answers.
+    pub async fn start_behind_proxy(
+        word: &str,
+        game_service_flags: &[&str],
+        gallows_flags: &[&str],
+    ) -> (Stack, Proxy) {
+        let mut proxy = None;
+        let stack =
+            Self::start_through(word, game_service_flags, gallows_flags, Some(&mut proxy)).await;
+        (stack, proxy.expect("the proxy started"))
+    }
+
+    async fn start_through(
+        word: &str,
+        game_service_flags: &[&str],
+        gallows_flags: &[&str],
+        proxy: Option<&mut Option<Proxy>>,
+    ) -> Stack {
         let mut dictionary = tempfile::NamedTempFile::new().unwrap();
         writeln!(dictionary, "{word}").unwrap();
         let flags: Vec<String> = ["--dictionary", dictionary.path().to_str().unwrap()]
@@ -47,7 +69,15 @@ impl Stack {
             .collect();
         let game_service = start_game_service("127.0.0.1:0", &flags).await;
         let game_service_addr = game_service.addr();
-        let game_service_url = game_service.url();
+        let game_service_url = match proxy {
+            Some(slot) => {
+                let started = Proxy::start(game_service_addr).await;
+                let url = format!("http://{}", started.addr);
+                *slot = Some(started);
+                url
+            }
+            None => game_service.url(),
+        };
         let mut gallows_args = vec![
             "html-gallows",
             "--listen",
@@ -119,6 +149,69 @@ async fn start_game_service(listen: &str, flags: &[String]) -> game_service::Run
     game_service::start(game_service::Config::parse_from(args))
         .await
         .expect("the game service starts")
+}
+
+/// A TCP proxy in front of the game service that can hold back what the service
+/// sends: while answers are held, requests still reach the service (which acts
+/// on them) but nothing it answers is delivered, as with a service too slow to
+/// answer in time. Released, the held bytes are delivered in order.
+pub struct Proxy {
+    addr: SocketAddr,
+    hold: tokio::sync::watch::Sender<bool>,
+}
+
+impl Proxy {
+    async fn start(upstream: SocketAddr) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (hold, held) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let held = held.clone();
+                tokio::spawn(async move {
+                    let Ok(service) = tokio::net::TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    let (mut client_reads, mut client_writes) = client.into_split();
+                    let (mut service_reads, mut service_writes) = service.into_split();
+                    let _ = tokio::join!(
+                        tokio::io::copy(&mut client_reads, &mut service_writes),
+                        copy_unless_held(&mut service_reads, &mut client_writes, held),
+                    );
+                });
+            }
+        });
+        Proxy { addr, hold }
+    }
+
+    /// From now on, nothing the game service sends is delivered.
+    pub fn hold_answers(&self) {
+        self.hold.send_replace(true);
+    }
+
+    /// Delivers what was held, and everything after it.
+    pub fn release_answers(&self) {
+        self.hold.send_replace(false);
+    }
+}
+
+async fn copy_unless_held(
+    from: &mut (impl tokio::io::AsyncRead + Unpin),
+    to: &mut (impl tokio::io::AsyncWrite + Unpin),
+    mut held: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buffer = vec![0; 16 * 1024];
+    loop {
+        let read = from.read(&mut buffer).await?;
+        if read == 0 {
+            return to.shutdown().await;
+        }
+        if held.wait_for(|held| !held).await.is_err() {
+            return Ok(());
+        }
+        to.write_all(&buffer[..read]).await?;
+    }
 }
 
 /// A browser without JavaScript: it keeps cookies and submits forms, and shows
