@@ -56,6 +56,21 @@ pub struct Config {
     #[arg(long, env = "WS_GATEWAY_MAX_FRAME_SIZE", default_value_t = 65536)]
     pub max_frame_size: usize,
 
+    /// A new connection that has not sent a complete request within this long is dropped,
+    /// and so is a keep-alive connection whose next request's headers take longer.
+    #[arg(long, env = "WS_GATEWAY_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = nonzero_duration)]
+    pub header_read_timeout: Duration,
+
+    /// Connections that may be waiting for their first complete request at once; past this,
+    /// new connections wait in the kernel's accept queue. Upgraded WebSockets do not count
+    /// (`--max-connections` caps them).
+    #[arg(
+        long,
+        env = "WS_GATEWAY_MAX_PENDING_CONNECTIONS",
+        default_value_t = 1_024
+    )]
+    pub max_pending_connections: usize,
+
     /// Open WebSocket connections at most; more get HTTP 503.
     #[arg(long, env = "WS_GATEWAY_MAX_CONNECTIONS", default_value_t = 50_000)]
     pub max_connections: usize,
@@ -156,9 +171,11 @@ mod tests {
     }
 
     #[test]
-    fn the_keep_alive_interval_must_be_longer_than_zero() {
-        let err = Config::try_parse_from(["ws-gateway", "--grpc-keep-alive", "0s"]).unwrap_err();
-        assert!(err.to_string().contains("longer than 0"), "{err}");
+    fn the_keep_alive_interval_and_header_read_timeout_must_be_longer_than_zero() {
+        for flag in ["--grpc-keep-alive", "--header-read-timeout"] {
+            let err = Config::try_parse_from(["ws-gateway", flag, "0s"]).unwrap_err();
+            assert!(err.to_string().contains("longer than 0"), "{flag}: {err}");
+        }
         let config = Config::try_parse_from(["ws-gateway", "--grpc-keep-alive", "10s"]).unwrap();
         assert_eq!(config.grpc_keep_alive, std::time::Duration::from_secs(10));
     }

@@ -1,7 +1,7 @@
 //! Plain HTTP routes: `/healthz`, `/readyz`, `/version`, `/metrics` and the SPA.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
@@ -17,24 +17,14 @@ use tower_http::services::{ServeDir, ServeFile};
 use crate::phoenix::serializer::Serializer;
 use crate::upstream::Upstream;
 
-/// The process-wide Prometheus recorder (installed once, shared by every gateway in a process).
+/// The process-wide Prometheus recorder, installed on first use.
 pub fn metrics_handle() -> PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            let recorder = PrometheusBuilder::new()
-                .set_buckets(&[
-                    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                ])
-                .expect("static bucket list is not empty")
-                .build_recorder();
-            let handle = recorder.handle();
-            if metrics::set_global_recorder(recorder).is_err() {
-                tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
-            }
-            handle
-        })
-        .clone()
+    let builder = PrometheusBuilder::new()
+        .set_buckets(&[
+            0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+        ])
+        .expect("static bucket list is not empty");
+    service_kit::metrics::install(builder, service_kit::metrics::UPKEEP_INTERVAL).clone()
 }
 
 #[derive(Clone)]

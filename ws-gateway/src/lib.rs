@@ -19,7 +19,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -27,6 +26,7 @@ pub use config::Config;
 use phoenix::presence::Presence;
 use phoenix::socket::SocketLimits;
 use phoenix::transport::{AllowedOrigins, Endpoint, TransportConfig};
+use service_kit::ConnectionLimits;
 use upstream::{Upstream, UpstreamConfig};
 
 /// Why the gateway could not start.
@@ -142,19 +142,16 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
     tracing::info!(mounts = ?config.mounts, game_service = %config.game_service, "listening on {addr}");
 
     let stop_http = CancellationToken::new();
-    let stopped = stop_http.clone();
-    let serve = tokio::spawn(async move {
-        // Replies are small frames written one at a time: Nagle's algorithm would hold them back.
-        let listener = listener.tap_io(|tcp| {
-            if let Err(err) = tcp.set_nodelay(true) {
-                tracing::debug!(%err, "cannot set TCP_NODELAY");
-            }
-        });
-        let server = axum::serve(listener, app).with_graceful_shutdown(stopped.cancelled_owned());
-        if let Err(err) = server.await {
-            tracing::error!(%err, "server error");
-        }
-    });
+    let limits = ConnectionLimits {
+        header_read_timeout: config.header_read_timeout,
+        max_pending: config.max_pending_connections,
+    };
+    let serve = tokio::spawn(service_kit::http::serve(
+        listener,
+        app,
+        limits,
+        stop_http.clone().cancelled_owned(),
+    ));
     Ok(Server {
         addr,
         endpoint,
