@@ -2,9 +2,14 @@
 //!
 //! Memory stays bounded whatever clients do: at most `max_games` games, each
 //! dropped after `game_ttl` without a move or creation; at most
-//! `max_watchers_per_game` watchers per game, each with a buffer of
+//! `max_watchers_per_game` watchers per game, sharing a buffer of
 //! `watch_buffer` tallies (a watcher that falls further behind skips ahead
 //! rather than growing the buffer).
+//!
+//! An unwatched game holds no change buffer: that buffer is most of what a
+//! watched game costs (about 8 KiB of the default 64 tallies), and most games
+//! are never watched, so the first watcher makes it and the last one to leave
+//! drops it. An idle game is its state, its id and its map entry.
 //!
 //! Moves on one game are applied one at a time under the game's own lock, and
 //! the change is published under that same lock, so watchers see changes in
@@ -12,7 +17,7 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, RwLock},
+    sync::{Arc, Mutex, RwLock, Weak},
     time::{Duration, Instant},
 };
 
@@ -57,17 +62,64 @@ pub enum RegistryError {
 /// A new watcher's view: the tally now and every change after it.
 pub struct Subscription {
     pub tally: Tally,
-    pub changes: broadcast::Receiver<Tally>,
+    pub changes: Changes,
+}
+
+/// A watcher's changes, in the order they were applied. Dropping it is how a
+/// watcher leaves.
+pub struct Changes {
+    /// Always `Some` until dropped: it is dropped under the game's lock.
+    receiver: Option<broadcast::Receiver<Tally>>,
+    /// Weak, so that a watcher does not keep an ended or expired game alive:
+    /// dropping the game drops its sender, which ends every watcher's changes.
+    slot: Weak<Slot>,
+}
+
+impl Changes {
+    /// The next change, or `None` once the game has ended or expired. A
+    /// watcher that fell more than `watch_buffer` changes behind skips those
+    /// it missed and goes on with the oldest one still buffered, so order is
+    /// kept and memory is bounded.
+    pub async fn next(&mut self) -> Option<Tally> {
+        let receiver = self.receiver.as_mut()?;
+        loop {
+            match receiver.recv().await {
+                Ok(tally) => return Some(tally),
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+}
+
+impl Drop for Changes {
+    fn drop(&mut self) {
+        let Some(slot) = self.slot.upgrade() else {
+            return;
+        };
+        let mut state = lock(&slot.state);
+        // Under the lock that watchers subscribe under: of two watchers
+        // leaving at once, the second sees the first one gone.
+        self.receiver = None;
+        if state
+            .changes
+            .as_ref()
+            .is_some_and(|changes| changes.receiver_count() == 0)
+        {
+            state.changes = None;
+        }
+    }
 }
 
 struct Slot {
     state: Mutex<SlotState>,
-    changes: broadcast::Sender<Tally>,
 }
 
 struct SlotState {
     game: Game,
     last_active: Instant,
+    /// Only while someone watches the game.
+    changes: Option<broadcast::Sender<Tally>>,
 }
 
 pub struct Registry {
@@ -90,13 +142,12 @@ impl Registry {
         let game = Game::new(word.unwrap_or_else(|| self.dictionary.random_word()))?;
         let tally = game.tally();
         let id = new_game_id();
-        let (changes, _) = broadcast::channel(self.limits.watch_buffer.max(1));
         let slot = Arc::new(Slot {
             state: Mutex::new(SlotState {
                 game,
                 last_active: Instant::now(),
+                changes: None,
             }),
-            changes,
         });
         let mut games = self.games.write().unwrap_or_else(|e| e.into_inner());
         if games.len() >= self.limits.max_games {
@@ -130,9 +181,9 @@ impl Registry {
         state.game.make_move(guess)?;
         state.last_active = Instant::now();
         let tally = state.game.tally();
-        if state.game != before {
-            // No receivers is fine: nobody is watching.
-            let _ = slot.changes.send(tally.clone());
+        if let Some(changes) = state.changes.as_ref().filter(|_| state.game != before) {
+            // Cannot fail: the last watcher to leave takes the sender with it.
+            let _ = changes.send(tally.clone());
         }
         Ok(tally)
     }
@@ -141,15 +192,24 @@ impl Registry {
     /// game's lock so that no change falls between the two.
     pub fn watch(&self, id: &str) -> Result<Subscription, RegistryError> {
         let slot = self.slot(id)?;
-        let state = lock(&slot.state);
+        let mut state = lock(&slot.state);
         self.check_alive(&state)?;
         let max = self.limits.max_watchers_per_game;
-        if slot.changes.receiver_count() >= max {
+        let watchers = state.changes.as_ref().map_or(0, |c| c.receiver_count());
+        if watchers >= max {
             return Err(RegistryError::TooManyWatchers { max });
         }
+        let tally = state.game.tally();
+        let buffer = self.limits.watch_buffer.max(1);
+        let changes = state
+            .changes
+            .get_or_insert_with(|| broadcast::channel(buffer).0);
         Ok(Subscription {
-            tally: state.game.tally(),
-            changes: slot.changes.subscribe(),
+            tally,
+            changes: Changes {
+                receiver: Some(changes.subscribe()),
+                slot: Arc::downgrade(&slot),
+            },
         })
     }
 
@@ -227,6 +287,8 @@ fn new_game_id() -> GameId {
 
 #[cfg(test)]
 mod tests {
+    use futures::FutureExt;
+
     use super::*;
 
     fn registry(max_games: usize, game_ttl: Duration) -> Registry {
@@ -295,22 +357,51 @@ mod tests {
     }
 
     #[test]
-    fn a_slow_watcher_keeps_at_most_the_buffer_and_learns_it_lagged() {
+    fn a_slow_watcher_skips_to_the_oldest_buffered_change() {
         let registry = registry(10, Duration::from_secs(60));
         let (id, _) = registry.create(None).unwrap();
         let mut sub = registry.watch(&id).unwrap();
-        for guess in "abcdefghijklmnop".chars() {
-            registry.make_move(&id, &guess.to_string()).unwrap();
+        // Ten changes to "hangman" (the last one loses it), four buffered.
+        let played: Vec<Tally> = "abcdefghij"
+            .chars()
+            .map(|guess| registry.make_move(&id, &guess.to_string()).unwrap())
+            .collect();
+        for expected in &played[6..] {
+            assert_eq!(
+                sub.changes.next().now_or_never(),
+                Some(Some(expected.clone()))
+            );
         }
-        assert!(matches!(
-            sub.changes.try_recv(),
-            Err(broadcast::error::TryRecvError::Lagged(_))
-        ));
-        // After the lag only the newest `watch_buffer` changes remain.
-        let mut left = 0;
-        while sub.changes.try_recv().is_ok() {
-            left += 1;
-        }
-        assert_eq!(left, 4);
+        assert_eq!(sub.changes.next().now_or_never(), None, "nothing more yet");
+    }
+
+    fn holds_a_change_buffer(registry: &Registry, id: &str) -> bool {
+        lock(&registry.slot(id).unwrap().state).changes.is_some()
+    }
+
+    #[test]
+    fn only_a_watched_game_holds_a_change_buffer() {
+        let registry = registry(10, Duration::from_secs(60));
+        let (id, _) = registry.create(None).unwrap();
+        registry.make_move(&id, "a").unwrap();
+        assert!(!holds_a_change_buffer(&registry, &id));
+        let first = registry.watch(&id).unwrap();
+        let second = registry.watch(&id).unwrap();
+        assert!(holds_a_change_buffer(&registry, &id));
+        drop(first);
+        assert!(holds_a_change_buffer(&registry, &id));
+        drop(second);
+        assert!(!holds_a_change_buffer(&registry, &id));
+
+        // A later watcher gets a buffer again, and every change after it.
+        let mut again = registry.watch(&id).unwrap();
+        let tally = registry.make_move(&id, "h").unwrap();
+        assert_eq!(again.changes.next().now_or_never(), Some(Some(tally)));
+        registry.end(&id).unwrap();
+        assert_eq!(
+            again.changes.next().now_or_never(),
+            Some(None),
+            "the game ended"
+        );
     }
 }

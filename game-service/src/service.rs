@@ -11,7 +11,6 @@ use hangman_proto::v1::{
     GetGameRequest, GetGameResponse, MakeMoveRequest, MakeMoveResponse, WatchGameRequest,
     WatchGameResponse, hangman_service_server::HangmanService,
 };
-use tokio_stream::wrappers::BroadcastStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
@@ -105,11 +104,10 @@ impl HangmanService for HangmanApi {
                 tally: Some(to_proto(tally)),
             })
         };
-        // The only error is `Lagged`: a watcher that fell behind skips the
-        // changes it missed and goes on with the oldest one still buffered,
-        // so order is kept and memory is bounded.
-        let changes =
-            BroadcastStream::new(subscription.changes).filter_map(|change| async { change.ok() });
+        // Dropping the stream drops `changes`, which is how the watcher leaves.
+        let changes = stream::unfold(subscription.changes, |mut changes| async move {
+            changes.next().await.map(|tally| (tally, changes))
+        });
         let stream = stream::once(async { subscription.tally })
             .chain(changes)
             .map(message)

@@ -395,6 +395,37 @@ async fn watchers_past_the_cap_are_refused_until_one_leaves() {
     server.stop().await;
 }
 
+#[tokio::test]
+async fn a_game_watched_again_after_its_watchers_left_streams_every_change() {
+    // An unwatched game holds no change buffer: the last watcher to leave drops
+    // it, and the next watcher gets a new one.
+    let server = server(&["--test-mode", "--max-watchers-per-game", "1"]).await;
+    let mut client = client(&server).await;
+    let id = new_game(&mut client, "otter").await;
+    let mut first = watch(&mut client, &id).await.unwrap();
+    first.next().await.unwrap().unwrap();
+    drop(first);
+    // With a cap of one, the next watch succeeds once the server has seen the first leave.
+    let mut again = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match watch(&mut client, &id).await {
+                Ok(stream) => break stream,
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+    })
+    .await
+    .expect("the departed watcher still counts");
+    let now = again.next().await.unwrap().unwrap();
+    assert!(now.tally.unwrap().used.is_empty());
+    for letter in ["o", "x"] {
+        let played = guess(&mut client, &id, letter).await;
+        let change = again.next().await.unwrap().unwrap();
+        assert_eq!(change.tally.unwrap(), played);
+    }
+    server.stop().await;
+}
+
 /// Writes `text` to a file of its own under the temporary directory; its path.
 fn dictionary_file(name: &str, text: &str) -> std::path::PathBuf {
     let path = std::env::temp_dir().join(format!("game-service-{}-{name}.txt", std::process::id()));
