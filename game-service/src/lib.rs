@@ -9,10 +9,12 @@
 //! - [`config`]: flags and their environment-variable twins.
 //! - [`telemetry`]: logs (failed calls with `traceparent`), Prometheus metrics.
 //! - [`coalesce`]: replies finished together leave in one write.
+//! - [`oversized`]: a request over the size limit is answered `RESOURCE_EXHAUSTED`.
 
 pub mod coalesce;
 pub mod config;
 pub mod dictionary;
+pub mod oversized;
 pub mod registry;
 pub mod rules;
 pub mod server;

@@ -18,6 +18,7 @@ use crate::{
     coalesce::Coalesced,
     config::Config,
     dictionary::{Dictionary, DictionaryError},
+    oversized,
     registry::{Limits, Registry},
     service::HangmanApi,
     telemetry,
@@ -125,6 +126,8 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         .routes()
         .into_axum_router()
         .route("/metrics", get(telemetry::render_metrics))
+        // Inside `observe`, so that metrics and logs show the status the client gets.
+        .layer(middleware::from_fn(oversized::as_resource_exhausted))
         .layer(middleware::from_fn(telemetry::observe));
 
     tokio::spawn(sweep_expired_games(
