@@ -73,6 +73,20 @@ pub struct Config {
     )]
     pub max_concurrent_requests: usize,
 
+    /// A new connection that has not sent a complete request within this long is dropped,
+    /// and so is a keep-alive connection whose next request's headers take longer.
+    #[arg(long, env = "HTML_GALLOWS_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = non_zero_duration)]
+    pub header_read_timeout: Duration,
+
+    /// Connections that may be waiting for their first complete request at once; past this,
+    /// new connections wait in the kernel's accept queue.
+    #[arg(
+        long,
+        env = "HTML_GALLOWS_MAX_PENDING_CONNECTIONS",
+        default_value_t = 1_024
+    )]
+    pub max_pending_connections: usize,
+
     /// How long a graceful shutdown waits for requests in flight.
     #[arg(long, env = "HTML_GALLOWS_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,

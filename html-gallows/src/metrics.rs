@@ -2,7 +2,7 @@
 //! created, moves by outcome, game-service errors and the tally cache's reads
 //! and watched games (recorded where they happen), rendered at `/metrics`.
 
-use std::{sync::OnceLock, time::Instant};
+use std::time::Instant;
 
 use axum::{
     extract::{MatchedPath, Request},
@@ -17,26 +17,16 @@ const LATENCY_BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
 
-/// The process-wide Prometheus recorder. `metrics` has one global recorder, so
-/// it is installed once however many servers the process starts (tests start
-/// several). If another recorder was installed first, this one stays detached
-/// and `/metrics` shows only what that one is not given: a warning says so.
+/// The process-wide Prometheus recorder (installed once, with its upkeep, however many
+/// servers the process starts: tests start several).
 pub fn handle() -> &'static PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE.get_or_init(|| {
-        let builder = PrometheusBuilder::new()
-            .set_buckets_for_metric(
-                Matcher::Full("gallows_http_request_duration_seconds".to_owned()),
-                &LATENCY_BUCKETS,
-            )
-            .expect("the latency buckets are not empty");
-        let recorder = builder.build_recorder();
-        let handle = recorder.handle();
-        if let Err(error) = metrics::set_global_recorder(recorder) {
-            tracing::warn!(%error, "another metrics recorder is installed; /metrics will be empty");
-        }
-        handle
-    })
+    let builder = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full("gallows_http_request_duration_seconds".to_owned()),
+            &LATENCY_BUCKETS,
+        )
+        .expect("the latency buckets are not empty");
+    service_kit::metrics::install(builder, service_kit::metrics::UPKEEP_INTERVAL)
 }
 
 /// Middleware (a route layer, so the matched route is known): counts requests

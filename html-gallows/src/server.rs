@@ -3,7 +3,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use anyhow::Context;
-use axum::ServiceExt;
+use service_kit::ConnectionLimits;
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
 use crate::{
@@ -14,15 +14,11 @@ use crate::{
     upstream::GameService,
 };
 
-/// How often histogram data is folded into the exporter's state.
-const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
-
 /// A running html-gallows.
 pub struct Server {
     addr: SocketAddr,
     shutdown: oneshot::Sender<()>,
-    serving: JoinHandle<std::io::Result<()>>,
-    upkeep: JoinHandle<()>,
+    serving: JoinHandle<()>,
     grace: Duration,
 }
 
@@ -60,25 +56,17 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
     tracing::info!("listening on {addr}");
 
     let (shutdown, stop_requested) = oneshot::channel();
-    let serving = tokio::spawn(async move {
-        axum::serve(listener, app.into_make_service())
-            .with_graceful_shutdown(async {
-                stop_requested.await.ok();
-            })
-            .await
-    });
-    let upkeep = tokio::spawn(async {
-        let mut ticks = tokio::time::interval(METRICS_UPKEEP_INTERVAL);
-        loop {
-            ticks.tick().await;
-            metrics::handle().run_upkeep();
-        }
-    });
+    let limits = ConnectionLimits {
+        header_read_timeout: config.header_read_timeout,
+        max_pending: config.max_pending_connections,
+    };
+    let serving = tokio::spawn(service_kit::http::serve(listener, app, limits, async {
+        stop_requested.await.ok();
+    }));
     Ok(Server {
         addr,
         shutdown,
         serving,
-        upkeep,
         grace: config.shutdown_grace,
     })
 }
@@ -97,12 +85,10 @@ impl Server {
     /// Stops accepting connections and waits (up to the shutdown grace) for the
     /// requests in flight.
     pub async fn stop(self) {
-        self.upkeep.abort();
         self.shutdown.send(()).ok();
         let mut serving = self.serving;
         match tokio::time::timeout(self.grace, &mut serving).await {
-            Ok(Ok(Ok(()))) => tracing::info!("stopped"),
-            Ok(Ok(Err(error))) => tracing::error!(%error, "server failed"),
+            Ok(Ok(())) => tracing::info!("stopped"),
             Ok(Err(error)) => tracing::error!(%error, "server task failed"),
             Err(_) => {
                 tracing::warn!(grace = ?self.grace, "requests still running after the grace period; stopping anyway");
