@@ -7,8 +7,11 @@
 //! - reply (kind 1): `1, join_ref_size, ref_size, topic_size, status_size, join_ref, ref, topic, status, data`
 //! - broadcast (kind 2): `2, topic_size, event_size, topic, event, data`
 
+use std::collections::HashMap;
+
 use bytes::Bytes;
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::message::{Message, Outbound, Payload, events};
@@ -44,7 +47,30 @@ pub struct DecodeError {
     pub join_ref: Option<String>,
     pub msg_ref: Option<String>,
     pub topic: Option<String>,
+    /// What is wrong, for the reply's `detail`.
     pub reason: String,
+    /// Whether only the payload is at fault (the rest of the message was read).
+    pub kind: DecodeErrorKind,
+}
+
+/// Which part of a frame could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DecodeErrorKind {
+    /// The frame itself: not JSON, not a message's shape, fields of the wrong type.
+    #[default]
+    Message,
+    /// Only the payload: refs, topic and event were read.
+    Payload,
+}
+
+impl DecodeErrorKind {
+    /// The stable `reason` of the error reply.
+    pub fn reason(self) -> &'static str {
+        match self {
+            DecodeErrorKind::Message => "invalid_message",
+            DecodeErrorKind::Payload => "invalid_payload",
+        }
+    }
 }
 
 impl DecodeError {
@@ -85,11 +111,69 @@ impl Serializer {
     }
 
     pub fn decode_text(self, text: &str) -> Result<Message, DecodeError> {
-        let value: Value = serde_json::from_str(text)
-            .map_err(|e| DecodeError::new(format!("frame is not JSON: {e}")))?;
+        let value: Value = match serde_json::from_str(text) {
+            Ok(value) => value,
+            Err(err) => return Err(self.salvage_unparsable(text, &err)),
+        };
         match self {
             Serializer::V2 => decode_v2_array(value),
             Serializer::V1 => decode_v1_object(value),
+        }
+    }
+
+    /// A frame serde_json refuses may still be a message whose payload alone is bad, such as a
+    /// guess with a lone surrogate (`"\ud83d"`, which is no Unicode character). serde_json's
+    /// `RawValue` only checks a value's syntax, so the frame is read again as raw fields and
+    /// each field parsed on its own: when the refs and topic can be read, the error reply
+    /// reaches the client's push instead of topic `phoenix` with ref null.
+    fn salvage_unparsable(self, text: &str, err: &serde_json::Error) -> DecodeError {
+        let not_json = || DecodeError::new(format!("frame is not JSON: {err}"));
+        let raw: [Option<&RawValue>; 5] = match self {
+            Serializer::V2 => match serde_json::from_str::<Vec<&RawValue>>(text) {
+                Ok(items) if items.len() == 5 => std::array::from_fn(|i| Some(items[i])),
+                _ => return not_json(),
+            },
+            Serializer::V1 => match serde_json::from_str::<HashMap<String, &RawValue>>(text) {
+                Ok(map) => V1_KEYS.map(|key| map.get(key).copied()),
+                Err(_) => return not_json(),
+            },
+        };
+        let [join_ref, msg_ref, topic, event, payload] = raw.map(|field| match field {
+            Some(raw) => serde_json::from_str::<Value>(raw.get()),
+            None => Ok(Value::Null),
+        });
+        let fields = match (join_ref, msg_ref, topic, event) {
+            (Ok(join_ref), Ok(msg_ref), Ok(topic), Ok(event)) => {
+                [join_ref, msg_ref, topic, event, Value::Null]
+            }
+            // A ref, topic or event that is not JSON: keep whatever of them can be read.
+            (join_ref, msg_ref, topic, _) => {
+                let (join_ref, msg_ref, topic) = (join_ref.ok(), msg_ref.ok(), topic.ok());
+                return DecodeError {
+                    reason: not_json().reason,
+                    ..salvage(join_ref.as_ref(), msg_ref.as_ref(), topic.as_ref())
+                };
+            }
+        };
+        let message = match message_of(fields) {
+            Ok(message) => message,
+            // A field of the wrong type: the same error as for a frame that parses.
+            Err(bad_field) => return bad_field,
+        };
+        let (reason, kind) = match payload {
+            Err(bad) => (
+                format!("payload is not JSON: {bad}"),
+                DecodeErrorKind::Payload,
+            ),
+            // What is unparsable lies elsewhere (a V1 object's other keys).
+            Ok(_) => (not_json().reason, DecodeErrorKind::Message),
+        };
+        DecodeError {
+            join_ref: message.join_ref,
+            msg_ref: message.msg_ref,
+            topic: Some(message.topic),
+            reason,
+            kind,
         }
     }
 
@@ -297,14 +381,16 @@ fn decode_v2_array(value: Value) -> Result<Message, DecodeError> {
     message_of(fields)
 }
 
+/// The keys of a V1 frame object, in the order of a V2 array's fields.
+const V1_KEYS: [&str; 5] = ["join_ref", "ref", "topic", "event", "payload"];
+
 fn decode_v1_object(value: Value) -> Result<Message, DecodeError> {
     let Value::Object(mut map) = value else {
         return Err(DecodeError::new(
             r#"frame is not a {"topic","event","payload","ref"} object"#,
         ));
     };
-    let fields = ["join_ref", "ref", "topic", "event", "payload"]
-        .map(|key| map.remove(key).unwrap_or(Value::Null));
+    let fields = V1_KEYS.map(|key| map.remove(key).unwrap_or(Value::Null));
     let mut message = message_of(fields)?;
     // V1 clients may leave the payload out.
     if message.payload == Payload::Json(Value::Null) {
@@ -325,6 +411,7 @@ fn salvage(
         msg_ref: string(msg_ref),
         topic: string(topic),
         reason: String::new(),
+        kind: DecodeErrorKind::Message,
     }
 }
 
@@ -426,6 +513,7 @@ fn decode_v2_binary(bytes: &[u8]) -> Result<Message, DecodeError> {
             msg_ref,
             topic: non_empty(topic),
             reason: "binary push: topic and event must be non-empty".into(),
+            kind: DecodeErrorKind::Message,
         });
     }
     Ok(Message {
@@ -497,6 +585,55 @@ mod tests {
                 .starts_with("frame is not JSON")
         );
         assert!(Serializer::V2.decode_text(r#"{"topic":"t"}"#).is_err());
+    }
+
+    #[test]
+    fn a_payload_that_is_not_json_keeps_the_refs_and_topic() {
+        // A lone surrogate is valid JSON syntax but no Unicode character: serde_json refuses it.
+        let err = Serializer::V2
+            .decode_text(r#"["1","7","hangman:game","make_move",{"guess":"\ud83d"}]"#)
+            .unwrap_err();
+        assert_eq!(
+            (
+                err.join_ref.as_deref(),
+                err.msg_ref.as_deref(),
+                err.topic.as_deref()
+            ),
+            (Some("1"), Some("7"), Some("hangman:game"))
+        );
+        assert_eq!(err.kind, DecodeErrorKind::Payload);
+        assert!(
+            err.reason.starts_with("payload is not JSON"),
+            "{}",
+            err.reason
+        );
+
+        let err = Serializer::V1
+            .decode_text(r#"{"topic":"t","event":"e","ref":"3","payload":"\udc00"}"#)
+            .unwrap_err();
+        assert_eq!(
+            (err.msg_ref.as_deref(), err.topic.as_deref(), err.kind),
+            (Some("3"), Some("t"), DecodeErrorKind::Payload)
+        );
+
+        // When the topic is what cannot be read, the rest is kept and the frame is at fault.
+        let err = Serializer::V2
+            .decode_text(r#"["1","8","\ud83d","e",{}]"#)
+            .unwrap_err();
+        assert_eq!(
+            (err.msg_ref.as_deref(), err.topic, err.kind),
+            (Some("8"), None, DecodeErrorKind::Message)
+        );
+        // A field of the wrong type is reported as such, even with a bad payload.
+        let err = Serializer::V2
+            .decode_text(r#"["1","9",5,"e","\ud83d"]"#)
+            .unwrap_err();
+        assert_eq!(err.reason, "topic must be a string or null, got a number");
+        // Not JSON at all: nothing to salvage.
+        let err = Serializer::V2
+            .decode_text(r#"["1","9","t","e",{]"#)
+            .unwrap_err();
+        assert_eq!((err.msg_ref, err.kind), (None, DecodeErrorKind::Message));
     }
 
     #[test]
@@ -611,5 +748,273 @@ mod tests {
                 .is_err()
         );
         assert!(Serializer::V2.decode_binary(&[0, 0, 0, 0, 0]).is_err());
+    }
+}
+
+/// Property tests: every decoder takes any input without panicking, and what the encoders
+/// write decodes back to the same message.
+#[cfg(test)]
+mod properties {
+    use proptest::collection::{btree_map, vec};
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::phoenix::message::Status;
+
+    /// Any characters (controls, quotes, astral planes), at most 240 bytes: a field fits the
+    /// 255-byte limit.
+    fn text() -> impl Strategy<Value = String> {
+        vec(any::<char>(), 0..60).prop_map(String::from_iter)
+    }
+
+    fn non_empty_text() -> impl Strategy<Value = String> {
+        vec(any::<char>(), 1..60).prop_map(String::from_iter)
+    }
+
+    /// JSON values. Numbers are integers: serde_json parses some floats to a neighbour of the
+    /// value printed, which is not a serializer matter.
+    fn json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            text().prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 24, 5, |inner| {
+            prop_oneof![
+                vec(inner.clone(), 0..5).prop_map(Value::Array),
+                btree_map(text(), inner, 0..5).prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn serializer() -> impl Strategy<Value = Serializer> {
+        prop_oneof![Just(Serializer::V1), Just(Serializer::V2)]
+    }
+
+    /// A client message as the protocol allows it.
+    fn message() -> impl Strategy<Value = Message> {
+        (
+            proptest::option::of(text()),
+            proptest::option::of(text()),
+            non_empty_text(),
+            non_empty_text(),
+            json(),
+        )
+            .prop_map(|(join_ref, msg_ref, topic, event, payload)| Message {
+                join_ref,
+                msg_ref,
+                topic,
+                event,
+                payload: Payload::Json(payload),
+            })
+    }
+
+    /// The server push carrying a client message's fields, which a client decodes as it.
+    fn push_of(message: Message) -> Outbound {
+        Outbound::Push {
+            join_ref: message.join_ref,
+            msg_ref: message.msg_ref,
+            topic: message.topic,
+            event: message.event,
+            payload: message.payload,
+        }
+    }
+
+    /// A client's binary push (the layout in this module's documentation).
+    fn client_binary_push(parts: [&str; 4], data: &[u8]) -> Vec<u8> {
+        let mut frame = vec![KIND_PUSH];
+        frame.extend(parts.iter().map(|p| u8::try_from(p.len()).unwrap()));
+        for part in parts {
+            frame.extend_from_slice(part.as_bytes());
+        }
+        frame.extend_from_slice(data);
+        frame
+    }
+
+    /// Splits a server binary frame into its kind, `count` fields and data.
+    fn split_server_frame(frame: &[u8], count: usize) -> (u8, Vec<String>, Vec<u8>) {
+        let sizes = &frame[1..=count];
+        let mut offset = 1 + count;
+        let fields = sizes
+            .iter()
+            .map(|&size| {
+                let field = &frame[offset..offset + usize::from(size)];
+                offset += usize::from(size);
+                String::from_utf8(field.to_vec()).unwrap()
+            })
+            .collect();
+        (frame[0], fields, frame[offset..].to_vec())
+    }
+
+    /// Whatever a decoder accepts satisfies the protocol's rules on its fields.
+    fn assert_well_formed(message: &Message) {
+        for field in [&message.join_ref, &message.msg_ref].into_iter().flatten() {
+            assert!(field.len() <= MAX_FIELD_LEN);
+        }
+        for field in [&message.topic, &message.event] {
+            assert!(!field.is_empty() && field.len() <= MAX_FIELD_LEN);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_text_decodes_or_is_refused(s in serializer(), text in any::<String>()) {
+            if let Ok(message) = s.decode_text(&text) {
+                assert_well_formed(&message);
+            }
+        }
+
+        #[test]
+        fn any_json_decodes_or_is_refused(s in serializer(), value in json()) {
+            if let Ok(message) = s.decode_text(&value.to_string()) {
+                assert_well_formed(&message);
+            }
+        }
+
+        #[test]
+        fn any_five_values_decode_or_are_refused(fields in vec(json(), 5)) {
+            let text = Value::Array(fields).to_string();
+            if let Ok(message) = Serializer::V2.decode_text(&text) {
+                assert_well_formed(&message);
+            }
+        }
+
+        /// Frames cut short or with a byte changed: the salvage path reads them again.
+        #[test]
+        fn damaged_frames_decode_or_are_refused(
+            s in serializer(),
+            message in message(),
+            cut in any::<prop::sample::Index>(),
+            byte in any::<u8>(),
+        ) {
+            let Some(Frame::Text(text)) = s.encode(&push_of(message)) else { panic!("a JSON push encodes as text") };
+            let mut bytes = text.into_bytes();
+            let at = cut.index(bytes.len());
+            let truncated = String::from_utf8_lossy(&bytes[..at]).into_owned();
+            let _ = s.decode_text(&truncated);
+            bytes[at] = byte;
+            let _ = s.decode_text(&String::from_utf8_lossy(&bytes));
+        }
+
+        #[test]
+        fn any_bytes_decode_or_are_refused(s in serializer(), bytes in vec(any::<u8>(), 0..600)) {
+            if let Ok(message) = s.decode_binary(&bytes) {
+                assert_well_formed(&message);
+            }
+        }
+
+        /// Pushes with plausible headers, so that the field checks are reached.
+        #[test]
+        fn binary_pushes_with_any_sizes_decode_or_are_refused(
+            sizes in any::<[u8; 4]>(),
+            rest in vec(any::<u8>(), 0..1100),
+        ) {
+            let mut frame = vec![KIND_PUSH];
+            frame.extend_from_slice(&sizes);
+            frame.extend_from_slice(&rest);
+            if let Ok(message) = Serializer::V2.decode_binary(&frame) {
+                assert_well_formed(&message);
+            }
+        }
+
+        #[test]
+        fn json_pushes_round_trip(s in serializer(), message in message()) {
+            let Some(Frame::Text(text)) = s.encode(&push_of(message.clone())) else { panic!("a JSON push encodes as text") };
+            let mut expected = message;
+            // V1 clients may leave the payload out, so a null payload reads as `{}`.
+            if s == Serializer::V1 && expected.payload == Payload::Json(Value::Null) {
+                expected.payload = Payload::Json(Value::Object(Map::new()));
+            }
+            prop_assert_eq!(s.decode_text(&text), Ok(expected));
+        }
+
+        #[test]
+        fn json_replies_round_trip_as_phx_reply(
+            s in serializer(),
+            message in message(),
+            ok in any::<bool>(),
+            encoded in any::<bool>(),
+        ) {
+            let Payload::Json(response) = message.payload else { unreachable!() };
+            let status = if ok { Status::Ok } else { Status::Error };
+            let reply = Outbound::Reply {
+                join_ref: message.join_ref.clone(),
+                msg_ref: message.msg_ref.clone(),
+                topic: message.topic.clone(),
+                status,
+                // The same JSON, once as a value and once already encoded.
+                response: if encoded { Payload::encode(&response) } else { Payload::Json(response.clone()) },
+            };
+            let Some(Frame::Text(text)) = s.encode(&reply) else { panic!("a JSON reply encodes as text") };
+            let decoded = s.decode_text(&text).unwrap();
+            prop_assert_eq!(
+                (decoded.join_ref, decoded.msg_ref, decoded.topic, decoded.event),
+                (message.join_ref, message.msg_ref, message.topic, events::REPLY.to_owned())
+            );
+            prop_assert_eq!(
+                decoded.payload,
+                Payload::Json(serde_json::json!({"response": response, "status": status.as_str()}))
+            );
+        }
+
+        #[test]
+        fn binary_client_pushes_decode_to_their_parts(
+            join_ref in text(),
+            msg_ref in text(),
+            topic in non_empty_text(),
+            event in non_empty_text(),
+            data in vec(any::<u8>(), 0..300),
+        ) {
+            let frame = client_binary_push([&join_ref, &msg_ref, &topic, &event], &data);
+            let decoded = Serializer::V2.decode_binary(&frame).unwrap();
+            let absent_if_empty = |s: String| (!s.is_empty()).then_some(s);
+            prop_assert_eq!(decoded, Message {
+                join_ref: absent_if_empty(join_ref),
+                msg_ref: absent_if_empty(msg_ref),
+                topic,
+                event,
+                payload: Payload::Binary(Bytes::from(data)),
+            });
+        }
+
+        #[test]
+        fn binary_server_frames_carry_their_parts(
+            join_ref in proptest::option::of(text()),
+            msg_ref in proptest::option::of(text()),
+            topic in non_empty_text(),
+            event in non_empty_text(),
+            data in vec(any::<u8>(), 0..300),
+        ) {
+            let payload = Payload::Binary(Bytes::from(data.clone()));
+            let reply = Outbound::Reply {
+                join_ref: join_ref.clone(),
+                msg_ref: msg_ref.clone(),
+                topic: topic.clone(),
+                status: Status::Ok,
+                response: payload.clone(),
+            };
+            let Some(Frame::Binary(frame)) = Serializer::V2.encode(&reply) else { panic!("binary reply") };
+            let fields = vec![opt(&join_ref).to_owned(), opt(&msg_ref).to_owned(), topic.clone(), "ok".to_owned()];
+            prop_assert_eq!(split_server_frame(&frame, 4), (KIND_REPLY, fields, data.clone()));
+
+            let push = Outbound::Push {
+                join_ref: join_ref.clone(),
+                msg_ref: None,
+                topic: topic.clone(),
+                event: event.clone(),
+                payload: payload.clone(),
+            };
+            let Some(Frame::Binary(frame)) = Serializer::V2.encode(&push) else { panic!("binary push") };
+            let fields = vec![opt(&join_ref).to_owned(), topic.clone(), event.clone()];
+            prop_assert_eq!(split_server_frame(&frame, 3), (KIND_PUSH, fields, data.clone()));
+
+            let broadcast = Outbound::Broadcast { topic: topic.clone(), event: event.clone(), payload };
+            // V1 has no binary frames.
+            prop_assert_eq!(Serializer::V1.encode(&broadcast), None);
+            let Some(Frame::Binary(frame)) = Serializer::V2.encode(&broadcast) else { panic!("binary broadcast") };
+            prop_assert_eq!(split_server_frame(&frame, 2), (KIND_BROADCAST, vec![topic, event], data));
+        }
     }
 }

@@ -277,14 +277,14 @@ impl<A: Send + Sync + 'static> Socket<A> {
         match decoded {
             Ok(msg) => self.on_message(ws, msg).await,
             Err(err) => {
-                metrics::counter!("ws_gateway_frame_errors_total", "kind" => "invalid_message")
-                    .increment(1);
-                tracing::debug!(reason = %err.reason, "invalid message");
+                let reason = err.kind.reason();
+                metrics::counter!("ws_gateway_frame_errors_total", "kind" => reason).increment(1);
+                tracing::debug!(detail = %err.reason, reason, "invalid message");
                 let reply = error_reply(
                     err.join_ref,
                     err.msg_ref,
                     err.topic,
-                    json!({"reason": "invalid_message", "detail": err.reason}),
+                    json!({"reason": reason, "detail": err.reason}),
                 );
                 self.send(ws, &reply).await
             }
