@@ -36,6 +36,10 @@ pub struct Config {
     )]
     pub max_watchers_per_game: usize,
 
+    /// Most concurrent WatchGame streams in all; each holds memory (README, "Memory").
+    #[arg(long, env = "GAME_SERVICE_MAX_WATCHERS", default_value_t = 10_000)]
+    pub max_watchers: usize,
+
     /// Largest request message accepted, in bytes.
     #[arg(long, env = "GAME_SERVICE_MAX_MESSAGE_SIZE", default_value_t = 16 * 1024)]
     pub max_message_size: usize,

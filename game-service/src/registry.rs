@@ -2,7 +2,8 @@
 //!
 //! Memory stays bounded whatever clients do: at most `max_games` games, each
 //! dropped after `game_ttl` without a move or creation; at most
-//! `max_watchers_per_game` watchers per game, sharing a buffer of
+//! `max_watchers` watchers in all and `max_watchers_per_game` on one game,
+//! those of a game sharing a buffer of
 //! `watch_buffer` tallies (a watcher that falls further behind skips ahead
 //! rather than growing the buffer).
 //!
@@ -24,7 +25,7 @@ use std::{
 use base64::Engine;
 use rand::Rng;
 use thiserror::Error;
-use tokio::sync::broadcast;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast};
 
 use crate::{
     dictionary::Dictionary,
@@ -41,6 +42,7 @@ pub struct Limits {
     pub game_ttl: Duration,
     pub watch_buffer: usize,
     pub max_watchers_per_game: usize,
+    pub max_watchers: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -53,6 +55,8 @@ pub enum RegistryError {
     Full { max: usize },
     #[error("the game has its maximum of {max} watchers")]
     TooManyWatchers { max: usize },
+    #[error("the server holds its maximum of {max} watch streams; try again later")]
+    TooManyWatchStreams { max: usize },
     #[error(transparent)]
     InvalidGuess(#[from] InvalidGuess),
     #[error("invalid word: {0}")]
@@ -73,6 +77,8 @@ pub struct Changes {
     /// Weak, so that a watcher does not keep an ended or expired game alive:
     /// dropping the game drops its sender, which ends every watcher's changes.
     slot: Weak<Slot>,
+    /// The watcher's place under `max_watchers`, given back with it.
+    _permit: OwnedSemaphorePermit,
 }
 
 impl Changes {
@@ -124,6 +130,8 @@ struct SlotState {
 
 pub struct Registry {
     games: RwLock<HashMap<GameId, Arc<Slot>>>,
+    /// One permit per watcher, `max_watchers` in all.
+    watchers: Arc<Semaphore>,
     dictionary: Dictionary,
     limits: Limits,
 }
@@ -132,6 +140,9 @@ impl Registry {
     pub fn new(dictionary: Dictionary, limits: Limits) -> Registry {
         Registry {
             games: RwLock::new(HashMap::new()),
+            watchers: Arc::new(Semaphore::new(
+                limits.max_watchers.min(Semaphore::MAX_PERMITS),
+            )),
             dictionary,
             limits,
         }
@@ -199,6 +210,11 @@ impl Registry {
         if watchers >= max {
             return Err(RegistryError::TooManyWatchers { max });
         }
+        let permit = self.watchers.clone().try_acquire_owned().map_err(|_| {
+            RegistryError::TooManyWatchStreams {
+                max: self.limits.max_watchers,
+            }
+        })?;
         let tally = state.game.tally();
         let buffer = self.limits.watch_buffer.max(1);
         let changes = state
@@ -209,6 +225,7 @@ impl Registry {
             changes: Changes {
                 receiver: Some(changes.subscribe()),
                 slot: Arc::downgrade(&slot),
+                _permit: permit,
             },
         })
     }
@@ -299,6 +316,7 @@ mod tests {
                 game_ttl,
                 watch_buffer: 4,
                 max_watchers_per_game: 2,
+                max_watchers: 3,
             },
         )
     }
@@ -354,6 +372,22 @@ mod tests {
             registry.watch(&id),
             Err(RegistryError::TooManyWatchers { max: 2 })
         ));
+    }
+
+    #[test]
+    fn watchers_are_capped_in_all_and_a_leaving_one_makes_room() {
+        let registry = registry(10, Duration::from_secs(60));
+        let (one, _) = registry.create(None).unwrap();
+        let (other, _) = registry.create(None).unwrap();
+        let _a = registry.watch(&one).unwrap();
+        let b = registry.watch(&one).unwrap();
+        let _c = registry.watch(&other).unwrap();
+        assert!(matches!(
+            registry.watch(&other),
+            Err(RegistryError::TooManyWatchStreams { max: 3 })
+        ));
+        drop(b);
+        assert!(registry.watch(&other).is_ok());
     }
 
     #[test]

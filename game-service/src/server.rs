@@ -91,6 +91,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             game_ttl: config.game_ttl,
             watch_buffer: config.watch_buffer,
             max_watchers_per_game: config.max_watchers_per_game,
+            max_watchers: config.max_watchers,
         },
     ));
     let listener = TcpListener::bind(config.listen)

@@ -132,9 +132,9 @@ impl From<RegistryError> for Status {
             RegistryError::EmptyId
             | RegistryError::InvalidGuess(_)
             | RegistryError::InvalidWord(_) => Status::invalid_argument(message),
-            RegistryError::Full { .. } | RegistryError::TooManyWatchers { .. } => {
-                Status::resource_exhausted(message)
-            }
+            RegistryError::Full { .. }
+            | RegistryError::TooManyWatchers { .. }
+            | RegistryError::TooManyWatchStreams { .. } => Status::resource_exhausted(message),
         }
     }
 }

@@ -405,6 +405,35 @@ async fn watchers_past_the_cap_are_refused_until_one_leaves() {
 }
 
 #[tokio::test]
+async fn watch_streams_past_the_server_wide_cap_are_refused_until_one_leaves() {
+    // Each watch stream holds memory, so their number is bounded however many games there are.
+    let server = server(&["--test-mode", "--max-watchers", "2"]).await;
+    let mut client = client(&server).await;
+    let mut games = Vec::new();
+    for _ in 0..3 {
+        games.push(new_game(&mut client, "otter").await);
+    }
+    let first = watch(&mut client, &games[0]).await.unwrap();
+    let _second = watch(&mut client, &games[1]).await.unwrap();
+    let status = watch(&mut client, &games[2]).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert!(
+        status.message().contains("maximum of 2 watch streams"),
+        "{}",
+        status.message()
+    );
+    drop(first);
+    let room = tokio::time::timeout(Duration::from_secs(5), async {
+        while watch(&mut client, &games[2]).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(room.is_ok(), "the departed watcher still counts");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_game_watched_again_after_its_watchers_left_streams_every_change() {
     // An unwatched game holds no change buffer: the last watcher to leave drops
     // it, and the next watcher gets a new one.
