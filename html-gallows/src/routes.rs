@@ -321,3 +321,115 @@ async fn overloaded(method: Method, uri: Uri, error: BoxError) -> Response {
     );
     ([(header::RETRY_AFTER, "5")], page).into_response()
 }
+
+/// Property tests of the forms: whatever is posted, a form is read only when it
+/// carries this session's token, and a genuine one is read as it was sent.
+#[cfg(test)]
+mod properties {
+    use axum::{body::Body, extract::FromRequest};
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const TOKEN: &str = "kqF3x1mO0a9Hn3vEw1bWPg";
+    const URLENCODED: &str = "application/x-www-form-urlencoded";
+
+    /// The form as the POST handlers read it, for `session`.
+    fn read_form(
+        content_type: &str,
+        body: Vec<u8>,
+        session: &Session,
+    ) -> Result<PostedForm, AppError> {
+        let request = Request::builder()
+            .method("POST")
+            .header(header::CONTENT_TYPE, content_type)
+            .body(Body::from(body))
+            .unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        accept_form(session, runtime.block_on(Form::from_request(request, &())))
+    }
+
+    /// Every byte as `%XX`: a valid encoding of any text.
+    fn percent_encoded(text: &str) -> String {
+        text.bytes().map(|byte| format!("%{byte:02X}")).collect()
+    }
+
+    /// A field of a form: a name the handlers read or another one, and a value,
+    /// written plainly (when it needs no escaping) or percent-encoded.
+    fn field() -> impl Strategy<Value = (String, String, bool)> {
+        let name = prop_oneof![
+            Just("csrf_token".to_owned()),
+            Just("guess".to_owned()),
+            "[a-z_]{1,12}",
+        ];
+        let value = prop_oneof![Just(TOKEN.to_owned()), "[a-zA-Z]{0,3}", "\\PC{0,12}"];
+        (name, value, any::<bool>())
+    }
+
+    proptest! {
+        #[test]
+        fn any_body_is_read_only_with_the_sessions_token(
+            body in proptest::collection::vec(any::<u8>(), 0..400),
+            content_type in prop_oneof![
+                Just(URLENCODED),
+                Just("application/x-www-form-urlencoded; charset=UTF-8"),
+                Just("text/plain"),
+                Just("multipart/form-data; boundary=x"),
+            ],
+        ) {
+            match read_form(content_type, body, &Session::for_tests(TOKEN, false)) {
+                Ok(form) => prop_assert_eq!(form.csrf_token.as_deref(), Some(TOKEN)),
+                Err(AppError::BadForm(_) | AppError::Csrf(_)) => {}
+                Err(other) => prop_assert!(false, "unexpected {other:?}"),
+            }
+        }
+
+        #[test]
+        fn a_form_is_read_as_sent_when_its_token_is_the_sessions(
+            fields in proptest::collection::vec(field(), 0..6),
+        ) {
+            let body = fields
+                .iter()
+                .map(|(name, value, encode)| {
+                    let plain = value.bytes().all(|b| b.is_ascii_alphanumeric());
+                    if *encode || !plain {
+                        format!("{name}={}", percent_encoded(value))
+                    } else {
+                        format!("{name}={value}")
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("&");
+            let values = |wanted: &str| -> Vec<&String> {
+                fields.iter().filter(|(name, ..)| name == wanted).map(|(_, value, _)| value).collect()
+            };
+            let (tokens, guesses) = (values("csrf_token"), values("guess"));
+            let answer = read_form(URLENCODED, body.clone().into_bytes(), &Session::for_tests(TOKEN, false));
+            if tokens.len() == 1 && tokens[0] == TOKEN && guesses.len() <= 1 {
+                let form = answer.map_err(|error| TestCaseError::fail(format!("{body}: {error}")))?;
+                let sent = guesses.first().map_or("", |guess| guess.as_str());
+                prop_assert_eq!(form.guess, sent);
+            } else {
+                prop_assert!(answer.is_err(), "{} was read", body);
+            }
+        }
+
+        #[test]
+        fn a_token_from_another_session_or_a_new_one_is_refused(
+            guess in "[a-z]",
+            other in "[A-Za-z0-9_-]{22}",
+        ) {
+            prop_assume!(other != TOKEN);
+            let body = format!("csrf_token={other}&guess={guess}").into_bytes();
+            let answer = read_form(URLENCODED, body, &Session::for_tests(TOKEN, false));
+            prop_assert!(matches!(answer, Err(AppError::Csrf(_))));
+            // A session started by this very request matches no form, not even
+            // one that carries its token.
+            let body = format!("csrf_token={other}&guess={guess}").into_bytes();
+            let answer = read_form(URLENCODED, body, &Session::for_tests(&other, true));
+            prop_assert!(matches!(answer, Err(AppError::Csrf(_))));
+        }
+    }
+}

@@ -153,6 +153,22 @@ impl IntoResponseParts for Session {
     }
 }
 
+#[cfg(test)]
+impl Session {
+    /// A session read from a valid cookie holding `csrf_token` (or, when
+    /// `is_new`, one started by the request), for tests of what uses it.
+    pub(crate) fn for_tests(csrf_token: &str, is_new: bool) -> Self {
+        Self {
+            csrf_token: csrf_token.to_owned(),
+            game_id: None,
+            is_new,
+            changed: is_new,
+            jar: PrivateCookieJar::new(Key::generate()),
+            secure: false,
+        }
+    }
+}
+
 fn parse_cookie_value(value: &str) -> Option<(String, Option<String>)> {
     let (csrf_token, game_id) = match value.split_once(SEPARATOR) {
         Some((csrf_token, game_id)) => (csrf_token, Some(game_id.to_owned())),
@@ -192,5 +208,163 @@ mod tests {
         assert_ne!(first, second);
         assert_eq!(first.len(), 22);
         assert!(!first.contains(SEPARATOR));
+    }
+}
+
+/// Property tests: whatever a browser sends as its cookie, the session read from
+/// it is either the one html-gallows sealed or a new one that no form matches.
+#[cfg(test)]
+mod properties {
+    use std::{
+        pin::pin,
+        task::{Context, Poll, Waker},
+    };
+
+    use axum::{
+        http::{HeaderValue, Request, header::SET_COOKIE},
+        response::IntoResponse,
+    };
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn settings() -> CookieSettings {
+        CookieSettings {
+            key: Key::derive_from(b"the property tests' cookie key, long enough to sign"),
+            secure: false,
+        }
+    }
+
+    /// The session html-gallows reads from a request with this `Cookie` header.
+    fn read(cookie: Option<HeaderValue>) -> Session {
+        let mut request = Request::builder();
+        if let Some(cookie) = cookie {
+            request = request.header(COOKIE, cookie);
+        }
+        let (mut parts, ()) = request.body(()).unwrap().into_parts();
+        let settings = settings();
+        let mut reading = pin!(Session::from_request_parts(&mut parts, &settings));
+        // Reading a session never waits.
+        match reading
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()))
+        {
+            Poll::Ready(Ok(session)) => session,
+            Poll::Ready(Err(never)) => match never {},
+            Poll::Pending => panic!("reading a session waited"),
+        }
+    }
+
+    /// The `name=value` the browser sends back after this session's response.
+    fn cookie_of(session: Session) -> String {
+        let response = (session, ()).into_response();
+        let set_cookie = response.headers()[SET_COOKIE].to_str().unwrap();
+        set_cookie.split(';').next().unwrap().to_owned()
+    }
+
+    fn header(cookie: &str) -> Option<HeaderValue> {
+        Some(HeaderValue::from_str(cookie).unwrap())
+    }
+
+    /// A session no form can match: started here, no game.
+    fn assert_new(session: &Session, submitted: Option<&str>) {
+        assert_eq!(session.game_id(), None);
+        assert!(session.verify_csrf(submitted).is_err());
+        assert!(session.verify_csrf(Some(session.csrf_token())).is_err());
+        assert!(session.verify_csrf(None).is_err());
+    }
+
+    /// A genuine cookie: a session started by html-gallows, maybe playing `game`.
+    fn genuine(game: Option<String>) -> (String, String) {
+        let session = read(None);
+        let token = session.csrf_token().to_owned();
+        let session = match game {
+            Some(game) => session.play(game),
+            None => session,
+        };
+        (cookie_of(session), token)
+    }
+
+    proptest! {
+        #[test]
+        fn any_cookie_header_gives_a_new_session(
+            bytes in proptest::collection::vec(any::<u8>(), 0..600),
+            submitted in proptest::option::of(".{0,40}"),
+        ) {
+            if let Ok(cookie) = HeaderValue::from_bytes(&bytes) {
+                assert_new(&read(Some(cookie)), submitted.as_deref());
+            }
+        }
+
+        #[test]
+        fn any_session_cookie_value_gives_a_new_session(
+            value in "[!-~]{0,300}",
+            others in "([a-z_]{1,8}=[a-zA-Z0-9%.]{0,10}; ){0,3}",
+            submitted in proptest::option::of("[A-Za-z0-9_-]{0,30}"),
+        ) {
+            let cookie = format!("{others}{COOKIE_NAME}={value}");
+            assert_new(&read(header(&cookie)), submitted.as_deref());
+        }
+
+        #[test]
+        fn a_genuine_cookie_round_trips(
+            game in proptest::option::of("\\PC{1,40}"),
+            others in "([a-z]{1,8}=[a-zA-Z0-9.]{0,10}; ){0,3}",
+        ) {
+            let (cookie, token) = genuine(game.clone());
+            let session = read(header(&format!("{others}{cookie}")));
+            prop_assert_eq!(session.csrf_token(), token.as_str());
+            prop_assert_eq!(session.game_id(), game.as_deref());
+            prop_assert!(session.verify_csrf(Some(&token)).is_ok());
+            // Unchanged, the session does not set its cookie again.
+            let response = (session, ()).into_response();
+            prop_assert!(!response.headers().contains_key(SET_COOKIE));
+        }
+
+        #[test]
+        fn a_changed_sealed_cookie_is_refused(
+            game in proptest::option::of("[A-Za-z0-9_-]{22}"),
+            at in any::<proptest::sample::Index>(),
+            replacement in "[!-~]",
+        ) {
+            let (cookie, _) = genuine(game.clone());
+            let (name, value) = cookie.split_once('=').unwrap();
+            let at = at.index(value.len());
+            prop_assume!(value[at..=at] != replacement);
+            let changed = format!("{name}={}{replacement}{}", &value[..at], &value[at + 1..]);
+            let session = read(header(&changed));
+            // The value is what was sealed, byte for byte, or nothing at all.
+            assert_new(&session, None);
+        }
+
+        #[test]
+        fn a_token_from_another_session_or_a_changed_one_is_refused(
+            at in any::<proptest::sample::Index>(),
+            replacement in "[A-Za-z0-9_-]",
+        ) {
+            let (cookie, token) = genuine(Some("game".to_owned()));
+            let (_, other_token) = genuine(Some("game".to_owned()));
+            let session = read(header(&cookie));
+            prop_assert!(session.verify_csrf(Some(&token)).is_ok());
+            prop_assert!(session.verify_csrf(Some(&other_token)).is_err());
+            let at = at.index(token.len());
+            prop_assume!(token[at..=at] != replacement);
+            let changed = format!("{}{replacement}{}", &token[..at], &token[at + 1..]);
+            prop_assert!(session.verify_csrf(Some(&changed)).is_err());
+            prop_assert!(session.verify_csrf(Some(&token[..at])).is_err());
+        }
+
+        #[test]
+        fn a_cookie_value_parses_only_as_html_gallows_writes_them(value in "\\PC{0,60}") {
+            if let Some((token, game)) = parse_cookie_value(&value) {
+                prop_assert!(!token.is_empty() && !token.contains(SEPARATOR));
+                prop_assert!(game.as_ref().is_none_or(|game| !game.is_empty()));
+                let written = match game {
+                    Some(game) => format!("{token}{SEPARATOR}{game}"),
+                    None => token,
+                };
+                prop_assert_eq!(written, value);
+            }
+        }
     }
 }
