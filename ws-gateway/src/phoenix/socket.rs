@@ -6,22 +6,31 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket};
 use futures::stream::FuturesUnordered;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::Utf8Bytes;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
 use tokio_util::sync::CancellationToken;
 
 use super::channel::{ChannelHandle, ChannelMsg, ChannelRun, JoinRequest, Router, ToSocket};
 use super::message::{Message, Outbound, Payload, Status, events};
 use super::serializer::{DecodeError, Frame, Serializer};
+use super::transport::WsStream;
 
 /// Close codes the server uses. Never 1000: the npm client does not reconnect after it.
 pub mod close_code {
     /// Server shutting down, or the connection was idle too long.
     pub const GOING_AWAY: u16 = 1001;
+    /// A frame that breaks RFC 6455: unmasked, a reserved opcode or bit, a control frame over
+    /// 125 bytes or fragmented, a continuation with nothing to continue.
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    /// A text message that is not UTF-8.
+    pub const INVALID_PAYLOAD: u16 = 1007;
     /// Repeated abuse of the message rate limit.
     pub const POLICY_VIOLATION: u16 = 1008;
     /// A frame larger than the configured maximum.
@@ -47,8 +56,9 @@ pub struct SocketLimits {
     /// The close code sent on server shutdown (1001 or 1012).
     pub shutdown_close_code: u16,
     /// After the server sends a close frame, how long it keeps reading (and discarding) the
-    /// client's frames, waiting for its close: dropping a connection with unread data makes
-    /// the kernel reset it, and the client would lose the replies and the close frame sent.
+    /// client's frames, waiting for its close (after a protocol error: raw bytes, waiting for
+    /// the end of the stream): dropping a connection with unread data makes the kernel reset
+    /// it, and the client would lose the replies and the close frame sent.
     pub close_timeout: Duration,
 }
 
@@ -107,6 +117,9 @@ enum Stop {
     ClientClosed,
     /// The server closes the connection with this code and reason.
     Close(u16, &'static str),
+    /// The client broke the WebSocket protocol (RFC 6455 "fails the connection"): the server
+    /// closes with this code and reason, and tungstenite can read no further.
+    Fail(u16, &'static str),
 }
 
 /// A connected socket, from upgrade until close.
@@ -147,7 +160,7 @@ impl<A: Send + Sync + 'static> Socket<A> {
     /// Serves the connection until it closes; channels end with it.
     pub(crate) async fn run(
         mut self,
-        mut ws: WebSocket,
+        mut ws: WsStream,
         mut from_channels: mpsc::Receiver<ToSocket>,
         shutdown: CancellationToken,
     ) {
@@ -176,16 +189,17 @@ impl<A: Send + Sync + 'static> Socket<A> {
                 // A channel ended (left, crashed, or its socket-side handle was dropped).
                 Some(()) = self.running.next(), if !self.running.is_empty() => Ok(()),
                 Some(msg) = from_channels.recv() => self.send_queued(&mut ws, msg, &mut from_channels).await,
-                frame = ws.recv() => {
+                frame = ws.next() => {
                     last_activity = Instant::now();
                     match frame {
                         None => Err(Stop::Gone),
                         Some(Ok(WsMessage::Close(_))) => Err(Stop::ClientClosed),
                         Some(Err(err)) => Err(read_error(&err)),
-                        Some(Ok(WsMessage::Text(text))) => self.on_frame(&mut ws, self.serializer.decode_text(&text)).await,
+                        Some(Ok(WsMessage::Text(text))) => self.on_frame(&mut ws, self.serializer.decode_text(text.as_str())).await,
                         Some(Ok(WsMessage::Binary(bytes))) => self.on_frame(&mut ws, self.serializer.decode_binary(&bytes)).await,
                         // Pings are answered by the WebSocket library; they still count as activity.
-                        Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => Ok(()),
+                        // (Raw frames are only ever written, never read.)
+                        Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_))) => Ok(()),
                     }
                 }
             };
@@ -201,13 +215,21 @@ impl<A: Send + Sync + 'static> Socket<A> {
             }
             Stop::Close(code, reason) => {
                 tracing::debug!(code, reason, "closing socket");
-                let frame = CloseFrame {
-                    code,
-                    reason: reason.into(),
-                };
-                if ws.send(WsMessage::Close(Some(frame))).await.is_ok() {
+                if ws.send(close_frame(code, reason)).await.is_ok() {
                     drain_until_closed(&mut ws, self.limits.close_timeout).await;
                 }
+            }
+            Stop::Fail(code, reason) => {
+                tracing::debug!(code, reason, "failing the websocket connection");
+                // Boxed: this path is rare, and inline its futures would enlarge every idle
+                // socket's task.
+                Box::pin(fail_connection(
+                    &mut ws,
+                    code,
+                    reason,
+                    self.limits.close_timeout,
+                ))
+                .await;
             }
         }
         // Dropping the handles ends every channel; the ones still busy (a call to the game
@@ -223,7 +245,7 @@ impl<A: Send + Sync + 'static> Socket<A> {
     /// Sends what the channels queued, every message already waiting in one write.
     async fn send_queued(
         &mut self,
-        ws: &mut WebSocket,
+        ws: &mut WsStream,
         first: ToSocket,
         queue: &mut mpsc::Receiver<ToSocket>,
     ) -> Result<(), Stop> {
@@ -249,7 +271,7 @@ impl<A: Send + Sync + 'static> Socket<A> {
 
     async fn on_frame(
         &mut self,
-        ws: &mut WebSocket,
+        ws: &mut WsStream,
         decoded: Result<Message, DecodeError>,
     ) -> Result<(), Stop> {
         match self.rate.check(Instant::now()) {
@@ -291,7 +313,7 @@ impl<A: Send + Sync + 'static> Socket<A> {
         }
     }
 
-    async fn on_message(&mut self, ws: &mut WebSocket, msg: Message) -> Result<(), Stop> {
+    async fn on_message(&mut self, ws: &mut WsStream, msg: Message) -> Result<(), Stop> {
         static MESSAGES: OnceLock<metrics::Counter> = OnceLock::new();
         MESSAGES
             .get_or_init(|| metrics::counter!("ws_gateway_messages_total"))
@@ -358,7 +380,7 @@ impl<A: Send + Sync + 'static> Socket<A> {
         Ok(())
     }
 
-    async fn join(&mut self, ws: &mut WebSocket, msg: Message) -> Result<(), Stop> {
+    async fn join(&mut self, ws: &mut WsStream, msg: Message) -> Result<(), Stop> {
         let Message {
             join_ref,
             msg_ref,
@@ -421,13 +443,13 @@ impl<A: Send + Sync + 'static> Socket<A> {
     }
 
     /// Sends one message now.
-    async fn send(&mut self, ws: &mut WebSocket, out: &Outbound) -> Result<(), Stop> {
+    async fn send(&mut self, ws: &mut WsStream, out: &Outbound) -> Result<(), Stop> {
         self.feed(ws, out).await?;
         ws.flush().await.map_err(|_| Stop::Gone)
     }
 
     /// Queues one message in the connection's write buffer; a flush sends it.
-    async fn feed(&mut self, ws: &mut WebSocket, out: &Outbound) -> Result<(), Stop> {
+    async fn feed(&mut self, ws: &mut WsStream, out: &Outbound) -> Result<(), Stop> {
         let frame = match self.serializer.encode(out) {
             Some(Frame::Text(text)) => WsMessage::Text(text.into()),
             Some(Frame::Binary(bytes)) => WsMessage::Binary(bytes.into()),
@@ -445,9 +467,9 @@ impl<A: Send + Sync + 'static> Socket<A> {
 
 /// Reads and discards the client's frames until its close frame or the end of the stream,
 /// for at most `patience`.
-async fn drain_until_closed(ws: &mut WebSocket, patience: Duration) {
+async fn drain_until_closed(ws: &mut WsStream, patience: Duration) {
     let drain = async {
-        while let Some(Ok(frame)) = ws.recv().await {
+        while let Some(Ok(frame)) = ws.next().await {
             if matches!(frame, WsMessage::Close(_)) {
                 break;
             }
@@ -456,6 +478,44 @@ async fn drain_until_closed(ws: &mut WebSocket, patience: Duration) {
     if tokio::time::timeout(patience, drain).await.is_err() {
         tracing::debug!("client did not answer the close in time");
     }
+}
+
+fn close_frame(code: u16, reason: &'static str) -> WsMessage {
+    WsMessage::Close(Some(CloseFrame {
+        code: code.into(),
+        reason: Utf8Bytes::from_static(reason),
+    }))
+}
+
+/// Ends a connection whose client broke the protocol, so that the client still reads the
+/// close frame and its code.
+///
+/// tungstenite's reader cannot go on after an error: its stream has ended, and it may stand in
+/// the middle of a frame (a frame over the size limit is refused from its header, the payload
+/// still in flight). But dropping the connection with unread bytes in the kernel's receive
+/// buffer makes the kernel answer with a reset instead of an orderly close, and a reset can
+/// discard the close frame in the client's receive buffer before the client reads it: the
+/// client then sees 1006 (no close frame) instead of the code. So the close frame is written
+/// through tungstenite (whose writer is intact), then the server's side of the TCP connection
+/// is closed (the client reads the close frame, then the end), and the client's bytes are read
+/// raw and discarded until it closes its side, for at most `patience` (`--close-timeout`). By
+/// then nothing unread is left to provoke a reset, unless the client kept sending all along.
+async fn fail_connection(ws: &mut WsStream, code: u16, reason: &'static str, patience: Duration) {
+    if ws.send(close_frame(code, reason)).await.is_err() {
+        return;
+    }
+    if tokio::time::timeout(patience, discard_until_end(ws.get_mut()))
+        .await
+        .is_err()
+    {
+        tracing::debug!("client kept its side open after the close frame");
+    }
+}
+
+async fn discard_until_end(io: &mut (impl AsyncRead + AsyncWrite + Unpin)) {
+    let _ = io.shutdown().await;
+    let mut discard = vec![0; 8192];
+    while let Ok(1..) = io.read(&mut discard).await {}
 }
 
 fn error_reply(
@@ -473,18 +533,30 @@ fn error_reply(
     }
 }
 
-fn read_error(err: &axum::Error) -> Stop {
-    use tokio_tungstenite::tungstenite::Error as WsError;
-    use tokio_tungstenite::tungstenite::error::CapacityError;
-    let inner = std::error::Error::source(err).and_then(|e| e.downcast_ref::<WsError>());
-    match inner {
-        Some(WsError::Capacity(CapacityError::MessageTooLong { .. })) => {
-            metrics::counter!("ws_gateway_frame_errors_total", "kind" => "too_large").increment(1);
-            Stop::Close(close_code::MESSAGE_TOO_BIG, "frame too large")
-        }
+/// What a read error means: RFC 6455 §7.4.1's close code for a client that broke the protocol,
+/// or a connection that is simply gone.
+fn read_error(err: &WsError) -> Stop {
+    use tokio_tungstenite::tungstenite::error::ProtocolError;
+    let (kind, code, reason) = match err {
+        WsError::Capacity(_) => ("too_large", close_code::MESSAGE_TOO_BIG, "frame too large"),
+        WsError::Utf8(_) => (
+            "invalid_utf8",
+            close_code::INVALID_PAYLOAD,
+            "text frame is not UTF-8",
+        ),
+        // The peer closed TCP without a close frame: nobody is left to tell.
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => return Stop::Gone,
+        WsError::Protocol(_) => (
+            "protocol_error",
+            close_code::PROTOCOL_ERROR,
+            "websocket protocol error",
+        ),
         _ => {
             tracing::debug!(%err, "websocket read error");
-            Stop::Gone
+            return Stop::Gone;
         }
-    }
+    };
+    tracing::debug!(%err, code, "websocket protocol error from the client");
+    metrics::counter!("ws_gateway_frame_errors_total", "kind" => kind).increment(1);
+    Stop::Fail(code, reason)
 }

@@ -5,12 +5,17 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::body::Body;
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Version, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use base64::Engine;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -172,12 +177,77 @@ fn refuse(status: StatusCode, why: &str) -> Response {
     (status, format!("{why}\n")).into_response()
 }
 
+/// An upgraded connection: tungstenite over the raw HTTP/1.1 connection. The upgrade is done
+/// here rather than by axum's `WebSocketUpgrade` because axum's socket hides the raw stream, and
+/// after a protocol error the socket must read (and discard) raw bytes: tungstenite's reader
+/// is then unusable, possibly in the middle of a frame (see `Socket::run`).
+pub(crate) type WsStream = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+
+/// The opening handshake of RFC 6455 §4.2.1, HTTP/1.1 only (the server does not offer
+/// WebSockets over HTTP/2): what was wrong, or the client's key and the connection's upgrade.
+fn handshake(
+    request: &mut Request,
+) -> Result<(HeaderValue, OnUpgrade), (StatusCode, &'static str)> {
+    let headers = request.headers();
+    let has_token = |name, token: &str| {
+        headers.get_all(name).iter().any(|value| {
+            value
+                .to_str()
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        })
+    };
+    if request.version() > Version::HTTP_11 {
+        return Err((
+            StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+            "WebSockets need HTTP/1.1",
+        ));
+    }
+    if !has_token(header::CONNECTION, "upgrade") || !has_token(header::UPGRADE, "websocket") {
+        return Err((
+            StatusCode::UPGRADE_REQUIRED,
+            "this is a WebSocket endpoint: Connection: upgrade and Upgrade: websocket needed",
+        ));
+    }
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .map(HeaderValue::as_bytes)
+        != Some(b"13")
+    {
+        return Err((StatusCode::BAD_REQUEST, "Sec-WebSocket-Version must be 13"));
+    }
+    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY).cloned() else {
+        return Err((StatusCode::BAD_REQUEST, "Sec-WebSocket-Key missing"));
+    };
+    let Some(on_upgrade) = request.extensions_mut().remove::<OnUpgrade>() else {
+        return Err((
+            StatusCode::UPGRADE_REQUIRED,
+            "this connection cannot be upgraded",
+        ));
+    };
+    Ok((key, on_upgrade))
+}
+
+/// The subprotocols the client offers, in order (`Sec-WebSocket-Protocol`, comma-separated,
+/// possibly over several headers).
+fn offered_protocols(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+}
+
 async fn upgrade<C: Connect>(
     State(endpoint): State<Arc<Endpoint<C>>>,
     Query(params): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-    ws: WebSocketUpgrade,
+    mut request: Request,
 ) -> Response {
+    let (key, on_upgrade) = match handshake(&mut request) {
+        Ok(handshake) => handshake,
+        Err((status, why)) => return refuse(status, why),
+    };
+    let headers = request.headers();
     let Some(serializer) = Serializer::for_vsn(params.get("vsn").map(String::as_str)) else {
         return refuse(
             StatusCode::FORBIDDEN,
@@ -192,10 +262,11 @@ async fn upgrade<C: Connect>(
     {
         return refuse(StatusCode::FORBIDDEN, "origin not allowed");
     }
-    let auth_token = match auth_token(&ws) {
+    let auth_token = match auth_token(headers) {
         Ok(token) => token,
         Err(why) => return refuse(StatusCode::FORBIDDEN, why),
     };
+    let phoenix_offered = offered_protocols(headers).any(|p| p == PHOENIX_PROTOCOL);
     let info = ConnectInfo { params, auth_token };
     let assigns = match endpoint.connect.connect(&info) {
         Ok(assigns) => Arc::new(assigns),
@@ -208,36 +279,61 @@ async fn upgrade<C: Connect>(
         return refuse(StatusCode::SERVICE_UNAVAILABLE, "too many connections");
     };
     let max = endpoint.config.max_frame_size;
-    let ws = ws
-        .protocols([PHOENIX_PROTOCOL])
-        .max_message_size(max)
-        .max_frame_size(max)
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max))
         // Small buffers keep idle connections cheap; they grow for larger messages. Frames are
         // written when the socket flushes (a reply and its `tally` push leave in one write),
         // or as soon as 4 KiB are waiting.
         .read_buffer_size(1024)
         .write_buffer_size(4096);
-    let tracker = endpoint.sockets.clone();
-    ws.on_upgrade(move |socket| {
-        let (phx_socket, outbox) = Socket::new(
-            serializer,
-            assigns,
-            Arc::clone(&endpoint.router),
-            Arc::clone(&endpoint.limits),
+    let (phx_socket, outbox) = Socket::new(
+        serializer,
+        assigns,
+        Arc::clone(&endpoint.router),
+        Arc::clone(&endpoint.limits),
+    );
+    let shutdown = endpoint.shutdown.clone();
+    // Tracked from now: a shutdown waits for a connection still being handed over, too.
+    tokio::spawn(endpoint.sockets.track_future(async move {
+        // hyper hands the connection over once the 101 below is written.
+        let upgraded = match on_upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(err) => {
+                tracing::debug!(%err, "websocket upgrade failed");
+                return;
+            }
+        };
+        let ws =
+            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
+                .await;
+        phx_socket.run(ws, outbox, shutdown).await;
+        drop(slot);
+    }));
+
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    let accept = derive_accept_key(key.as_bytes());
+    headers.insert(
+        header::SEC_WEBSOCKET_ACCEPT,
+        HeaderValue::from_str(&accept).expect("base64 is a valid header value"),
+    );
+    if phoenix_offered {
+        headers.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static(PHOENIX_PROTOCOL),
         );
-        let shutdown = endpoint.shutdown.clone();
-        tracker.track_future(async move {
-            phx_socket.run(socket, outbox, shutdown).await;
-            drop(slot);
-        })
-    })
+    }
+    response
 }
 
 /// The token of the `base64url.bearer.phx.<token>` subprotocol, when the client offers one.
-fn auth_token(ws: &WebSocketUpgrade) -> Result<Option<Vec<u8>>, &'static str> {
-    let offered = ws.requested_protocols().filter_map(|p| p.to_str().ok());
+fn auth_token(headers: &HeaderMap) -> Result<Option<Vec<u8>>, &'static str> {
     let mut token = None;
-    for protocol in offered {
+    for protocol in offered_protocols(headers) {
         if let Some(encoded) = protocol.strip_prefix(TOKEN_PROTOCOL_PREFIX) {
             let decoded = base64::engine::general_purpose::URL_SAFE_NO_PAD
                 .decode(encoded.trim_end_matches('='))
