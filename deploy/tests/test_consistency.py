@@ -170,20 +170,56 @@ def test_each_gateway_version_serves_its_mount_and_spa_under_its_route(manifests
         assert websocket_upgrade(pod.addr, f"{mount}/websocket?vsn=2.0.0") == 101
 
 
-def websocket_upgrade(addr: str, path: str) -> int:
-    """The status line's code of a real WebSocket handshake."""
-    host, port = addr.rsplit(":", 1)
+def websocket_upgrade(addr: str, path: str, host: str = "", origin: str = "") -> int:
+    """The status line's code of a real WebSocket handshake (with `Host: host` instead of the
+    address, and an `Origin`, when given)."""
+    ip, port = addr.rsplit(":", 1)
     key = base64.b64encode(secrets.token_bytes(16)).decode()
-    with socket.create_connection((host, int(port)), timeout=10) as sock:
+    origin_header = f"Origin: {origin}\r\n" if origin else ""
+    with socket.create_connection((ip, int(port)), timeout=10) as sock:
         sock.sendall(
             (
-                f"GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n"
+                f"GET {path} HTTP/1.1\r\nHost: {host or addr}\r\nUpgrade: websocket\r\n"
                 f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                "Sec-WebSocket-Version: 13\r\n\r\n"
+                f"{origin_header}Sec-WebSocket-Version: 13\r\n\r\n"
             ).encode()
         )
         status_line = sock.makefile("rb").readline().decode()
     return int(status_line.split()[1])
+
+
+def public_origins(manifests) -> list[str]:
+    """The origins browsers load the app from: each Gateway listener's hostname with its
+    scheme; a listener without one is reached through a port-forward, on localhost."""
+    origins = []
+    for gateway in manifests.of_kind("Gateway"):
+        for listener in gateway["spec"]["listeners"]:
+            scheme = "https" if listener["protocol"] == "HTTPS" else "http"
+            hostname = listener.get("hostname", "localhost:8080")
+            origins.append(f"{scheme}://{hostname}")
+    return origins
+
+
+def test_each_gateway_version_admits_pages_of_the_public_origin_only(manifests, start_pod):
+    """The gateway no longer trusts the Host header (a DNS-rebinding page sets it), so an
+    overlay must name the origin its Gateway serves the SPA on; loopback is always allowed."""
+    origins = public_origins(manifests)
+    assert origins
+    for deployment, _, container in containers(manifests):
+        name = deployment["metadata"]["name"]
+        if not name.startswith("ws-gateway-"):
+            continue
+        allowed = manifests.container_env(container).get("WS_GATEWAY_ALLOWED_ORIGINS", "")
+        for origin in origins:
+            if "://localhost" not in origin:
+                assert origin in allowed.split(","), f"{name}: {origin} not in {allowed!r}"
+        pod = start_pod(deployment)
+        path = f"{pod.env['WS_GATEWAY_MOUNT']}/websocket?vsn=2.0.0"
+        for origin in origins:
+            host = origin.split("://", 1)[1]
+            assert websocket_upgrade(pod.addr, path, host, origin) == 101, f"{name}: {origin}"
+        rebinding = websocket_upgrade(pod.addr, path, "evil.example", "http://evil.example")
+        assert rebinding == 403, f"{name}: a page on evil.example"
 
 
 def test_html_route_sends_root_and_hangman_to_html_gallows(manifests, start_pod):

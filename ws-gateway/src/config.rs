@@ -43,8 +43,9 @@ pub struct Config {
     #[arg(long, env = "WS_GATEWAY_STATIC_PATH", default_value = "/")]
     pub static_path: String,
 
-    /// Browser origins allowed besides the request's own host (comma-separated; `*` allows
-    /// any). A request without an Origin header is always allowed.
+    /// Browser origins (`https://host:port`) or hosts (`host:port`) allowed besides loopback
+    /// hosts and the listen address's host, on any port (comma-separated; `*` allows any). The
+    /// Host header is not trusted (DNS rebinding). No Origin header is allowed; two are refused.
     #[arg(long, env = "WS_GATEWAY_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
 

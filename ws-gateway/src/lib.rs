@@ -110,7 +110,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         connections: config.grpc_connections,
     })?;
     let transport = TransportConfig {
-        allowed_origins: AllowedOrigins::parse(&config.allowed_origins),
+        allowed_origins: AllowedOrigins::new(&config.allowed_origins, config.listen.ip()),
         max_frame_size: config.max_frame_size,
         max_connections: config.max_connections,
         limits: SocketLimits {

@@ -188,30 +188,99 @@ async fn unknown_vsn_is_refused_before_the_upgrade() {
     }
 }
 
+/// The status of an upgrade request with these headers: 101 or the refusal's.
+async fn upgrade_status(url: &str, headers: &[(&str, &str)]) -> u16 {
+    match try_connect(url, headers).await {
+        Ok(_) => 101,
+        Err(status) => status.as_u16(),
+    }
+}
+
 #[tokio::test]
-async fn origin_check_allows_same_host_configured_and_missing_origins() {
+async fn by_default_only_loopback_origins_are_allowed_whatever_the_host_header_says() {
+    let sys = system(&[]).await;
+    let url = sys.socket_url("vsn=2.0.0");
+    let port = sys.gateway.addr().port();
+    for origin in [
+        format!("http://127.0.0.1:{port}"),
+        format!("http://localhost:{port}"),
+        "http://localhost:5173".to_owned(),
+        "http://[::1]:4000".to_owned(),
+    ] {
+        assert_eq!(
+            upgrade_status(&url, &[("origin", &origin)]).await,
+            101,
+            "{origin}"
+        );
+    }
+    assert_eq!(upgrade_status(&url, &[]).await, 101, "no Origin header");
+    // DNS rebinding: a page on evil.example whose name now resolves to this server. Its Host
+    // header and its Origin agree, and neither is evidence that the page belongs here.
+    let rebound = format!("evil.example:{port}");
+    let rebound_origin = format!("http://{rebound}");
+    let rebinding = [
+        ("host", rebound.as_str()),
+        ("origin", rebound_origin.as_str()),
+    ];
+    assert_eq!(upgrade_status(&url, &rebinding).await, 403, "DNS rebinding");
+    for refused in ["http://evil.example", "null", "http://192.168.1.5:4000"] {
+        assert_eq!(
+            upgrade_status(&url, &[("origin", refused)]).await,
+            403,
+            "{refused}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn two_origin_headers_are_refused() {
+    let sys = system(&["--allowed-origins", "*"]).await;
+    let url = sys.socket_url("vsn=2.0.0");
+    let two = [
+        ("origin", "http://localhost:4000"),
+        ("origin", "http://evil.example"),
+    ];
+    assert_eq!(upgrade_status(&url, &two).await, 403);
+    assert_eq!(upgrade_status(&url, &two[1..]).await, 101, "one, with `*`");
+}
+
+#[tokio::test]
+async fn configured_origins_are_allowed_besides_loopback_and_star_allows_any() {
     let sys = system(&[
         "--allowed-origins",
         "https://app.example,other.example:8443",
     ])
     .await;
     let url = sys.socket_url("vsn=2.0.0");
-    let own = format!("http://{}", sys.gateway.addr());
     for allowed in [
-        own.as_str(),
         "https://app.example",
         "https://other.example:8443",
+        "http://localhost:4000",
     ] {
-        assert!(
-            try_connect(&url, &[("origin", allowed)]).await.is_ok(),
+        assert_eq!(
+            upgrade_status(&url, &[("origin", allowed)]).await,
+            101,
             "{allowed}"
         );
     }
-    assert!(try_connect(&url, &[]).await.is_ok(), "no Origin header");
     for refused in ["https://evil.example", "http://app.example", "null"] {
-        let status = try_connect(&url, &[("origin", refused)]).await.err();
-        assert_eq!(status.map(|s| s.as_u16()), Some(403), "{refused}");
+        assert_eq!(
+            upgrade_status(&url, &[("origin", refused)]).await,
+            403,
+            "{refused}"
+        );
     }
+    let public = [("host", "app.example"), ("origin", "https://evil.example")];
+    assert_eq!(
+        upgrade_status(&url, &public).await,
+        403,
+        "Host says nothing"
+    );
+
+    let any = system(&["--allowed-origins", "*"]).await;
+    let url = any.socket_url("vsn=2.0.0");
+    let rebinding = [("host", "evil.example"), ("origin", "http://evil.example")];
+    assert_eq!(upgrade_status(&url, &rebinding).await, 101);
 }
 
 #[tokio::test]

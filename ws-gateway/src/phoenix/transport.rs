@@ -2,6 +2,7 @@
 //! the auth-token subprotocol, the connection cap, and the upgrade into a [`Socket`].
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -48,19 +49,26 @@ pub trait Connect: Send + Sync + 'static {
 #[error("connection refused: {0}")]
 pub struct ConnectRefused(pub String);
 
-/// Which browser origins may connect.
+/// Which browser origins may open a socket, after Phoenix's `check_origin`. The Origin header
+/// is the browser's word for which page opens the socket; the Host header is not evidence of
+/// anything, since a DNS-rebinding page (evil.example resolving to this server) sends
+/// `Host: evil.example` with `Origin: http://evil.example`. So besides the configured list
+/// only hosts the page cannot choose are allowed: loopback (`localhost`, 127.0.0.0/8, `[::1]`)
+/// and the host of the listen address, on any port, as Phoenix compares the origin's host with
+/// the endpoint's configured host.
 #[derive(Debug, Clone, Default)]
 pub struct AllowedOrigins {
-    /// `*`: no check at all.
+    /// `*`: any origin.
     pub any: bool,
-    /// Origins (`https://example.com:8443`) or bare hosts (`example.com:8443`) allowed besides
-    /// the request's own host.
+    /// Origins (`https://example.com:8443`) or bare hosts (`example.com:8443`) also allowed.
     pub list: Vec<String>,
+    /// The listen address's host, when it names one (not `0.0.0.0` or `::`).
+    pub listen_host: Option<IpAddr>,
 }
 
 impl AllowedOrigins {
-    /// Parses the comma-separated flag value.
-    pub fn parse(list: &[String]) -> Self {
+    /// From the comma-separated flag value and the listen address.
+    pub fn new(list: &[String], listen: IpAddr) -> Self {
         let list: Vec<String> = list
             .iter()
             .map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase())
@@ -69,26 +77,51 @@ impl AllowedOrigins {
         AllowedOrigins {
             any: list.iter().any(|o| o == "*"),
             list,
+            listen_host: (!listen.is_unspecified()).then_some(listen),
         }
     }
 
-    /// Phoenix's `check_origin`: a missing Origin is allowed (non-browser clients); otherwise
-    /// the origin's host:port must equal the Host header or be configured.
-    pub fn allows(&self, origin: Option<&str>, host: Option<&str>) -> bool {
-        let Some(origin) = origin else { return true };
-        if self.any {
+    /// Whether a request's Origin is allowed. None at all is (a non-browser client: the check
+    /// protects browsers' users). More than one is refused, even with `*`: browsers never send
+    /// two, and checking one of them would let the other through unchecked.
+    pub fn allows(&self, headers: &HeaderMap) -> bool {
+        let mut origins = headers.get_all(header::ORIGIN).iter();
+        let Some(origin) = origins.next() else {
             return true;
+        };
+        if origins.next().is_some() {
+            return false;
         }
+        self.any || origin.to_str().is_ok_and(|o| self.allows_origin(o))
+    }
+
+    fn allows_origin(&self, origin: &str) -> bool {
         let origin = origin.trim_end_matches('/').to_ascii_lowercase();
-        let authority = origin.split_once("://").map(|(_, rest)| rest);
-        if let (Some(authority), Some(host)) = (authority, host)
-            && authority.eq_ignore_ascii_case(host)
-        {
-            return true;
-        }
-        self.list.iter().any(|allowed| {
-            *allowed == origin || Some(allowed.trim_start_matches("//")) == authority
-        })
+        // `null` (sandboxed frames, file: pages) and anything else without a scheme: refused.
+        let Some((_, authority)) = origin.split_once("://") else {
+            return false;
+        };
+        let host = host_of(authority);
+        let ip = host.parse::<IpAddr>().ok();
+        host == "localhost"
+            || ip.is_some_and(|ip| ip.is_loopback() || Some(ip) == self.listen_host)
+            || self
+                .list
+                .iter()
+                .any(|allowed| *allowed == origin || allowed.trim_start_matches("//") == authority)
+    }
+}
+
+/// The host of `host[:port]` or `[v6][:port]`, without brackets or port.
+fn host_of(authority: &str) -> &str {
+    if let Some(bracketed) = authority.strip_prefix('[') {
+        return bracketed
+            .split_once(']')
+            .map_or(authority, |(host, _)| host);
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => authority,
     }
 }
 
@@ -254,12 +287,7 @@ async fn upgrade<C: Connect>(
             "unsupported vsn: this server speaks 1.0.0 and 2.0.0",
         );
     };
-    let header_str = |name| headers.get(name).and_then(|v| v.to_str().ok());
-    if !endpoint
-        .config
-        .allowed_origins
-        .allows(header_str(header::ORIGIN), header_str(header::HOST))
-    {
+    if !endpoint.config.allowed_origins.allows(headers) {
         return refuse(StatusCode::FORBIDDEN, "origin not allowed");
     }
     let auth_token = match auth_token(headers) {
@@ -348,18 +376,69 @@ fn auth_token(headers: &HeaderMap) -> Result<Option<Vec<u8>>, &'static str> {
 mod tests {
     use super::*;
 
+    fn headers(origins: &[&str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for origin in origins {
+            headers.append(header::ORIGIN, HeaderValue::from_str(origin).unwrap());
+        }
+        headers
+    }
+
+    fn allows(allowed: &AllowedOrigins, origin: &str) -> bool {
+        allowed.allows(&headers(&[origin]))
+    }
+
     #[test]
-    fn origin_check() {
-        let default = AllowedOrigins::default();
-        assert!(default.allows(None, Some("localhost:4000")));
-        assert!(default.allows(Some("http://localhost:4000"), Some("localhost:4000")));
-        assert!(!default.allows(Some("http://evil.example"), Some("localhost:4000")));
-        assert!(!default.allows(Some("null"), Some("localhost:4000")));
-        let list =
-            AllowedOrigins::parse(&["https://app.example/".into(), "other.example:8443".into()]);
-        assert!(list.allows(Some("https://app.example"), Some("gw:4000")));
-        assert!(!list.allows(Some("http://app.example"), Some("gw:4000")));
-        assert!(list.allows(Some("https://other.example:8443"), Some("gw:4000")));
-        assert!(AllowedOrigins::parse(&["*".into()]).allows(Some("http://any.where"), None));
+    fn by_default_only_loopback_and_the_listen_host() {
+        let default = AllowedOrigins::new(&[], "0.0.0.0".parse().unwrap());
+        assert!(default.allows(&headers(&[])), "no Origin header");
+        for allowed in [
+            "http://localhost:4000",
+            "http://LOCALHOST",
+            "http://127.0.0.1:4000",
+            "http://127.1.2.3:5173/",
+            "http://[::1]:4000",
+        ] {
+            assert!(allows(&default, allowed), "{allowed}");
+        }
+        for refused in [
+            "http://evil.example",
+            "http://0.0.0.0:4000",
+            "http://192.168.1.5:4000",
+            "http://localhost.evil.example",
+            "http://127.0.0.1.evil.example",
+            "null",
+            "localhost:4000",
+        ] {
+            assert!(!allows(&default, refused), "{refused}");
+        }
+        let on_lan = AllowedOrigins::new(&[], "192.168.1.5".parse().unwrap());
+        assert!(allows(&on_lan, "http://192.168.1.5:4000"));
+        assert!(!allows(&on_lan, "http://192.168.1.6:4000"));
+    }
+
+    #[test]
+    fn configured_origins_and_hosts_are_allowed_too() {
+        let list = AllowedOrigins::new(
+            &["https://app.example/".into(), "other.example:8443".into()],
+            "0.0.0.0".parse().unwrap(),
+        );
+        assert!(allows(&list, "https://app.example"));
+        assert!(!allows(&list, "http://app.example"));
+        assert!(allows(&list, "https://other.example:8443"));
+        assert!(!allows(&list, "https://other.example"));
+        assert!(allows(&list, "http://localhost:4000"));
+        let any = AllowedOrigins::new(&["*".into()], "127.0.0.1".parse().unwrap());
+        assert!(allows(&any, "http://any.where"));
+    }
+
+    #[test]
+    fn two_origin_headers_are_refused() {
+        let any = AllowedOrigins::new(&["*".into()], "127.0.0.1".parse().unwrap());
+        let default = AllowedOrigins::new(&[], "127.0.0.1".parse().unwrap());
+        for allowed in [&any, &default] {
+            let two = headers(&["http://localhost:4000", "http://evil.example"]);
+            assert!(!allowed.allows(&two));
+        }
     }
 }

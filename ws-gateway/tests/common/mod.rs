@@ -97,16 +97,21 @@ pub struct Client {
 }
 
 /// Connects with extra request headers; `Err(status)` when the server refuses the upgrade.
+/// A header's first value replaces the client's own (`host`), a repeated name adds a header.
 pub async fn try_connect(
     url: &str,
     headers: &[(&str, &str)],
 ) -> Result<(Client, Option<String>), StatusCode> {
     let mut request = url.into_client_request().expect("valid url");
+    let mut named = std::collections::HashSet::new();
     for (name, value) in headers {
-        request.headers_mut().insert(
-            HeaderName::from_bytes(name.as_bytes()).unwrap(),
-            HeaderValue::from_str(value).unwrap(),
-        );
+        let name = HeaderName::from_bytes(name.as_bytes()).unwrap();
+        let value = HeaderValue::from_str(value).unwrap();
+        if named.insert(name.clone()) {
+            request.headers_mut().insert(name, value);
+        } else {
+            request.headers_mut().append(name, value);
+        }
     }
     match tokio_tungstenite::connect_async(request).await {
         Ok((ws, response)) => {
