@@ -55,9 +55,8 @@ impl UpstreamError {
             Code::NotFound => UpstreamError::NotFound,
             Code::InvalidArgument => UpstreamError::InvalidArgument(status.message().to_owned()),
             // gRPC answers a message over the receiver's limit with RESOURCE_EXHAUSTED (tonic
-            // used OUT_OF_RANGE; it never means anything else from the game service). The game
-            // service's own RESOURCE_EXHAUSTED (games or watchers at their maximum) never says
-            // "too large".
+            // used OUT_OF_RANGE, which the game service uses for nothing else). Its other
+            // RESOURCE_EXHAUSTED (games or watchers at their maximum) says nothing of a size.
             Code::OutOfRange => UpstreamError::TooLarge(status.message().to_owned()),
             Code::ResourceExhausted if is_too_large(status.message()) => {
                 UpstreamError::TooLarge(status.message().to_owned())
@@ -68,11 +67,14 @@ impl UpstreamError {
     }
 }
 
-/// Whether a RESOURCE_EXHAUSTED message is about the message's size ("decoded message length too
-/// large: found 60005 bytes, the limit is: 16384 bytes").
+/// Whether a RESOURCE_EXHAUSTED message is about the message's size: tonic's "decoded message
+/// length too large: found 60005 bytes, the limit is: 16384 bytes", or the game service's "the
+/// request message is larger than this server accepts: ...".
 fn is_too_large(message: &str) -> bool {
     let message = message.to_ascii_lowercase();
-    message.contains("too large") || message.contains("too big")
+    ["too large", "too big", "larger than"]
+        .iter()
+        .any(|says| message.contains(says))
 }
 
 /// A W3C trace: one per socket connection; every call is a new span (parent id) in it, so the
@@ -360,9 +362,11 @@ mod tests {
     fn a_message_over_the_size_limit_is_the_clients_fault_not_an_outage() {
         let tonic_limit =
             "Error, decoded message length too large: found 60030 bytes, the limit is: 16384 bytes";
+        let game_service = "the request message is larger than this server accepts: found 60030 bytes, the limit is: 16384 bytes";
         for status in [
             Status::out_of_range(tonic_limit),
             Status::resource_exhausted(tonic_limit),
+            Status::resource_exhausted(game_service),
         ] {
             let err = UpstreamError::from_status(&status);
             assert_eq!(err.reason(), "invalid_payload", "{status:?}");

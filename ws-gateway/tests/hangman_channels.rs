@@ -207,6 +207,27 @@ async fn game_ids_no_game_can_have_are_refused_by_the_gateway_itself() {
 }
 
 #[tokio::test]
+async fn a_request_too_large_for_the_game_service_is_invalid_payload_not_unavailable() {
+    // A game service taking 32-byte messages at most: a GetGame for a 64-character id is
+    // over it, though the gateway forwards the id (its own bound is 64).
+    let games =
+        common::game_service_with(&["--listen", "127.0.0.1:0", "--max-message-size", "32"]).await;
+    let gateway = common::gateway(&games.url(), &[]).await;
+    let mut client =
+        Client::connect(&format!("{}/socket/websocket?vsn=2.0.0", gateway.ws_url())).await;
+    let (_, reply) = client.join(GAME, json!({"game_id": "a".repeat(64)})).await;
+    assert_eq!(
+        reply[4],
+        json!({"status": "error", "response": {"reason": "invalid_payload"}})
+    );
+    let (_, reply) = client.join(GAME, json!({"game_id": "a".repeat(8)})).await;
+    assert_eq!(
+        reply[4]["response"]["reason"], "not_found",
+        "a smaller one is asked"
+    );
+}
+
+#[tokio::test]
 async fn join_payloads_of_the_wrong_shape_and_unknown_games_are_refused() {
     let sys = system(&[]).await;
     let mut client = sys.client().await;
