@@ -4,7 +4,7 @@
 //! the growth per watched game. These are the figures behind the Kubernetes memory limit
 //! (README, "Memory").
 //!
-//! `cargo bench -p game-service --bench memory -- --games 20000,100000 --watchers 2000`
+//! `cargo bench -p game-service --bench memory -- --games 20000,100000 --watchers 10000`
 //!
 //! `--binary PATH` measures another build of the service, e.g. an older revision's.
 
@@ -15,7 +15,7 @@ use std::{
 };
 
 use clap::Parser;
-use futures::{StreamExt, future::try_join_all};
+use futures::{StreamExt, TryStreamExt, future::try_join_all};
 use hangman_proto::v1::{
     CreateGameRequest, EndGameRequest, WatchGameRequest, WatchGameResponse,
     hangman_service_client::HangmanServiceClient,
@@ -30,8 +30,9 @@ struct Args {
     /// Registry sizes to measure, each in a fresh process.
     #[arg(long, value_delimiter = ',', default_values_t = [20_000, 100_000])]
     games: Vec<usize>,
-    /// Watch streams opened afterwards, each on a game of its own.
-    #[arg(long, default_value_t = 2_000)]
+    /// Watch streams opened afterwards, each on a game of its own (the service's
+    /// default --max-watchers).
+    #[arg(long, default_value_t = 10_000)]
     watchers: usize,
     /// The service binary to measure; the one built with this benchmark by default.
     #[arg(long, default_value = env!("CARGO_BIN_EXE_game-service"))]
@@ -124,7 +125,8 @@ async fn create_games(channels: &[Channel], count: usize) -> Vec<String> {
     ids.into_iter().flatten().collect()
 }
 
-/// One open `WatchGame` stream per id, each past its first message.
+/// One open `WatchGame` stream per id, each past its first message; opened
+/// `CONCURRENCY` at a time (thousands at once would be resets and retries).
 async fn watch_games(channels: &[Channel], ids: &[String]) -> Vec<Streaming<WatchGameResponse>> {
     let streams = ids.iter().enumerate().map(|(i, game_id)| {
         let mut client = HangmanServiceClient::new(channels[i % CONNECTIONS].clone());
@@ -138,7 +140,11 @@ async fn watch_games(channels: &[Channel], ids: &[String]) -> Vec<Streaming<Watc
             Ok::<_, tonic::Status>(stream)
         }
     });
-    try_join_all(streams).await.expect("WatchGame")
+    futures::stream::iter(streams)
+        .buffer_unordered(CONCURRENCY)
+        .try_collect()
+        .await
+        .expect("WatchGame")
 }
 
 /// The service as a child process, killed when dropped.
