@@ -498,17 +498,17 @@ fn close_frame(code: u16, reason: &'static str) -> WsMessage {
 /// client then sees 1006 (no close frame) instead of the code. So the close frame is written
 /// through tungstenite (whose writer is intact), then the server's side of the TCP connection
 /// is closed (the client reads the close frame, then the end), and the client's bytes are read
-/// raw and discarded until it closes its side, for at most `patience` (`--close-timeout`). By
+/// raw and discarded until it closes its side, all within `patience` (`--close-timeout`). By
 /// then nothing unread is left to provoke a reset, unless the client kept sending all along.
 async fn fail_connection(ws: &mut WsStream, code: u16, reason: &'static str, patience: Duration) {
-    if ws.send(close_frame(code, reason)).await.is_err() {
-        return;
-    }
-    if tokio::time::timeout(patience, discard_until_end(ws.get_mut()))
-        .await
-        .is_err()
-    {
-        tracing::debug!("client kept its side open after the close frame");
+    // The send is bounded too: a client that reads nothing would hold it forever.
+    let fail = async {
+        if ws.send(close_frame(code, reason)).await.is_ok() {
+            discard_until_end(ws.get_mut()).await;
+        }
+    };
+    if tokio::time::timeout(patience, fail).await.is_err() {
+        tracing::debug!("client did not take the close frame or end its side in time");
     }
 }
 

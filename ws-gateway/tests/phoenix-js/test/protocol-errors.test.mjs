@@ -14,7 +14,9 @@ describe('bad input gets an answer', () => {
 
   before(async () => {
     games = await startGameService();
-    gateway = await startGateway(games, { args: ['--max-frame-size', '1024'] });
+    // --close-timeout: how long the server discards what a misbehaving client still sends;
+    // the `ws` client ends its side once it has sent it, well within this.
+    gateway = await startGateway(games, { args: ['--max-frame-size', '1024', '--close-timeout', '20s'] });
   });
 
   after(async () => {
