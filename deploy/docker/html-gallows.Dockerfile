@@ -9,6 +9,7 @@ WORKDIR /src
 # Every workspace member is needed for cargo to resolve the workspace.
 COPY Cargo.toml Cargo.lock ./
 COPY proto proto
+COPY service-kit service-kit
 COPY game-service game-service
 COPY ws-gateway ws-gateway
 COPY html-gallows html-gallows
