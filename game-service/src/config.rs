@@ -12,6 +12,16 @@ pub struct Config {
     #[arg(long, env = "GAME_SERVICE_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
 
+    /// Where games are kept: `memory` (this process only) or a Redis URL
+    /// (`redis://[user[:password]@]host[:port][/db]`, `rediss://` for TLS) shared by every
+    /// replica. Give the game service a Redis database of its own: `--max-games` counts its keys.
+    #[arg(long, env = "GAME_SERVICE_STORE", default_value = "memory", value_parser = StoreConfig::parse)]
+    pub store: StoreConfig,
+
+    /// How long one call to the store (Redis) may take, and how often its health is checked.
+    #[arg(long, env = "GAME_SERVICE_STORE_TIMEOUT", default_value = "2s", value_parser = non_zero_duration)]
+    pub store_timeout: Duration,
+
     /// Drop a game after this long without a move (e.g. "1h", "90s").
     #[arg(long, env = "GAME_SERVICE_GAME_TTL", default_value = "1h", value_parser = non_zero_duration)]
     pub game_ttl: Duration,
@@ -66,6 +76,15 @@ pub struct Config {
     )]
     pub max_pending_connections: usize,
 
+    /// Close each client connection after this long (gracefully: open calls finish), so that
+    /// clients reconnect and spread over the replicas a Service has now. Off by default.
+    #[arg(long, env = "GAME_SERVICE_MAX_CONNECTION_AGE", value_parser = non_zero_duration)]
+    pub max_connection_age: Option<Duration>,
+
+    /// After `--max-connection-age`, how long open calls get before the connection is cut.
+    #[arg(long, env = "GAME_SERVICE_MAX_CONNECTION_AGE_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub max_connection_age_grace: Duration,
+
     /// Deadline for a unary call (a stream's messages are not cut off by it).
     #[arg(long, env = "GAME_SERVICE_REQUEST_TIMEOUT", default_value = "10s", value_parser = non_zero_duration)]
     pub request_timeout: Duration,
@@ -85,6 +104,26 @@ pub struct Config {
     /// Log JSON lines instead of human-readable text.
     #[arg(long, env = "GAME_SERVICE_LOG_JSON")]
     pub log_json: bool,
+}
+
+/// Where games are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreConfig {
+    Memory,
+    /// A `redis://` or `rediss://` URL.
+    Redis(String),
+}
+
+impl StoreConfig {
+    fn parse(text: &str) -> Result<StoreConfig, String> {
+        if text == "memory" {
+            Ok(StoreConfig::Memory)
+        } else if text.starts_with("redis://") || text.starts_with("rediss://") {
+            Ok(StoreConfig::Redis(text.to_owned()))
+        } else {
+            Err("must be `memory` or a redis:// or rediss:// URL".to_owned())
+        }
+    }
 }
 
 /// A duration such as "90s" or "1h" that is not zero: a zero TTL, sweep
@@ -125,5 +164,21 @@ mod tests {
             );
         }
         assert!(Config::try_parse_from(["game-service", "--game-ttl", "soon"]).is_err());
+    }
+
+    #[test]
+    fn the_store_is_memory_or_a_redis_url() {
+        let store = |text| Config::try_parse_from(["game-service", "--store", text]);
+        assert_eq!(
+            Config::parse_from(["game-service"]).store,
+            StoreConfig::Memory
+        );
+        assert_eq!(
+            store("redis://:secret@127.0.0.1:6379/2").unwrap().store,
+            StoreConfig::Redis("redis://:secret@127.0.0.1:6379/2".into())
+        );
+        assert!(store("rediss://cache.example:6380").is_ok());
+        let error = store("postgres://x").unwrap_err();
+        assert!(error.to_string().contains("redis://"), "{error}");
     }
 }

@@ -3,8 +3,9 @@
 //!
 //! - [`rules`]: the game itself, pure (no I/O, no async). Start here.
 //! - [`dictionary`]: the word list and uniform random choice.
-//! - [`registry`]: live games by id, idle TTL, maximum count, change notification.
-//! - [`service`]: the gRPC API, translating messages and errors to and from the registry.
+//! - [`store`]: where live games are kept (this process, or Redis shared by replicas): by
+//!   id, with an idle TTL, a maximum count and change notification.
+//! - [`service`]: the gRPC API, translating messages and errors to and from the store.
 //! - [`server`]: assembles the server (API, health, reflection, `/metrics`) and runs it.
 //! - [`config`]: flags and their environment-variable twins.
 //! - [`telemetry`]: logs (failed calls with `traceparent`), Prometheus metrics.
@@ -15,10 +16,10 @@ pub mod coalesce;
 pub mod config;
 pub mod dictionary;
 pub mod oversized;
-pub mod registry;
 pub mod rules;
 pub mod server;
 pub mod service;
+pub mod store;
 pub mod telemetry;
 
 pub use config::Config;

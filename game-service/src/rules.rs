@@ -34,6 +34,32 @@ impl GameState {
     pub fn is_over(self) -> bool {
         matches!(self, GameState::Won | GameState::Lost)
     }
+
+    /// The state's name in snake case, as logs, metrics and stored games spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            GameState::Initializing => "initializing",
+            GameState::GoodGuess => "good_guess",
+            GameState::BadGuess => "bad_guess",
+            GameState::AlreadyUsed => "already_used",
+            GameState::Won => "won",
+            GameState::Lost => "lost",
+        }
+    }
+
+    /// The state a [`GameState::name`] names.
+    pub fn from_name(name: &str) -> Option<GameState> {
+        [
+            GameState::Initializing,
+            GameState::GoodGuess,
+            GameState::BadGuess,
+            GameState::AlreadyUsed,
+            GameState::Won,
+            GameState::Lost,
+        ]
+        .into_iter()
+        .find(|state| state.name() == name)
+    }
 }
 
 /// A word a game cannot be played with.
@@ -101,6 +127,21 @@ pub struct Game {
     state: GameState,
 }
 
+/// What a store keeps of a game: the word, the letters guessed and the last move's state.
+/// Everything else follows from them, and [`Game::from_record`] checks that they agree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub word: String,
+    /// The letters guessed so far, a-z, in any order.
+    pub used: String,
+    pub state: GameState,
+}
+
+/// A [`Record`] that no game played by these rules could leave.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("not a game these rules could reach: {0}")]
+pub struct InvalidRecord(&'static str);
+
 /// What a player may see of a game.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tally {
@@ -136,6 +177,46 @@ impl Game {
 
     pub fn state(&self) -> GameState {
         self.state
+    }
+
+    /// What a store needs to keep to give this game back with [`Game::from_record`].
+    pub fn record(&self) -> Record {
+        Record {
+            word: self.word.to_string(),
+            used: self.used.iter().collect(),
+            state: self.state,
+        }
+    }
+
+    /// The game a [`Record`] describes, if these rules could have reached it: the turns left
+    /// follow from the wrong letters, and the state must agree with them.
+    pub fn from_record(record: &Record) -> Result<Game, InvalidRecord> {
+        let mut game = Game::new(&record.word).map_err(|_| InvalidRecord("invalid word"))?;
+        for letter in record.used.bytes() {
+            if !letter.is_ascii_lowercase() {
+                return Err(InvalidRecord("a used letter is not a-z"));
+            }
+            game.used.insert(letter);
+        }
+        let wrong = (game.used.0 & !game.letters_in_word.0).count_ones();
+        game.turns_left = TURNS
+            .checked_sub(u8::try_from(wrong).unwrap_or(u8::MAX))
+            .ok_or(InvalidRecord("more wrong letters than turns"))?;
+        let won = game.used.0 & game.letters_in_word.0 == game.letters_in_word.0;
+        let lost = game.turns_left == 0;
+        let consistent = match record.state {
+            GameState::Won => won && !lost,
+            GameState::Lost => lost && !won,
+            GameState::Initializing => game.used.0 == 0,
+            GameState::GoodGuess | GameState::BadGuess | GameState::AlreadyUsed => {
+                game.used.0 != 0 && !won && !lost
+            }
+        };
+        if !consistent {
+            return Err(InvalidRecord("the state does not follow from the letters"));
+        }
+        game.state = record.state;
+        Ok(game)
     }
 
     /// Applies one guess, in the order of DESIGN.md §3, and returns the new state.
@@ -319,6 +400,45 @@ mod tests {
     fn an_invalid_guess_error_shows_at_most_sixteen_characters() {
         let err = parse_guess(&"x".repeat(10_000)).unwrap_err();
         assert_eq!(err.shown, format!("{}…", "x".repeat(16)));
+    }
+
+    #[test]
+    fn a_record_gives_back_the_same_game() {
+        for (word, guesses) in [("bee", ""), ("bee", "ex"), ("bee", "exx"), ("bee", "eb")] {
+            let game = play(word, guesses);
+            assert_eq!(Game::from_record(&game.record()), Ok(game));
+        }
+        let lost = play("bee", "acdfghi");
+        assert_eq!(Game::from_record(&lost.record()), Ok(lost));
+    }
+
+    #[test]
+    fn a_record_no_game_could_reach_is_refused() {
+        let record = |word: &str, used: &str, state| Record {
+            word: word.into(),
+            used: used.into(),
+            state,
+        };
+        for bad in [
+            record("bee", "e", GameState::Won),
+            record("bee", "be", GameState::GoodGuess),
+            record("bee", "", GameState::BadGuess),
+            record("bee", "x", GameState::Initializing),
+            record("bee", "acdfghijk", GameState::Lost),
+            record("bee", "E", GameState::GoodGuess),
+            record("Bee", "e", GameState::GoodGuess),
+        ] {
+            assert!(Game::from_record(&bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn state_names_are_snake_case_and_read_back() {
+        assert_eq!(GameState::AlreadyUsed.name(), "already_used");
+        for state in [GameState::Initializing, GameState::Won, GameState::Lost] {
+            assert_eq!(GameState::from_name(state.name()), Some(state));
+        }
+        assert_eq!(GameState::from_name("Won"), None);
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{middleware, routing::get};
 use futures::TryStreamExt;
-use hangman_proto::v1::hangman_service_server::HangmanServiceServer;
+use hangman_proto::v1::hangman_service_server::{HangmanServiceServer, SERVICE_NAME};
 use service_kit::ConnectionLimits;
 use service_kit::connections::Admission;
 use thiserror::Error;
@@ -13,14 +13,15 @@ use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
 
 use crate::{
     coalesce::Coalesced,
-    config::Config,
+    config::{Config, StoreConfig},
     dictionary::{Dictionary, DictionaryError},
     oversized,
-    registry::{Limits, Registry},
     service::HangmanApi,
+    store::{GameStore, Limits, MemoryStore, RedisStore, StoreError},
     telemetry,
 };
 
@@ -35,6 +36,8 @@ pub enum StartError {
     },
     #[error("cannot build server reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// A server running in the background; [`RunningServer::stop`] shuts it down.
@@ -77,23 +80,32 @@ impl RunningServer {
     }
 }
 
-/// Binds `config.listen` and serves in the background.
+/// Binds `config.listen` and serves in the background, with games in the store `--store`
+/// names.
 pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     telemetry::metrics_handle();
     let dictionary = match &config.dictionary {
         Some(path) => Dictionary::from_file(path)?,
         None => Dictionary::builtin(),
     };
-    let registry = Arc::new(Registry::new(
-        dictionary,
-        Limits {
-            max_games: config.max_games,
-            game_ttl: config.game_ttl,
-            watch_buffer: config.watch_buffer,
-            max_watchers_per_game: config.max_watchers_per_game,
-            max_watchers: config.max_watchers,
-        },
-    ));
+    let limits = Limits {
+        max_games: config.max_games,
+        game_ttl: config.game_ttl,
+        watch_buffer: config.watch_buffer,
+        max_watchers_per_game: config.max_watchers_per_game,
+        max_watchers: config.max_watchers,
+    };
+    match &config.store {
+        StoreConfig::Memory => serve(Arc::new(MemoryStore::new(dictionary, limits)), config).await,
+        StoreConfig::Redis(url) => {
+            let store = RedisStore::connect(url, dictionary, limits, config.store_timeout)?;
+            tracing::info!(url = %redacted(url), "games are kept in Redis");
+            serve(Arc::new(store), config).await
+        }
+    }
+}
+
+async fn serve<S: GameStore>(store: Arc<S>, config: Config) -> Result<RunningServer, StartError> {
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| StartError::Bind {
@@ -107,15 +119,12 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
 
     let shutdown = CancellationToken::new();
     let api = HangmanServiceServer::new(HangmanApi::new(
-        registry.clone(),
+        store.clone(),
         config.test_mode,
         shutdown.clone(),
     ))
     .max_decoding_message_size(config.max_message_size);
     let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<HangmanServiceServer<HangmanApi>>()
-        .await;
 
     let mut routes = Routes::builder();
     routes
@@ -132,28 +141,41 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         .layer(middleware::from_fn(telemetry::observe));
 
     tokio::spawn(sweep_expired_games(
-        registry,
+        store.clone(),
         config.sweep_interval,
         shutdown.clone(),
     ));
+    // Serving follows the store: NOT_SERVING while it cannot answer (Redis down).
+    let health_checks = tokio::spawn(report_health(
+        store,
+        health.clone(),
+        config.store_timeout,
+        shutdown.clone(),
+    ));
 
-    let server = tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder()
         // HTTP/1.1 only so that `curl /metrics` works; gRPC stays on HTTP/2.
         .accept_http1(true)
         .timeout(config.request_timeout)
-        .max_concurrent_streams(config.max_concurrent_streams)
-        .add_routes(Routes::from(routes));
+        .max_concurrent_streams(config.max_concurrent_streams);
+    if let Some(age) = config.max_connection_age {
+        // Clients reconnect, and a Service in front of several replicas spreads them again.
+        server = server
+            .max_connection_age(age)
+            .max_connection_age_grace(config.max_connection_age_grace);
+    }
+    let server = server.add_routes(Routes::from(routes));
     let grace = config.shutdown_timeout;
     let signal = {
         let shutdown = shutdown.clone();
         async move {
             shutdown.cancelled().await;
-            health
-                .set_not_serving::<HangmanServiceServer<HangmanApi>>()
-                .await;
-            health
-                .set_service_status("", ServingStatus::NotServing)
-                .await;
+            let _ = health_checks.await;
+            for service in ["", SERVICE_NAME] {
+                health
+                    .set_service_status(service, ServingStatus::NotServing)
+                    .await;
+            }
             tracing::info!(?grace, "shutting down");
         }
     };
@@ -188,6 +210,52 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     })
 }
 
+/// Sets the health status from the store's check, once now and then every `every`, until
+/// shutdown. Logs each change.
+async fn report_health<S: GameStore>(
+    store: Arc<S>,
+    health: HealthReporter,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut serving = None;
+    loop {
+        let status = match store.check().await {
+            Ok(()) => ServingStatus::Serving,
+            Err(error) => {
+                if serving != Some(ServingStatus::NotServing) {
+                    tracing::warn!(%error, "not serving: the game store cannot be reached");
+                }
+                ServingStatus::NotServing
+            }
+        };
+        if serving != Some(status) {
+            if status == ServingStatus::Serving && serving.is_some() {
+                tracing::info!("serving again: the game store answers");
+            }
+            for service in ["", SERVICE_NAME] {
+                health.set_service_status(service, status).await;
+            }
+            serving = Some(status);
+        }
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// A store URL fit for a log line: without its password.
+fn redacted(url: &str) -> String {
+    match url.split_once('@') {
+        Some((credentials, host)) => match credentials.rsplit_once(':') {
+            Some((user, _)) if !user.ends_with('/') => format!("{user}:***@{host}"),
+            _ => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
 /// Reflection over every service the server offers; built once per protocol version.
 fn reflection() -> tonic_reflection::server::Builder<'static> {
     tonic_reflection::server::Builder::configure()
@@ -203,8 +271,8 @@ async fn grace_expired(shutdown: &CancellationToken, grace: Duration) {
     tokio::time::sleep(grace).await;
 }
 
-async fn sweep_expired_games(
-    registry: Arc<Registry>,
+async fn sweep_expired_games<S: GameStore>(
+    store: Arc<S>,
     every: Duration,
     shutdown: CancellationToken,
 ) {
@@ -213,7 +281,7 @@ async fn sweep_expired_games(
     loop {
         tokio::select! {
             _ = ticks.tick() => {
-                let removed = registry.sweep();
+                let removed = store.sweep().await;
                 if removed > 0 {
                     tracing::info!(removed, "expired games dropped");
                 }

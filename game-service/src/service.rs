@@ -1,7 +1,7 @@
-//! The `hangman.v1.HangmanService` gRPC API over the [`Registry`].
+//! The `hangman.v1.HangmanService` gRPC API over a [`GameStore`].
 //!
-//! This module only translates: proto messages to registry calls and back,
-//! registry errors to gRPC status codes. The rules live in `rules`.
+//! This module only translates: proto messages to store calls and back,
+//! store errors to gRPC status codes. The rules live in `rules`.
 
 use std::{pin::Pin, sync::Arc};
 
@@ -15,23 +15,23 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::{
-    registry::{Registry, RegistryError},
     rules::{GameState, Tally},
+    store::{GameStore, StoreError},
 };
 
-/// The gRPC service: a handle on the shared registry plus the server's mode.
-pub struct HangmanApi {
-    registry: Arc<Registry>,
+/// The gRPC service: a handle on the shared store plus the server's mode.
+pub struct HangmanApi<S> {
+    store: Arc<S>,
     test_mode: bool,
     /// Cancelled when the server shuts down, so that watch streams end and
     /// graceful shutdown does not wait for them forever.
     shutdown: CancellationToken,
 }
 
-impl HangmanApi {
-    pub fn new(registry: Arc<Registry>, test_mode: bool, shutdown: CancellationToken) -> Self {
+impl<S> HangmanApi<S> {
+    pub fn new(store: Arc<S>, test_mode: bool, shutdown: CancellationToken) -> Self {
         HangmanApi {
-            registry,
+            store,
             test_mode,
             shutdown,
         }
@@ -41,7 +41,7 @@ impl HangmanApi {
 type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchGameResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
-impl HangmanService for HangmanApi {
+impl<S: GameStore> HangmanService for HangmanApi<S> {
     async fn create_game(
         &self,
         request: Request<CreateGameRequest>,
@@ -54,7 +54,7 @@ impl HangmanService for HangmanApi {
                 "a fixed word is accepted only when the server runs in test mode (--test-mode)",
             ));
         }
-        let (game_id, tally) = self.registry.create(word.as_deref())?;
+        let (game_id, tally) = self.store.create(word.as_deref()).await?;
         metrics::counter!("hangman_games_created_total").increment(1);
         let traceparent = traceparent.as_ref().and_then(|v| v.to_str().ok());
         tracing::info!(%game_id, traceparent = %traceparent.unwrap_or(""), "game created");
@@ -69,7 +69,7 @@ impl HangmanService for HangmanApi {
         request: Request<GetGameRequest>,
     ) -> Result<Response<GetGameResponse>, Status> {
         let game_id = request.into_inner().game_id;
-        let tally = self.registry.get(&game_id)?;
+        let tally = self.store.get(&game_id).await?;
         Ok(Response::new(GetGameResponse {
             game_id,
             tally: Some(to_proto(tally)),
@@ -81,9 +81,8 @@ impl HangmanService for HangmanApi {
         request: Request<MakeMoveRequest>,
     ) -> Result<Response<MakeMoveResponse>, Status> {
         let MakeMoveRequest { game_id, guess } = request.into_inner();
-        let tally = self.registry.make_move(&game_id, &guess)?;
-        metrics::counter!("hangman_moves_total", "state" => state_name(tally.game_state))
-            .increment(1);
+        let tally = self.store.make_move(&game_id, &guess).await?;
+        metrics::counter!("hangman_moves_total", "state" => tally.game_state.name()).increment(1);
         Ok(Response::new(MakeMoveResponse {
             game_id,
             tally: Some(to_proto(tally)),
@@ -97,7 +96,7 @@ impl HangmanService for HangmanApi {
         request: Request<WatchGameRequest>,
     ) -> Result<Response<WatchStream>, Status> {
         let game_id = request.into_inner().game_id;
-        let subscription = self.registry.watch(&game_id)?;
+        let subscription = self.store.watch(&game_id).await?;
         let message = move |tally| {
             Ok(WatchGameResponse {
                 game_id: game_id.clone(),
@@ -119,22 +118,26 @@ impl HangmanService for HangmanApi {
         &self,
         request: Request<EndGameRequest>,
     ) -> Result<Response<EndGameResponse>, Status> {
-        self.registry.end(&request.into_inner().game_id)?;
+        self.store.end(&request.into_inner().game_id).await?;
         Ok(Response::new(EndGameResponse {}))
     }
 }
 
-impl From<RegistryError> for Status {
-    fn from(error: RegistryError) -> Status {
+impl From<StoreError> for Status {
+    fn from(error: StoreError) -> Status {
         let message = error.to_string();
         match error {
-            RegistryError::NotFound => Status::not_found(message),
-            RegistryError::EmptyId
-            | RegistryError::InvalidGuess(_)
-            | RegistryError::InvalidWord(_) => Status::invalid_argument(message),
-            RegistryError::Full { .. }
-            | RegistryError::TooManyWatchers { .. }
-            | RegistryError::TooManyWatchStreams { .. } => Status::resource_exhausted(message),
+            StoreError::NotFound => Status::not_found(message),
+            StoreError::EmptyId | StoreError::InvalidGuess(_) | StoreError::InvalidWord(_) => {
+                Status::invalid_argument(message)
+            }
+            StoreError::Full { .. }
+            | StoreError::TooManyWatchers { .. }
+            | StoreError::TooManyWatchStreams { .. }
+            | StoreError::StoreFull(_) => Status::resource_exhausted(message),
+            StoreError::Contention => Status::aborted(message),
+            StoreError::Unavailable(_) => Status::unavailable(message),
+            StoreError::Corrupt(_) | StoreError::Config(_) => Status::internal(message),
         }
     }
 }
@@ -157,16 +160,5 @@ fn proto_state(state: GameState) -> pb::GameState {
         GameState::AlreadyUsed => pb::GameState::AlreadyUsed,
         GameState::Won => pb::GameState::Won,
         GameState::Lost => pb::GameState::Lost,
-    }
-}
-
-fn state_name(state: GameState) -> &'static str {
-    match state {
-        GameState::Initializing => "initializing",
-        GameState::GoodGuess => "good_guess",
-        GameState::BadGuess => "bad_guess",
-        GameState::AlreadyUsed => "already_used",
-        GameState::Won => "won",
-        GameState::Lost => "lost",
     }
 }

@@ -1,29 +1,24 @@
 //! The `hangman.v1` API as a client sees it: a real server on port 0, real gRPC,
-//! the generated client.
+//! the generated client. The suite runs once with games in memory and once with games in a
+//! Redis of its own (`memory::…` and `redis::…`); what only holds for one store is apart.
+
+mod support;
 
 use std::{collections::HashSet, time::Duration};
 
 use clap::Parser;
 use futures::StreamExt;
-use game_service::{Config, RunningServer};
+use game_service::Config;
 use hangman_proto::v1::{
     CreateGameRequest, CreateGameResponse, EndGameRequest, GameState, GetGameRequest,
     MakeMoveRequest, Tally, WatchGameRequest, WatchGameResponse,
-    hangman_service_client::HangmanServiceClient,
 };
-use tonic::{Code, Status, Streaming, transport::Channel};
+use support::{Client, Store, TestServer, client};
+use tonic::{Code, Status, Streaming};
 
-async fn server(extra_flags: &[&str]) -> RunningServer {
-    let mut args = vec!["game-service", "--listen", "127.0.0.1:0"];
-    args.extend_from_slice(extra_flags);
-    game_service::start(Config::parse_from(args)).await.unwrap()
+async fn server(store: Store, extra_flags: &[&str]) -> TestServer {
+    TestServer::start(store, extra_flags).await
 }
-
-async fn client(server: &RunningServer) -> Client {
-    HangmanServiceClient::connect(server.url()).await.unwrap()
-}
-
-type Client = HangmanServiceClient<Channel>;
 
 async fn create(client: &mut Client, word: Option<&str>) -> Result<CreateGameResponse, Status> {
     let word = word.map(String::from);
@@ -69,9 +64,8 @@ fn strings(letters: &str) -> Vec<String> {
     letters.chars().map(String::from).collect()
 }
 
-#[tokio::test]
-async fn a_full_game_is_won_by_guessing_every_letter() {
-    let server = server(&["--test-mode"]).await;
+async fn a_full_game_is_won_by_guessing_every_letter(store: Store) {
+    let server = server(store, &["--test-mode"]).await;
     let mut client = client(&server).await;
     let created = create(&mut client, Some("otter")).await.unwrap();
     let id = created.game_id;
@@ -113,9 +107,8 @@ async fn a_full_game_is_won_by_guessing_every_letter() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn a_full_game_is_lost_after_seven_wrong_letters() {
-    let server = server(&["--test-mode"]).await;
+async fn a_full_game_is_lost_after_seven_wrong_letters(store: Store) {
+    let server = server(store, &["--test-mode"]).await;
     let mut client = client(&server).await;
     let id = new_game(&mut client, "otter").await;
     for (i, letter) in "abcdfg".chars().enumerate() {
@@ -133,9 +126,8 @@ async fn a_full_game_is_lost_after_seven_wrong_letters() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn an_invalid_guess_is_rejected_with_a_reason_and_changes_nothing() {
-    let server = server(&["--test-mode"]).await;
+async fn an_invalid_guess_is_rejected_with_a_reason_and_changes_nothing(store: Store) {
+    let server = server(store, &["--test-mode"]).await;
     let mut client = client(&server).await;
     let id = new_game(&mut client, "otter").await;
     for bad in ["", "ab", "7", "é", " ", &"x".repeat(5000)] {
@@ -158,9 +150,8 @@ async fn an_invalid_guess_is_rejected_with_a_reason_and_changes_nothing() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn unknown_and_empty_ids_are_not_found_and_invalid() {
-    let server = server(&[]).await;
+async fn unknown_and_empty_ids_are_not_found_and_invalid(store: Store) {
+    let server = server(store, &[]).await;
     let mut client = client(&server).await;
     let unknown = "AAAAAAAAAAAAAAAAAAAAAA".to_string();
     let codes = [
@@ -183,9 +174,8 @@ async fn unknown_and_empty_ids_are_not_found_and_invalid() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn a_fixed_word_is_refused_outside_test_mode() {
-    let server = server(&[]).await;
+async fn a_fixed_word_is_refused_outside_test_mode(store: Store) {
+    let server = server(store, &[]).await;
     let mut client = client(&server).await;
     let status = client
         .create_game(CreateGameRequest {
@@ -206,9 +196,8 @@ async fn a_fixed_word_is_refused_outside_test_mode() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn a_fixed_word_must_be_lowercase_letters_even_in_test_mode() {
-    let server = server(&["--test-mode"]).await;
+async fn a_fixed_word_must_be_lowercase_letters_even_in_test_mode(store: Store) {
+    let server = server(store, &["--test-mode"]).await;
     let mut client = client(&server).await;
     for word in ["", "Otter", "ot ter"] {
         let status = create(&mut client, Some(word)).await.unwrap_err();
@@ -217,9 +206,8 @@ async fn a_fixed_word_must_be_lowercase_letters_even_in_test_mode() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn ids_are_unguessable_url_safe_text() {
-    let server = server(&[]).await;
+async fn ids_are_unguessable_url_safe_text(store: Store) {
+    let server = server(store, &[]).await;
     let mut client = client(&server).await;
     let mut ids = HashSet::new();
     for _ in 0..50 {
@@ -235,15 +223,17 @@ async fn ids_are_unguessable_url_safe_text() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn an_idle_game_expires_after_its_ttl() {
-    let server = server(&[
-        "--test-mode",
-        "--game-ttl",
-        "300ms",
-        "--sweep-interval",
-        "50ms",
-    ])
+async fn an_idle_game_expires_after_its_ttl(store: Store) {
+    let server = server(
+        store,
+        &[
+            "--test-mode",
+            "--game-ttl",
+            "300ms",
+            "--sweep-interval",
+            "50ms",
+        ],
+    )
     .await;
     let mut client = client(&server).await;
     let idle = new_game(&mut client, "otter").await;
@@ -264,9 +254,8 @@ async fn an_idle_game_expires_after_its_ttl() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn a_full_registry_refuses_new_games_with_resource_exhausted() {
-    let server = server(&["--max-games", "3"]).await;
+async fn a_full_registry_refuses_new_games_with_resource_exhausted(store: Store) {
+    let server = server(store, &["--max-games", "3"]).await;
     let mut client = client(&server).await;
     let mut ids = Vec::new();
     for _ in 0..3 {
@@ -290,10 +279,9 @@ async fn a_full_registry_refuses_new_games_with_resource_exhausted() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn concurrent_moves_on_one_game_are_all_applied() {
+async fn concurrent_moves_on_one_game_are_all_applied(store: Store) {
     // A word with every letter, so that no guess ends the game early.
-    let server = server(&["--test-mode"]).await;
+    let server = server(store, &["--test-mode"]).await;
     let mut client = client(&server).await;
     let id = new_game(&mut client, "thequickbrownfoxjumpsoverthelazydog").await;
     let tasks: Vec<_> = ('a'..='y')
@@ -313,9 +301,8 @@ async fn concurrent_moves_on_one_game_are_all_applied() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn a_watcher_gets_the_tally_now_then_every_change_in_order_then_the_end() {
-    let server = server(&["--test-mode"]).await;
+async fn a_watcher_gets_the_tally_now_then_every_change_in_order_then_the_end(store: Store) {
+    let server = server(store, &["--test-mode"]).await;
     let mut client = client(&server).await;
     let id = new_game(&mut client, "otter").await;
     guess(&mut client, &id, "x").await;
@@ -342,9 +329,8 @@ async fn a_watcher_gets_the_tally_now_then_every_change_in_order_then_the_end() 
     server.stop().await;
 }
 
-#[tokio::test]
-async fn watch_streams_end_when_the_server_shuts_down() {
-    let server = server(&["--test-mode"]).await;
+async fn watch_streams_end_when_the_server_shuts_down(store: Store) {
+    let server = server(store, &["--test-mode"]).await;
     let mut client = client(&server).await;
     let id = new_game(&mut client, "otter").await;
     let mut watch = watch(&mut client, &id).await.unwrap();
@@ -355,11 +341,10 @@ async fn watch_streams_end_when_the_server_shuts_down() {
     assert!(!matches!(watch.next().await, Some(Ok(_))));
 }
 
-#[tokio::test]
-async fn an_oversized_request_is_refused_with_resource_exhausted() {
+async fn an_oversized_request_is_refused_with_resource_exhausted(store: Store) {
     // The gRPC status codes say so for a request larger than the server's limit;
     // tonic's own answer is OUT_OF_RANGE.
-    let server = server(&[]).await;
+    let server = server(store, &[]).await;
     let mut client = client(&server).await;
     let huge = "x".repeat(60_000);
     let status = get(&mut client, &huge).await.unwrap_err();
@@ -375,9 +360,8 @@ async fn an_oversized_request_is_refused_with_resource_exhausted() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn watchers_past_the_cap_are_refused_until_one_leaves() {
-    let server = server(&["--test-mode", "--max-watchers-per-game", "2"]).await;
+async fn watchers_past_the_cap_are_refused_until_one_leaves(store: Store) {
+    let server = server(store, &["--test-mode", "--max-watchers-per-game", "2"]).await;
     let mut client = client(&server).await;
     let id = new_game(&mut client, "otter").await;
     let first = watch(&mut client, &id).await.unwrap();
@@ -404,10 +388,9 @@ async fn watchers_past_the_cap_are_refused_until_one_leaves() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn watch_streams_past_the_server_wide_cap_are_refused_until_one_leaves() {
+async fn watch_streams_past_the_server_wide_cap_are_refused_until_one_leaves(store: Store) {
     // Each watch stream holds memory, so their number is bounded however many games there are.
-    let server = server(&["--test-mode", "--max-watchers", "2"]).await;
+    let server = server(store, &["--test-mode", "--max-watchers", "2"]).await;
     let mut client = client(&server).await;
     let mut games = Vec::new();
     for _ in 0..3 {
@@ -433,11 +416,10 @@ async fn watch_streams_past_the_server_wide_cap_are_refused_until_one_leaves() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn a_game_watched_again_after_its_watchers_left_streams_every_change() {
+async fn a_game_watched_again_after_its_watchers_left_streams_every_change(store: Store) {
     // An unwatched game holds no change buffer: the last watcher to leave drops
     // it, and the next watcher gets a new one.
-    let server = server(&["--test-mode", "--max-watchers-per-game", "1"]).await;
+    let server = server(store, &["--test-mode", "--max-watchers-per-game", "1"]).await;
     let mut client = client(&server).await;
     let id = new_game(&mut client, "otter").await;
     let mut first = watch(&mut client, &id).await.unwrap();
@@ -473,8 +455,9 @@ fn dictionary_file(name: &str, text: &str) -> std::path::PathBuf {
 
 #[tokio::test]
 async fn a_dictionary_file_replaces_the_builtin_words() {
+    let store = Store::Memory;
     let path = dictionary_file("one-word", "\nzebra\n");
-    let server = server(&["--dictionary", path.to_str().unwrap()]).await;
+    let server = server(store, &["--dictionary", path.to_str().unwrap()]).await;
     let mut client = client(&server).await;
     let id = create(&mut client, None).await.unwrap().game_id;
     let mut tally = get(&mut client, &id).await.unwrap();
@@ -506,3 +489,22 @@ async fn a_bad_or_missing_dictionary_stops_start_up_with_a_reason() {
     }
     std::fs::remove_file(bad).unwrap();
 }
+
+store_suite!(
+    a_full_game_is_won_by_guessing_every_letter,
+    a_full_game_is_lost_after_seven_wrong_letters,
+    an_invalid_guess_is_rejected_with_a_reason_and_changes_nothing,
+    unknown_and_empty_ids_are_not_found_and_invalid,
+    a_fixed_word_is_refused_outside_test_mode,
+    a_fixed_word_must_be_lowercase_letters_even_in_test_mode,
+    ids_are_unguessable_url_safe_text,
+    an_idle_game_expires_after_its_ttl,
+    a_full_registry_refuses_new_games_with_resource_exhausted,
+    concurrent_moves_on_one_game_are_all_applied,
+    a_watcher_gets_the_tally_now_then_every_change_in_order_then_the_end,
+    watch_streams_end_when_the_server_shuts_down,
+    an_oversized_request_is_refused_with_resource_exhausted,
+    watchers_past_the_cap_are_refused_until_one_leaves,
+    watch_streams_past_the_server_wide_cap_are_refused_until_one_leaves,
+    a_game_watched_again_after_its_watchers_left_streams_every_change,
+);

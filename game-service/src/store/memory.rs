@@ -1,4 +1,5 @@
-//! Live games by id, with an idle TTL, a maximum count and change notification.
+//! Games in this process: live games by id, with an idle TTL, a maximum count and change
+//! notification.
 //!
 //! Memory stays bounded whatever clients do: at most `max_games` games, each
 //! dropped after `game_ttl` without a move or creation; at most
@@ -19,59 +20,21 @@
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex, RwLock, Weak},
-    time::{Duration, Instant},
+    time::Instant,
 };
 
-use base64::Engine;
-use rand::Rng;
-use thiserror::Error;
+use futures::StreamExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast};
 
+use super::{Changes, GameId, Limits, StoreError, Subscription, new_game_id};
 use crate::{
     dictionary::Dictionary,
-    rules::{Game, InvalidGuess, InvalidWord, Tally},
+    rules::{Game, Tally},
 };
-
-/// An unguessable game id: 128 random bits as unpadded URL-safe base64.
-pub type GameId = Arc<str>;
-
-/// How big the registry may grow and how long games live.
-#[derive(Debug, Clone)]
-pub struct Limits {
-    pub max_games: usize,
-    pub game_ttl: Duration,
-    pub watch_buffer: usize,
-    pub max_watchers_per_game: usize,
-    pub max_watchers: usize,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum RegistryError {
-    #[error("no game with this id (it may have ended or expired)")]
-    NotFound,
-    #[error("the game id is empty")]
-    EmptyId,
-    #[error("the server holds its maximum of {max} games; try again later")]
-    Full { max: usize },
-    #[error("the game has its maximum of {max} watchers")]
-    TooManyWatchers { max: usize },
-    #[error("the server holds its maximum of {max} watch streams; try again later")]
-    TooManyWatchStreams { max: usize },
-    #[error(transparent)]
-    InvalidGuess(#[from] InvalidGuess),
-    #[error("invalid word: {0}")]
-    InvalidWord(#[from] InvalidWord),
-}
-
-/// A new watcher's view: the tally now and every change after it.
-pub struct Subscription {
-    pub tally: Tally,
-    pub changes: Changes,
-}
 
 /// A watcher's changes, in the order they were applied. Dropping it is how a
 /// watcher leaves.
-pub struct Changes {
+struct MemoryChanges {
     /// Always `Some` until dropped: it is dropped under the game's lock.
     receiver: Option<broadcast::Receiver<Tally>>,
     /// Weak, so that a watcher does not keep an ended or expired game alive:
@@ -81,12 +44,12 @@ pub struct Changes {
     _permit: OwnedSemaphorePermit,
 }
 
-impl Changes {
+impl MemoryChanges {
     /// The next change, or `None` once the game has ended or expired. A
     /// watcher that fell more than `watch_buffer` changes behind skips those
     /// it missed and goes on with the oldest one still buffered, so order is
     /// kept and memory is bounded.
-    pub async fn next(&mut self) -> Option<Tally> {
+    async fn next(&mut self) -> Option<Tally> {
         let receiver = self.receiver.as_mut()?;
         loop {
             match receiver.recv().await {
@@ -98,7 +61,7 @@ impl Changes {
     }
 }
 
-impl Drop for Changes {
+impl Drop for MemoryChanges {
     fn drop(&mut self) {
         let Some(slot) = self.slot.upgrade() else {
             return;
@@ -128,7 +91,7 @@ struct SlotState {
     changes: Option<broadcast::Sender<Tally>>,
 }
 
-pub struct Registry {
+pub struct MemoryStore {
     games: RwLock<HashMap<GameId, Arc<Slot>>>,
     /// One permit per watcher, `max_watchers` in all.
     watchers: Arc<Semaphore>,
@@ -136,9 +99,9 @@ pub struct Registry {
     limits: Limits,
 }
 
-impl Registry {
-    pub fn new(dictionary: Dictionary, limits: Limits) -> Registry {
-        Registry {
+impl MemoryStore {
+    pub fn new(dictionary: Dictionary, limits: Limits) -> MemoryStore {
+        MemoryStore {
             games: RwLock::new(HashMap::new()),
             watchers: Arc::new(Semaphore::new(
                 limits.max_watchers.min(Semaphore::MAX_PERMITS),
@@ -149,7 +112,7 @@ impl Registry {
     }
 
     /// Starts a game with `word`, or a random word from the dictionary.
-    pub fn create(&self, word: Option<&str>) -> Result<(GameId, Tally), RegistryError> {
+    pub fn create(&self, word: Option<&str>) -> Result<(GameId, Tally), StoreError> {
         let game = Game::new(word.unwrap_or_else(|| self.dictionary.random_word()))?;
         let tally = game.tally();
         let id = new_game_id();
@@ -165,7 +128,7 @@ impl Registry {
             // Only a full registry pays for a sweep; expired games make room.
             self.remove_expired(&mut games, Instant::now());
             if games.len() >= self.limits.max_games {
-                return Err(RegistryError::Full {
+                return Err(StoreError::Full {
                     max: self.limits.max_games,
                 });
             }
@@ -176,7 +139,7 @@ impl Registry {
     }
 
     /// The game's current tally. Reading is not activity: it does not extend the TTL.
-    pub fn get(&self, id: &str) -> Result<Tally, RegistryError> {
+    pub fn get(&self, id: &str) -> Result<Tally, StoreError> {
         let slot = self.slot(id)?;
         let state = lock(&slot.state);
         self.check_alive(&state)?;
@@ -184,7 +147,7 @@ impl Registry {
     }
 
     /// Plays one guess; publishes the new tally to watchers when it changed.
-    pub fn make_move(&self, id: &str, guess: &str) -> Result<Tally, RegistryError> {
+    pub fn make_move(&self, id: &str, guess: &str) -> Result<Tally, StoreError> {
         let slot = self.slot(id)?;
         let mut state = lock(&slot.state);
         self.check_alive(&state)?;
@@ -201,17 +164,17 @@ impl Registry {
 
     /// The tally now and a receiver of every later change, taken under the
     /// game's lock so that no change falls between the two.
-    pub fn watch(&self, id: &str) -> Result<Subscription, RegistryError> {
+    pub fn watch(&self, id: &str) -> Result<Subscription, StoreError> {
         let slot = self.slot(id)?;
         let mut state = lock(&slot.state);
         self.check_alive(&state)?;
         let max = self.limits.max_watchers_per_game;
         let watchers = state.changes.as_ref().map_or(0, |c| c.receiver_count());
         if watchers >= max {
-            return Err(RegistryError::TooManyWatchers { max });
+            return Err(StoreError::TooManyWatchers { max });
         }
         let permit = self.watchers.clone().try_acquire_owned().map_err(|_| {
-            RegistryError::TooManyWatchStreams {
+            StoreError::TooManyWatchStreams {
                 max: self.limits.max_watchers,
             }
         })?;
@@ -220,21 +183,26 @@ impl Registry {
         let changes = state
             .changes
             .get_or_insert_with(|| broadcast::channel(buffer).0);
+        let changes = MemoryChanges {
+            receiver: Some(changes.subscribe()),
+            slot: Arc::downgrade(&slot),
+            _permit: permit,
+        };
+        // Dropping the stream drops `changes`, which is how the watcher leaves.
+        let changes = futures::stream::unfold(changes, |mut changes| async move {
+            changes.next().await.map(|tally| (tally, changes))
+        });
         Ok(Subscription {
             tally,
-            changes: Changes {
-                receiver: Some(changes.subscribe()),
-                slot: Arc::downgrade(&slot),
-                _permit: permit,
-            },
+            changes: Changes::new(changes.boxed()),
         })
     }
 
     /// Removes a game; its watchers' streams end.
-    pub fn end(&self, id: &str) -> Result<(), RegistryError> {
+    pub fn end(&self, id: &str) -> Result<(), StoreError> {
         check_id(id)?;
         let mut games = self.games.write().unwrap_or_else(|e| e.into_inner());
-        let removed = games.remove(id).ok_or(RegistryError::NotFound)?;
+        let removed = games.remove(id).ok_or(StoreError::NotFound)?;
         metrics::gauge!("hangman_games_live").set(games.len() as f64);
         drop(games);
         // An expired game that was not swept yet no longer exists for clients.
@@ -265,25 +233,25 @@ impl Registry {
         before - games.len()
     }
 
-    fn slot(&self, id: &str) -> Result<Arc<Slot>, RegistryError> {
+    fn slot(&self, id: &str) -> Result<Arc<Slot>, StoreError> {
         check_id(id)?;
         let games = self.games.read().unwrap_or_else(|e| e.into_inner());
-        games.get(id).cloned().ok_or(RegistryError::NotFound)
+        games.get(id).cloned().ok_or(StoreError::NotFound)
     }
 
     /// An expired game waiting for the sweeper is already gone for clients.
-    fn check_alive(&self, state: &SlotState) -> Result<(), RegistryError> {
+    fn check_alive(&self, state: &SlotState) -> Result<(), StoreError> {
         if state.last_active.elapsed() > self.limits.game_ttl {
-            Err(RegistryError::NotFound)
+            Err(StoreError::NotFound)
         } else {
             Ok(())
         }
     }
 }
 
-fn check_id(id: &str) -> Result<(), RegistryError> {
+fn check_id(id: &str) -> Result<(), StoreError> {
     if id.is_empty() {
-        Err(RegistryError::EmptyId)
+        Err(StoreError::EmptyId)
     } else {
         Ok(())
     }
@@ -295,21 +263,16 @@ fn lock(state: &Mutex<SlotState>) -> std::sync::MutexGuard<'_, SlotState> {
     state.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn new_game_id() -> GameId {
-    let bytes: [u8; 16] = rand::rng().random();
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(bytes)
-        .into()
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use futures::FutureExt;
 
     use super::*;
 
-    fn registry(max_games: usize, game_ttl: Duration) -> Registry {
-        Registry::new(
+    fn registry(max_games: usize, game_ttl: Duration) -> MemoryStore {
+        MemoryStore::new(
             Dictionary::parse("hangman").unwrap(),
             Limits {
                 max_games,
@@ -341,7 +304,7 @@ mod tests {
         registry.create(None).unwrap();
         assert!(matches!(
             registry.create(None),
-            Err(RegistryError::Full { max: 2 })
+            Err(StoreError::Full { max: 2 })
         ));
         std::thread::sleep(Duration::from_millis(80));
         assert!(registry.create(None).is_ok());
@@ -357,7 +320,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(40));
             registry.make_move(&busy, guess).unwrap();
         }
-        assert_eq!(registry.get(&idle), Err(RegistryError::NotFound));
+        assert_eq!(registry.get(&idle), Err(StoreError::NotFound));
         assert_eq!(registry.sweep(), 1);
         assert!(registry.get(&busy).is_ok());
     }
@@ -370,7 +333,7 @@ mod tests {
         let _b = registry.watch(&id).unwrap();
         assert!(matches!(
             registry.watch(&id),
-            Err(RegistryError::TooManyWatchers { max: 2 })
+            Err(StoreError::TooManyWatchers { max: 2 })
         ));
     }
 
@@ -384,7 +347,7 @@ mod tests {
         let _c = registry.watch(&other).unwrap();
         assert!(matches!(
             registry.watch(&other),
-            Err(RegistryError::TooManyWatchStreams { max: 3 })
+            Err(StoreError::TooManyWatchStreams { max: 3 })
         ));
         drop(b);
         assert!(registry.watch(&other).is_ok());
@@ -409,7 +372,7 @@ mod tests {
         assert_eq!(sub.changes.next().now_or_never(), None, "nothing more yet");
     }
 
-    fn holds_a_change_buffer(registry: &Registry, id: &str) -> bool {
+    fn holds_a_change_buffer(registry: &MemoryStore, id: &str) -> bool {
         lock(&registry.slot(id).unwrap().state).changes.is_some()
     }
 
