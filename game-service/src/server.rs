@@ -146,12 +146,13 @@ async fn serve<S: GameStore>(store: Arc<S>, config: Config) -> Result<RunningSer
         shutdown.clone(),
     ));
     // Serving follows the store: NOT_SERVING while it cannot answer (Redis down).
-    let health_checks = tokio::spawn(report_health(
+    let health_checks = report_health(
         store,
         health.clone(),
         config.store_timeout,
         shutdown.clone(),
-    ));
+    )
+    .await;
 
     let mut server = tonic::transport::Server::builder()
         // HTTP/1.1 only so that `curl /metrics` works; gRPC stays on HTTP/2.
@@ -210,39 +211,53 @@ async fn serve<S: GameStore>(store: Arc<S>, config: Config) -> Result<RunningSer
     })
 }
 
-/// Sets the health status from the store's check, once now and then every `every`, until
-/// shutdown. Logs each change.
+/// Sets the health status from the store's check, every `every` until shutdown, logging
+/// each change. The first check is done before the server starts, so that a client never
+/// finds the service unregistered.
 async fn report_health<S: GameStore>(
     store: Arc<S>,
     health: HealthReporter,
     every: Duration,
     shutdown: CancellationToken,
-) {
-    let mut serving = None;
-    loop {
-        let status = match store.check().await {
-            Ok(()) => ServingStatus::Serving,
-            Err(error) => {
-                if serving != Some(ServingStatus::NotServing) {
-                    tracing::warn!(%error, "not serving: the game store cannot be reached");
-                }
-                ServingStatus::NotServing
+) -> JoinHandle<()> {
+    let mut serving = check_health(&*store, &health, None).await;
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                () = shutdown.cancelled() => return,
             }
-        };
-        if serving != Some(status) {
-            if status == ServingStatus::Serving && serving.is_some() {
+            serving = check_health(&*store, &health, Some(serving)).await;
+        }
+    })
+}
+
+/// One check of the store; sets and returns the status (logging a change from `before`).
+async fn check_health<S: GameStore>(
+    store: &S,
+    health: &HealthReporter,
+    before: Option<ServingStatus>,
+) -> ServingStatus {
+    let status = match store.check().await {
+        Ok(()) => {
+            if before == Some(ServingStatus::NotServing) {
                 tracing::info!("serving again: the game store answers");
             }
-            for service in ["", SERVICE_NAME] {
-                health.set_service_status(service, status).await;
-            }
-            serving = Some(status);
+            ServingStatus::Serving
         }
-        tokio::select! {
-            () = tokio::time::sleep(every) => {}
-            () = shutdown.cancelled() => return,
+        Err(error) => {
+            if before != Some(ServingStatus::NotServing) {
+                tracing::warn!(%error, "not serving: the game store cannot be reached");
+            }
+            ServingStatus::NotServing
+        }
+    };
+    if before != Some(status) {
+        for service in ["", SERVICE_NAME] {
+            health.set_service_status(service, status).await;
         }
     }
+    status
 }
 
 /// A store URL fit for a log line: without its password.

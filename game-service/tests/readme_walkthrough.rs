@@ -1,15 +1,16 @@
 //! The README's grpcurl and `buf curl` walkthroughs, run as written against a
 //! real game service with the real tools: grpcurl 1.8.6 (v1alpha reflection,
 //! from `.venv`) and `buf curl` (v1 reflection, from `tools/node_modules`).
-//! `scripts/setup` installs both.
+//! `scripts/setup` installs both. The grpcurl walkthrough also runs with games in Redis.
+
+mod support;
 
 use std::{
     path::{Path, PathBuf},
     process::Command,
 };
 
-use clap::Parser;
-use game_service::Config;
+use support::{Store, TestServer};
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -77,14 +78,8 @@ fn run(script: &str, addr: &str) -> String {
 }
 
 /// Runs the walkthrough `name` against a fresh server on port 0.
-async fn run_against_a_server(name: &str) -> String {
-    let server = game_service::start(Config::parse_from([
-        "game-service",
-        "--listen",
-        "127.0.0.1:0",
-    ]))
-    .await
-    .unwrap();
+async fn run_against_a_server(name: &str, store: Store) -> String {
+    let server = TestServer::start(store, &[]).await;
     let script = walkthrough(name);
     let addr = server.addr().to_string();
     let out = tokio::task::spawn_blocking(move || run(&script, &addr))
@@ -96,8 +91,17 @@ async fn run_against_a_server(name: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_grpcurl_walkthrough_works_as_written() {
-    let out = run_against_a_server("grpcurl").await;
+    let out = run_against_a_server("grpcurl", Store::Memory).await;
+    assert_the_grpcurl_walkthrough_printed(&out);
+}
 
+#[tokio::test(flavor = "multi_thread")]
+async fn the_grpcurl_walkthrough_works_as_written_with_games_in_redis() {
+    let out = run_against_a_server("grpcurl", Store::Redis).await;
+    assert_the_grpcurl_walkthrough_printed(&out);
+}
+
+fn assert_the_grpcurl_walkthrough_printed(out: &str) {
     for service in [
         "grpc.health.v1.Health",
         "grpc.reflection.v1.ServerReflection",
@@ -127,7 +131,7 @@ async fn the_grpcurl_walkthrough_works_as_written() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_buf_curl_walkthrough_works_as_written() {
-    let out = run_against_a_server("buf").await;
+    let out = run_against_a_server("buf", Store::Memory).await;
     assert!(out.contains("hangman.v1.HangmanService"), "{out}");
     assert!(out.contains("hangman.v1.HangmanService/MakeMove"), "{out}");
     assert!(

@@ -1,0 +1,227 @@
+//! With games in Redis, replicas of the game service are interchangeable: any one plays any
+//! game, watchers see moves made through the others, and a replica dying loses nothing.
+
+mod support;
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use hangman_proto::v1::{
+    CreateGameRequest, GameState, GetGameRequest, MakeMoveRequest, Tally, WatchGameRequest,
+    hangman_service_client::HangmanServiceClient,
+};
+use support::{Client, RedisServer, ServiceProcess, Store, TestServer, client};
+use tonic::Code;
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+
+async fn new_game(client: &mut Client, word: &str) -> String {
+    let request = CreateGameRequest {
+        word: Some(word.into()),
+    };
+    client
+        .create_game(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .game_id
+}
+
+async fn guess(client: &mut Client, game_id: &str, guess: &str) -> Result<Tally, tonic::Status> {
+    let request = MakeMoveRequest {
+        game_id: game_id.into(),
+        guess: guess.into(),
+    };
+    Ok(client.make_move(request).await?.into_inner().tally.unwrap())
+}
+
+async fn get(client: &mut Client, game_id: &str) -> Result<Tally, tonic::Status> {
+    let request = GetGameRequest {
+        game_id: game_id.into(),
+    };
+    Ok(client.get_game(request).await?.into_inner().tally.unwrap())
+}
+
+fn letters(tally: &Tally) -> String {
+    tally.letters.concat()
+}
+
+#[tokio::test]
+async fn a_game_created_through_one_replica_is_played_through_another() {
+    let a = TestServer::start(Store::Redis, &["--test-mode"]).await;
+    let b = a.replica(&["--test-mode"]).await;
+    let (mut via_a, mut via_b) = (client(&a).await, client(&b).await);
+    let id = new_game(&mut via_a, "otter").await;
+    assert_eq!(
+        letters(&guess(&mut via_b, &id, "t").await.unwrap()),
+        "_tt__"
+    );
+    assert_eq!(
+        letters(&guess(&mut via_a, &id, "o").await.unwrap()),
+        "ott__"
+    );
+    let seen_by_b = get(&mut via_b, &id).await.unwrap();
+    assert_eq!(seen_by_b.used, ["o", "t"]);
+    b.stop().await;
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn a_watcher_on_one_replica_sees_moves_made_through_another_in_order() {
+    let a = TestServer::start(Store::Redis, &["--test-mode"]).await;
+    let b = a.replica(&["--test-mode"]).await;
+    let (mut via_a, mut via_b) = (client(&a).await, client(&b).await);
+    let id = new_game(&mut via_a, "otter").await;
+    let request = WatchGameRequest {
+        game_id: id.clone(),
+    };
+    let mut watch = via_a.watch_game(request).await.unwrap().into_inner();
+    let now = watch.next().await.unwrap().unwrap().tally.unwrap();
+    assert_eq!(now.game_state(), GameState::Initializing);
+    let mut played = Vec::new();
+    for letter in ["t", "x", "o", "e", "r"] {
+        played.push(guess(&mut via_b, &id, letter).await.unwrap());
+    }
+    for expected in played {
+        let change = tokio::time::timeout(Duration::from_secs(5), watch.next())
+            .await
+            .expect("a move through the other replica reaches the watcher")
+            .unwrap()
+            .unwrap();
+        assert_eq!(change.tally.unwrap(), expected);
+    }
+    b.stop().await;
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn concurrent_moves_from_two_replicas_are_each_applied_exactly_once() {
+    let a = TestServer::start(Store::Redis, &["--test-mode"]).await;
+    let b = a.replica(&["--test-mode"]).await;
+    let word = "thequickbrownfoxjumpsoverthelazydog";
+    let id = new_game(&mut client(&a).await, word).await;
+    // 500 moves through each replica at once: every letter but z, many times over, so that
+    // nearly every move races another one for the same version of the game.
+    let alphabet: Vec<String> = ('a'..='y').map(String::from).collect();
+    let mut moves = Vec::new();
+    for (server_url, offset) in [(a.url(), 0), (b.url(), 7)] {
+        let channel = tonic::transport::Channel::from_shared(server_url)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        for i in 0..500 {
+            let mut client = HangmanServiceClient::new(channel.clone());
+            let (id, letter) = (id.clone(), alphabet[(i + offset) % alphabet.len()].clone());
+            moves.push(tokio::spawn(async move {
+                guess(&mut client, &id, &letter).await
+            }));
+        }
+    }
+    let mut first_plays = 0;
+    for played in moves {
+        let tally = played
+            .await
+            .unwrap()
+            .expect("every move is applied, none refused");
+        if tally.game_state() != GameState::AlreadyUsed {
+            first_plays += 1;
+        }
+    }
+    // Each letter was new to exactly one move: had two moves been applied to the same
+    // version (one lost), both would have found their letter new.
+    assert_eq!(first_plays, alphabet.len());
+    let last = get(&mut client(&a).await, &id).await.unwrap();
+    // Applied one after another in any order, the same moves leave this: every letter but z
+    // shown and used, no turn spent (z is the only letter of the alphabet the moves miss,
+    // and the word has every letter, so no move was wrong).
+    let sequential: String = word
+        .chars()
+        .map(|c| if c == 'z' { '_' } else { c })
+        .collect();
+    assert_eq!(letters(&last), sequential);
+    assert_eq!(last.used, alphabet);
+    assert_eq!(last.turns_left, 7);
+    b.stop().await;
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn after_kill_9_of_one_replica_the_game_goes_on_through_the_other_with_nothing_lost() {
+    let redis = RedisServer::start();
+    let store = redis.url();
+    let flags = ["--test-mode", "--store", &store];
+    let mut a = ServiceProcess::spawn(&flags);
+    let b = ServiceProcess::spawn(&flags);
+    let mut via_a = HangmanServiceClient::connect(a.url()).await.unwrap();
+    let id = new_game(&mut via_a, "otter").await;
+    for letter in ["t", "x", "o"] {
+        guess(&mut via_a, &id, letter).await.unwrap();
+    }
+    a.kill_9();
+    assert!(
+        guess(&mut via_a, &id, "e").await.is_err(),
+        "replica A is gone"
+    );
+    let mut via_b = HangmanServiceClient::connect(b.url()).await.unwrap();
+    let tally = get(&mut via_b, &id).await.unwrap();
+    assert_eq!((letters(&tally), tally.turns_left), ("ott__".into(), 6));
+    let won = guess(&mut via_b, &id, "e").await.unwrap();
+    let won = if won.game_state() == GameState::Won {
+        won
+    } else {
+        guess(&mut via_b, &id, "r").await.unwrap()
+    };
+    assert_eq!(won.game_state(), GameState::Won);
+    assert_eq!(won.word.as_deref(), Some("otter"));
+}
+
+async fn health(server: &TestServer) -> ServingStatus {
+    let channel = tonic::transport::Channel::from_shared(server.url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = HealthClient::new(channel);
+    let request = HealthCheckRequest {
+        service: "hangman.v1.HangmanService".into(),
+    };
+    health.check(request).await.unwrap().into_inner().status()
+}
+
+/// Polls the health check until it reports `wanted`, for at most ten seconds.
+async fn until_health(server: &TestServer, wanted: ServingStatus) {
+    let reached = tokio::time::timeout(Duration::from_secs(10), async {
+        while health(server).await != wanted {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(reached.is_ok(), "health never turned {wanted:?}");
+}
+
+#[tokio::test]
+async fn with_redis_down_calls_are_unavailable_and_health_not_serving_until_it_is_back() {
+    let mut server = TestServer::start(Store::Redis, &["--store-timeout", "500ms"]).await;
+    let mut games = client(&server).await;
+    until_health(&server, ServingStatus::Serving).await;
+    server.redis.as_mut().unwrap().kill();
+    let refused = games
+        .create_game(CreateGameRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unavailable);
+    assert!(
+        refused.message().contains("game store is unavailable"),
+        "{}",
+        refused.message()
+    );
+    until_health(&server, ServingStatus::NotServing).await;
+    // Back, on the same address: no restart of the service is needed.
+    server.redis.as_mut().unwrap().restart();
+    until_health(&server, ServingStatus::Serving).await;
+    let created = games.create_game(CreateGameRequest::default()).await;
+    assert!(created.is_ok(), "{created:?}");
+    server.stop().await;
+}
