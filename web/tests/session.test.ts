@@ -184,6 +184,14 @@ describe('game session', () => {
     )
   })
 
+  it('starts a new game when the stored id is one no game can have, instead of retrying it', () => {
+    const { own, storage } = open()
+    own.joinPush.reply('error', { reason: 'invalid_payload' })
+    expect(storage.getItem(GAME_ID_KEY)).toBeNull()
+    expect(own.joinParams()).toEqual({})
+    expect(session.state.notice).toBe('Your previous game could not be resumed, so a new one was started.')
+  })
+
   it('takes from the watched room only a tally newer than the one shown', () => {
     const { own } = open()
     own.joinPush.reply('ok', { game_id: 'g1', tally: tally(['a']) })

@@ -173,12 +173,17 @@ export function openSession(options: SessionOptions): GameSession {
       flushPending(switchedGame)
     })
     .receive('error', ({ reason }: { reason: string }) => {
-      if (reason !== 'not_found') return // the badge shows it; phoenix retries with backoff
+      // A stored id no game can have (edited or corrupted storage) is `invalid_payload`: retrying
+      // it would fail forever, so it is dropped like an expired game's.
+      if (reason !== 'not_found' && reason !== 'invalid_payload') return // the badge shows it; phoenix retries with backoff
       if (state.mode === 'room') return gameVanished()
-      // The stored game expired: the join params closure now asks for a new one.
+      // The stored game is gone: the join params closure now asks for a new one.
       storage.removeItem(GAME_ID_KEY)
       state.gameId = null
-      state.notice = 'Your previous game has expired, so a new one was started.'
+      state.notice =
+        reason === 'not_found'
+          ? 'Your previous game has expired, so a new one was started.'
+          : 'Your previous game could not be resumed, so a new one was started.'
     })
 
   function watchRoom(gameId: string) {
