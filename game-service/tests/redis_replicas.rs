@@ -225,3 +225,70 @@ async fn with_redis_down_calls_are_unavailable_and_health_not_serving_until_it_i
     assert!(created.is_ok(), "{created:?}");
     server.stop().await;
 }
+
+/// Sends `commands` to `redis` on one connection, authenticated as `user`; the raw replies.
+fn redis_as(redis: &RedisServer, user: &str, password: &str, commands: &[&str]) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", redis.port())).unwrap();
+    let mut script = format!("AUTH {user} {password}\r\n");
+    for command in commands {
+        script.push_str(command);
+        script.push_str("\r\n");
+    }
+    stream.write_all(script.as_bytes()).unwrap();
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut replies = String::new();
+    stream.read_to_string(&mut replies).unwrap();
+    replies
+}
+
+#[tokio::test]
+async fn a_change_published_while_a_replica_was_cut_off_from_redis_reaches_its_watcher() {
+    let a = TestServer::start(Store::Redis, &["--test-mode", "--store-timeout", "300ms"]).await;
+    let redis = a.redis.as_ref().unwrap();
+    // Replica B logs in as a user of its own, so that A alone can be shut out.
+    assert!(
+        redis
+            .command("ACL SETUSER b on >pw ~* &* +@all")
+            .contains("OK")
+    );
+    let b_store = redis.url().replace("redis://", "redis://b:pw@");
+    let b = game_service::start(<game_service::Config as clap::Parser>::parse_from([
+        "game-service",
+        "--listen",
+        "127.0.0.1:0",
+        "--test-mode",
+        "--store",
+        &b_store,
+    ]))
+    .await
+    .unwrap();
+    let (mut via_a, mut via_b) = (client(&a).await, client(&b).await);
+    let id = new_game(&mut via_a, "otter").await;
+    let request = WatchGameRequest {
+        game_id: id.clone(),
+    };
+    let mut watch = via_a.watch_game(request).await.unwrap().into_inner();
+    watch.next().await.unwrap().unwrap();
+
+    // Cut A off: its connection is killed and it cannot log in again.
+    let cut = redis_as(
+        redis,
+        "b",
+        "pw",
+        &["ACL SETUSER default off", "CLIENT KILL USER default"],
+    );
+    assert!(cut.contains("+OK"), "{cut}");
+    let missed = guess(&mut via_b, &id, "t").await.unwrap();
+    // Let A in again: it reconnects, subscribes again and reads the game it watches.
+    let back = redis_as(redis, "b", "pw", &["ACL SETUSER default on"]);
+    assert!(back.contains("+OK"), "{back}");
+    let change = tokio::time::timeout(Duration::from_secs(10), watch.next())
+        .await
+        .expect("the change made while A was cut off reaches A's watcher")
+        .unwrap()
+        .unwrap();
+    assert_eq!(change.tally.unwrap(), missed);
+    b.stop().await;
+    a.stop().await;
+}
