@@ -3,6 +3,10 @@
 //! the ceiling of this transport. Prints calls/s, p50 and p99 of each.
 //!
 //! `cargo bench -p game-service --bench grpc_load -- --clients 64 --seconds 10`
+//!
+//! With `--redis redis://127.0.0.1:6379/0` it then measures `MakeMove` again with games in
+//! that Redis (in the same run, on a second server) and prints it as a share of the memory
+//! store's calls/s.
 
 use std::{
     future::Future,
@@ -26,6 +30,10 @@ struct Args {
     /// Measured seconds per scenario (after one second of warm-up).
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// Also measure `MakeMove` with games in this Redis (use a database of its own: the
+    /// games it creates stay until their TTL).
+    #[arg(long)]
+    redis: Option<String>,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -39,34 +47,20 @@ fn main() {
     // The server and the clients get a runtime each, as if two processes
     // shared the machine's cores.
     let server_runtime = runtime();
-    let server = server_runtime
-        .block_on(game_service::start(Config::parse_from([
-            "game-service",
-            "--listen",
-            "127.0.0.1:0",
-            "--test-mode",
-        ])))
-        .expect("the server starts");
-    let url = server.url();
+    let clients_runtime = runtime();
     let duration = Duration::from_secs(args.seconds);
+    println!(
+        "{} clients, {} s per scenario, {} cores",
+        args.clients,
+        args.seconds,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
 
-    runtime().block_on(async {
-        let mut channels = Vec::new();
-        for _ in 0..args.clients {
-            channels.push(
-                Endpoint::from_shared(url.clone())
-                    .unwrap()
-                    .connect()
-                    .await
-                    .unwrap(),
-            );
-        }
-        println!(
-            "{} clients, {} s per scenario, {} cores",
-            args.clients,
-            args.seconds,
-            std::thread::available_parallelism().map_or(0, |n| n.get())
-        );
+    let server = server_runtime
+        .block_on(start_server("memory"))
+        .expect("the server starts");
+    let in_memory = clients_runtime.block_on(async {
+        let channels = connect(&server.url(), args.clients).await;
         let make_move = measure(&channels, duration, play_moves).await;
         report("MakeMove", &make_move);
         let noop = measure(&channels, duration, health_checks).await;
@@ -75,8 +69,49 @@ fn main() {
             "MakeMove reaches {:.0} % of the no-op calls/s",
             100.0 * make_move.calls_per_second / noop.calls_per_second
         );
+        make_move
     });
     server_runtime.block_on(server.stop());
+
+    if let Some(redis) = &args.redis {
+        let server = server_runtime
+            .block_on(start_server(redis))
+            .expect("the server starts over Redis");
+        clients_runtime.block_on(async {
+            let channels = connect(&server.url(), args.clients).await;
+            let make_move = measure(&channels, duration, play_moves).await;
+            report("MakeMove (Redis)", &make_move);
+            println!(
+                "MakeMove over Redis reaches {:.0} % of the memory store's calls/s",
+                100.0 * make_move.calls_per_second / in_memory.calls_per_second
+            );
+        });
+        server_runtime.block_on(server.stop());
+    }
+}
+
+async fn start_server(
+    store: &str,
+) -> Result<game_service::RunningServer, game_service::StartError> {
+    game_service::start(Config::parse_from([
+        "game-service",
+        "--listen",
+        "127.0.0.1:0",
+        "--test-mode",
+        "--store",
+        store,
+    ]))
+    .await
+}
+
+/// One HTTP/2 connection per client.
+async fn connect(url: &str, clients: usize) -> Vec<Channel> {
+    let mut channels = Vec::new();
+    for _ in 0..clients {
+        let endpoint = Endpoint::from_shared(url.to_owned()).unwrap();
+        channels.push(endpoint.connect().await.unwrap());
+    }
+    channels
 }
 
 fn runtime() -> tokio::runtime::Runtime {
