@@ -7,6 +7,7 @@ service binaries on loopback port 0, `grpcurl`.
 
 from __future__ import annotations
 
+import base64
 import http.client
 import os
 import re
@@ -14,6 +15,7 @@ import secrets
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -101,6 +103,13 @@ class Manifests:
         assert len(found) == 1, f"{self.overlay}: expected one {kind} {name}, found {len(found)}"
         return found[0]
 
+    def container(self, deployment: str) -> dict:
+        """The one container of a Deployment's pods."""
+        (container,) = self.get("Deployment", deployment)["spec"]["template"]["spec"][
+            "containers"
+        ]
+        return container
+
     def selected_deployments(self, selector: dict) -> list[dict]:
         """Deployments whose pods carry every label of a matchLabels-style selector."""
         return [
@@ -110,14 +119,42 @@ class Manifests:
         ]
 
     def container_env(self, container: dict) -> dict[str, str]:
-        """The environment the pod spec gives a container (env and envFrom ConfigMaps)."""
+        """The environment the pod spec gives a container (env and envFrom ConfigMaps).
+        A Secret's key is its rendered value, or `secret_placeholder` when the Secret is
+        not rendered (the operator creates it)."""
         env: dict[str, str] = {}
         for source in container.get("envFrom", []):
             env.update(self.get("ConfigMap", source["configMapRef"]["name"])["data"])
         for var in container.get("env", []):
-            assert "value" in var, f"{var['name']}: only literal env values are expected"
-            env[var["name"]] = var["value"]
+            if "value" in var:
+                env[var["name"]] = var["value"]
+                continue
+            ref = var.get("valueFrom", {}).get("secretKeyRef")
+            assert ref, f"{var['name']}: only literal values and Secret keys are expected"
+            value = self.secret_value(ref["name"], ref["key"])
+            env[var["name"]] = secret_placeholder(ref) if value is None else value
         return env
+
+    def secret_value(self, name: str, key: str) -> str | None:
+        """A key of a rendered Secret (decoded), or None when no such Secret is rendered."""
+        found = [d for d in self.of_kind("Secret") if d["metadata"]["name"] == name]
+        if not found:
+            return None
+        (secret,) = found
+        if key in secret.get("stringData", {}):
+            return secret["stringData"][key]
+        return base64.b64decode(secret["data"][key]).decode()
+
+
+def secret_placeholder(ref: dict) -> str:
+    """What container_env gives for a key of a Secret the overlay does not render."""
+    return f"<Secret {ref['name']}, key {ref['key']}>"
+
+
+def is_hangman_image(image: str) -> bool:
+    """Whether an image is one of the three services' (the others are third-party)."""
+    name = image.rsplit("/", 1)[-1].split(":", 1)[0].removeprefix("hangman-")
+    return name in SERVICES
 
 
 def service_of_image(image: str) -> str:
@@ -258,6 +295,60 @@ def game_service(binaries):
     service.wait_listening()
     yield service
     service.stop()
+
+
+def free_port() -> int:
+    """A loopback port free now (for programs that cannot listen on port 0 and say where)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_redis(args: list[str], port: int, workdir: Path) -> subprocess.Popen:
+    """Debian's redis-server with `args` (redis-server first), on loopback only, in
+    `workdir`; returns once it answers PING."""
+    server = need("redis-server", "install Debian's redis-server (scripts/setup does)")
+    cli = need("redis-cli", "install Debian's redis-server (scripts/setup does)")
+    workdir.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(
+        [server, *args[1:], "--bind", "127.0.0.1", "--dir", str(workdir)],
+        cwd=workdir,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + START_LIMIT
+    while time.monotonic() < deadline and proc.poll() is None:
+        ping = subprocess.run([cli, "-p", str(port), "ping"], capture_output=True, text=True)
+        if ping.stdout.strip() == "PONG":
+            return proc
+        time.sleep(0.1)
+    proc.kill()
+    proc.wait()
+    pytest.fail(f"redis-server {shlex.join(args[1:])} did not answer PING on port {port}")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory):
+    """A real Redis on a free loopback port, for game-service pods to keep games in (a
+    test's stand-in for the store URL of the Secret game-service-store)."""
+    port = free_port()
+    workdir = tmp_path_factory.mktemp("redis")
+    proc = start_redis(
+        ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"], port, workdir
+    )
+    yield f"redis://127.0.0.1:{port}/0"
+    stop(proc)
 
 
 def help_text(binary: Path) -> str:

@@ -3,15 +3,20 @@
 Each Deployment's container is started here the way its pod would start it: the
 files of its image (deploy/docker), the image's ENV, then the pod's env and
 ConfigMaps and mounted Secrets, listening on loopback port 0 instead of
-0.0.0.0:PORT and reaching a real local game service. Its probes then have to answer.
+0.0.0.0:PORT and reaching a real local game service, which keeps its games in a
+real local Redis. Its probes then have to answer. The dev overlay's Redis runs as
+Debian's redis-server with the Deployment's arguments.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import re
 import secrets
 import socket
+import subprocess
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -19,23 +24,43 @@ from conftest import (
     REPO,
     Service,
     env_twins,
+    free_port,
     grpc_health,
+    grpcurl,
     http_get,
     in_root,
+    is_hangman_image,
     lay_out,
+    secret_placeholder,
     service_of_image,
+    start_redis,
+    stop,
     wait_for_status,
     write_secret_mounts,
 )
 
 FRONT_ENDS = {"html-gallows", "ws-gateway-v1", "ws-gateway-v2"}
+STORE_SECRET = {"name": "game-service-store", "key": "url"}
+README = REPO / "deploy" / "README.md"
 
 
-def containers(manifests):
+def all_containers(manifests):
+    """Every container of every Deployment, third-party ones (the dev Redis) included."""
     for deployment in manifests.of_kind("Deployment"):
         pod = deployment["spec"]["template"]["spec"]
         for container in pod["containers"]:
             yield deployment, pod, container
+
+
+def containers(manifests):
+    """The containers of the three Hangman services (images built from deploy/docker)."""
+    for deployment, pod, container in all_containers(manifests):
+        if is_hangman_image(container["image"]):
+            yield deployment, pod, container
+
+
+def hangman_deployments(manifests):
+    return [d for d, _, _ in containers(manifests)]
 
 
 def listen_address(env: dict[str, str]) -> tuple[str, str]:
@@ -59,7 +84,9 @@ def container_port(container: dict, port) -> int:
 class Pod:
     """A Deployment's container running here as its pod would run it."""
 
-    def __init__(self, manifests, deployment, tmp_path, images, binaries, web_dist, game_service):
+    def __init__(
+        self, manifests, deployment, tmp_path, images, binaries, web_dist, game_service, store
+    ):
         self.pod_spec = deployment["spec"]["template"]["spec"]
         (self.container,) = self.pod_spec["containers"]
         self.service = service_of_image(self.container["image"])
@@ -73,6 +100,10 @@ class Pod:
         for key in run_env:
             if key.endswith("_GAME_SERVICE"):
                 run_env[key] = game_service.url
+        if "GAME_SERVICE_STORE" in run_env:
+            # The store the Secret names (the dev Redis Service, or the operator's
+            # external Redis) is, here, a Redis on loopback.
+            run_env["GAME_SERVICE_STORE"] = store
         argv = [in_root(arg, root) for arg in image.entrypoint]
         self.process = Service(argv, run_env, root)
         self.addr = self.process.wait_listening()
@@ -82,12 +113,12 @@ class Pod:
 
 
 @pytest.fixture
-def start_pod(manifests, tmp_path, images, binaries, web_dist, game_service):
+def start_pod(manifests, tmp_path, images, binaries, web_dist, game_service, redis_url):
     pods = []
 
-    def start(deployment):
+    def start(deployment, store=redis_url):
         root = tmp_path / f"pod{len(pods)}"
-        pod = Pod(manifests, deployment, root, images, binaries, web_dist, game_service)
+        pod = Pod(manifests, deployment, root, images, binaries, web_dist, game_service, store)
         pods.append(pod)
         return pod
 
@@ -114,7 +145,7 @@ def test_containers_listen_on_all_interfaces_at_their_declared_port(manifests, i
 
 
 def test_every_probe_targets_the_port_and_path_the_binary_serves(manifests, start_pod):
-    for deployment in manifests.of_kind("Deployment"):
+    for deployment in hangman_deployments(manifests):
         pod = start_pod(deployment)
         declared_port = int(pod.listen.rsplit(":", 1)[1])
         for kind in ("livenessProbe", "readinessProbe"):
@@ -129,24 +160,56 @@ def test_every_probe_targets_the_port_and_path_the_binary_serves(manifests, star
                 assert wait_for_status(pod.addr, get["path"]) == 200, where
 
 
-def test_game_service_uses_grpc_probes_and_front_ends_http_probes(manifests):
+def test_game_service_is_ready_on_grpc_health_and_front_ends_on_http_probes(manifests):
     for deployment, _, container in containers(manifests):
-        grpc = service_of_image(container["image"]) == "game-service"
-        for kind in ("livenessProbe", "readinessProbe"):
-            assert ("grpc" in container[kind]) is grpc
-        if not grpc:
+        if service_of_image(container["image"]) == "game-service":
+            # Ready: the native gRPC probe, SERVING only while the store answers. Alive:
+            # the process answers HTTP (/metrics), whether Redis does or not.
+            assert "grpc" in container["readinessProbe"]
+            assert container["livenessProbe"]["httpGet"]["path"] == "/metrics"
+        else:
             assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
             assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
 
 
-def test_front_ends_reach_the_game_service_through_its_service(manifests):
-    service = manifests.get("Service", "game-service")
+def test_game_service_without_redis_is_not_ready_but_alive(manifests, start_pod):
+    """Redis down takes every replica out of the Services (gRPC health NOT_SERVING) but
+    restarts none: the liveness probe does not follow the store."""
+    deployment = manifests.get("Deployment", "game-service")
+    pod = start_pod(deployment, store=f"redis://127.0.0.1:{free_port()}/0")
+    assert '"status": "NOT_SERVING"' in grpc_health(pod.addr)
+    liveness = pod.container["livenessProbe"]["httpGet"]
+    assert container_port(pod.container, liveness["port"]) == int(pod.listen.rsplit(":", 1)[1])
+    assert wait_for_status(pod.addr, liveness["path"]) == 200
+
+
+def test_front_ends_reach_the_game_service_through_its_headless_service(manifests):
+    """The front ends resolve the headless name to every ready replica and spread their
+    connections over them; a cluster IP would pin each connection to one pod."""
+    service = manifests.get("Service", "game-service-headless")
     (port,) = service["spec"]["ports"]
     for deployment, _, container in containers(manifests):
         env = manifests.container_env(container)
         targets = [v for k, v in env.items() if k.endswith("_GAME_SERVICE")]
         if deployment["metadata"]["name"] in FRONT_ENDS:
-            assert targets == [f"http://game-service:{port['port']}"]
+            assert targets == [f"http://game-service-headless:{port['port']}"]
+
+
+def test_game_service_has_a_headless_service_beside_its_cluster_ip(manifests):
+    headless = manifests.get("Service", "game-service-headless")["spec"]
+    normal = manifests.get("Service", "game-service")["spec"]
+    assert headless["clusterIP"] == "None"
+    assert not headless.get("publishNotReadyAddresses"), "DNS names only ready replicas"
+    assert "clusterIP" not in normal or normal["clusterIP"] != "None"
+    # Both name the same pods and the gRPC port.
+    assert headless["selector"] == normal["selector"]
+    (deployment,) = manifests.selected_deployments(headless["selector"])
+    assert deployment["metadata"]["name"] == "game-service"
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    for spec in (headless, normal):
+        (port,) = spec["ports"]
+        assert port["port"] == container_port(container, port["targetPort"]) == 50051
+        assert port["appProtocol"] == "kubernetes.io/h2c"
 
 
 def test_each_gateway_version_serves_its_mount_and_spa_under_its_route(manifests, start_pod):
@@ -239,7 +302,7 @@ def test_html_route_sends_root_and_hangman_to_html_gallows(manifests, start_pod)
 def test_every_service_selects_exactly_one_deployment_and_a_port_it_has(manifests):
     for service in manifests.of_kind("Service"):
         deployments = manifests.selected_deployments(service["spec"]["selector"])
-        name = service["metadata"]["name"]
+        name = service["metadata"]["name"].removesuffix("-headless")
         assert [d["metadata"]["name"] for d in deployments] == [name]
         (container,) = deployments[0]["spec"]["template"]["spec"]["containers"]
         for port in service["spec"]["ports"]:
@@ -282,12 +345,17 @@ def test_network_policy_admits_both_front_ends_and_nothing_else(manifests):
             }
         assert [p["port"] for p in rule["ports"]] == [50051]
     assert admitted == FRONT_ENDS
+    # It selects pods, so it holds whichever Service a client goes through: every pod
+    # either game-service Service sends to carries the labels it selects.
+    for name in ("game-service", "game-service-headless"):
+        selector = manifests.get("Service", name)["spec"]["selector"]
+        assert policy["podSelector"]["matchLabels"].items() <= selector.items(), name
 
 
-def test_autoscalers_and_disruption_budgets_cover_the_front_ends(manifests):
+def test_autoscalers_and_disruption_budgets_cover_the_front_ends_and_game_service(manifests):
     hpas = manifests.of_kind("HorizontalPodAutoscaler")
     assert all(h["apiVersion"] == "autoscaling/v2" for h in hpas)
-    assert {h["spec"]["scaleTargetRef"]["name"] for h in hpas} == FRONT_ENDS
+    assert {h["spec"]["scaleTargetRef"]["name"] for h in hpas} == FRONT_ENDS | {"game-service"}
     for hpa in hpas:
         target = manifests.get("Deployment", hpa["spec"]["scaleTargetRef"]["name"])
         assert "replicas" not in target["spec"], "the autoscaler owns the replica count"
@@ -296,19 +364,198 @@ def test_autoscalers_and_disruption_budgets_cover_the_front_ends(manifests):
     for pdb in manifests.of_kind("PodDisruptionBudget"):
         (deployment,) = manifests.selected_deployments(pdb["spec"]["selector"]["matchLabels"])
         budgets.add(deployment["metadata"]["name"])
-    assert budgets == FRONT_ENDS
+    assert budgets == FRONT_ENDS | {"game-service"}
 
 
-def test_game_service_runs_exactly_one_replica_and_says_why(manifests):
+def test_game_service_runs_two_replicas_or_more_and_rolls_out_one_at_a_time(manifests):
+    """Games live in Redis, so any number of replicas share them; a rollout starts a new
+    pod and waits for it to be ready before it stops an old one."""
     spec = manifests.get("Deployment", "game-service")["spec"]
-    assert spec["replicas"] == 1
-    assert spec["strategy"]["type"] == "Recreate", "a rolling update would run two"
-    readme = (REPO / "deploy" / "README.md").read_text()
-    assert re.search(r"one replica", readme, re.I) and "memory" in readme
+    (hpa,) = [
+        h
+        for h in manifests.of_kind("HorizontalPodAutoscaler")
+        if h["spec"]["scaleTargetRef"] == {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "name": "game-service",
+        }
+    ]
+    assert hpa["spec"]["minReplicas"] >= 2, manifests.overlay
+    assert "replicas" not in spec, "the autoscaler owns the replica count (two or more)"
+    (metric,) = hpa["spec"]["metrics"]
+    assert metric["type"] == "Resource" and metric["resource"]["name"] == "cpu"
+    assert spec["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+    }
+    (pdb,) = [
+        p
+        for p in manifests.of_kind("PodDisruptionBudget")
+        if manifests.selected_deployments(p["spec"]["selector"]["matchLabels"]) == [
+            manifests.get("Deployment", "game-service")
+        ]
+    ]
+    # A drain always leaves one serving, and never blocks: the autoscaler keeps more.
+    assert pdb["spec"]["minAvailable"] == 1 and "maxUnavailable" not in pdb["spec"]
+    assert pdb["spec"]["minAvailable"] < hpa["spec"]["minReplicas"]
+    readme = README.read_text()
+    assert "RollingUpdate" in readme and "game-service-headless" in readme
+
+
+def test_game_service_keeps_games_in_the_redis_of_a_secret(manifests):
+    """Several replicas are right only with a shared store: the store URL comes from the
+    Secret game-service-store, rendered in dev (its own Redis), made by the operator in
+    prod (documented)."""
+    container = manifests.container("game-service")
+    (store,) = [v for v in container["env"] if v["name"] == "GAME_SERVICE_STORE"]
+    ref = store["valueFrom"]["secretKeyRef"]
+    assert not ref.get("optional"), "no Secret, no pod: never a fallback to games in memory"
+    url = manifests.container_env(container)["GAME_SERVICE_STORE"]
+    if manifests.overlay == "dev":
+        assert ref["name"].startswith("game-service-store-"), "generated, name-hashed"
+        parts = urlsplit(url)
+        assert parts.scheme == "redis" and parts.path == "/0"
+        service = manifests.get("Service", parts.hostname)
+        assert parts.port in [p["port"] for p in service["spec"]["ports"]]
+        (redis,) = manifests.selected_deployments(service["spec"]["selector"])
+        assert redis["metadata"]["name"] == "redis"
+    else:
+        assert ref == STORE_SECRET
+        assert url == secret_placeholder(ref), "prod renders no store Secret"
+        readme = README.read_text()
+        assert "kubectl create secret generic game-service-store" in readme
+        assert re.search(r"--from-literal=url='?rediss://", readme)
+
+
+def test_game_service_closes_old_connections_so_clients_spread_again(manifests):
+    container = manifests.container("game-service")
+    env = manifests.container_env(container)
+    age = parse_seconds(env["GAME_SERVICE_MAX_CONNECTION_AGE"])
+    grace = parse_seconds(env["GAME_SERVICE_MAX_CONNECTION_AGE_GRACE"])
+    assert 60 <= age <= 600, "often enough to spread after a scale-out, not per call"
+    # Unary calls take at most the request timeout; watch streams get the grace.
+    assert grace >= parse_seconds(env.get("GAME_SERVICE_REQUEST_TIMEOUT", "10s"))
+
+
+# --- the dev overlay's Redis ------------------------------------------------------
+OFFICIAL_REDIS = re.compile(r"^(docker\.io/(library/)?)?redis:7\.\d+\.\d+$")
+
+
+def test_dev_runs_one_official_redis_and_prod_none(manifests):
+    third_party = [
+        (d["metadata"]["name"], c["image"])
+        for d, _, c in all_containers(manifests)
+        if not is_hangman_image(c["image"])
+    ]
+    if manifests.overlay == "prod":
+        assert third_party == [], "prod uses an external Redis"
+        assert not [d for d in manifests.docs if "redis" in d["metadata"]["name"]]
+        return
+    ((name, image),) = third_party
+    assert name == "redis" and OFFICIAL_REDIS.match(image), f"{image}: official, pinned tag"
+    deployment = manifests.get("Deployment", "redis")["spec"]
+    assert deployment["replicas"] == 1 and deployment["strategy"] == {"type": "Recreate"}
+    args = manifests.container("redis")["args"]
+    assert args[0] == "redis-server"
+    for pair in (["--save", ""], ["--appendonly", "no"], ["--maxmemory-policy", "noeviction"]):
+        assert any(args[i : i + 2] == pair for i in range(len(args))), pair
+    (port,) = manifests.container("redis")["ports"]
+    assert arg_value(args, "--port") == str(port["containerPort"]) == "6379"
+
+
+def arg_value(args: list[str], flag: str) -> str:
+    return args[args.index(flag) + 1]
+
+
+def test_dev_redis_admits_only_the_game_service(manifests):
+    if manifests.overlay != "dev":
+        return
+    redis = [manifests.get("Deployment", "redis")]
+    (policy,) = [
+        p
+        for p in manifests.of_kind("NetworkPolicy")
+        if manifests.selected_deployments(p["spec"]["podSelector"]["matchLabels"]) == redis
+    ]
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    (rule,) = policy["spec"]["ingress"]
+    admitted = {
+        d["metadata"]["name"]
+        for peer in rule["from"]
+        for d in manifests.selected_deployments(peer["podSelector"]["matchLabels"])
+    }
+    assert all(set(peer) == {"podSelector"} for peer in rule["from"])
+    assert admitted == {"game-service"}
+    assert rule["ports"] == [{"protocol": "TCP", "port": 6379}]
+
+
+def test_dev_redis_runs_restricted_with_only_data_writable(manifests):
+    if manifests.overlay != "dev":
+        return
+    pod = manifests.get("Deployment", "redis")["spec"]["template"]["spec"]
+    context = pod["securityContext"]
+    # The official image's own user, redis: its entrypoint starts the server as that
+    # user without switching from root.
+    assert (context["runAsUser"], context["runAsGroup"]) == (999, 999)
+    assert context["runAsNonRoot"] is True
+    assert context["seccompProfile"] == {"type": "RuntimeDefault"}
+    (container,) = pod["containers"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: volumes[m["name"]] for m in container["volumeMounts"]}
+    assert set(mounts) == {"/data"} and "emptyDir" in mounts["/data"]
+
+
+def test_dev_redis_starts_from_its_arguments_and_its_probes_answer(
+    manifests, tmp_path, start_pod
+):
+    """Debian's redis-server takes the Deployment's arguments (only the port moved and
+    loopback bound); the probes' commands answer; the game service, given the dev
+    Secret's URL (pointed at it), serves and keeps a new game in it."""
+    if manifests.overlay != "dev":
+        return
+    container = manifests.container("redis")
+    port = free_port()
+    args = [str(port) if a == "6379" else a for a in container["args"]]
+    proc = start_redis(args, port, tmp_path / "data")
+    try:
+        for kind in ("livenessProbe", "readinessProbe"):
+            command = [c.replace("6379", str(port)) for c in container[kind]["exec"]["command"]]
+            assert subprocess.run(command, timeout=30).returncode == 0, kind
+        for setting in (["save", ""], ["appendonly", "no"], ["maxmemory-policy", "noeviction"]):
+            assert redis_cli(port, "config", "get", setting[0]) == setting
+        service_env = manifests.container_env(manifests.container("game-service"))
+        url = urlsplit(service_env["GAME_SERVICE_STORE"])
+        local = url._replace(netloc=f"127.0.0.1:{port}").geturl()
+        pod = start_pod(manifests.get("Deployment", "game-service"), store=local)
+        assert '"status": "SERVING"' in grpc_health(pod.addr)
+        create = "hangman.v1.HangmanService/CreateGame"
+        created = subprocess.run(
+            [grpcurl(), "-plaintext", "-d", "{}", pod.addr, create],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert created.returncode == 0, created.stderr
+        game_id = json.loads(created.stdout)["gameId"]
+        assert redis_cli(port, "exists", f"hangman:{{{game_id}}}") == ["1"]
+    finally:
+        stop(proc)
+    # Redis's own probe fails once it is gone.
+    command = [c.replace("6379", str(port)) for c in container["livenessProbe"]["exec"]["command"]]
+    assert subprocess.run(command, timeout=30, capture_output=True).returncode != 0
+
+
+def redis_cli(port: int, *command: str) -> list[str]:
+    out = subprocess.run(
+        ["redis-cli", "-p", str(port), *command], capture_output=True, text=True, timeout=30
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout.splitlines()
 
 
 def test_every_container_runs_with_the_restricted_security_profile(manifests):
-    for deployment, pod, container in containers(manifests):
+    for deployment, pod, container in all_containers(manifests):
         where = deployment["metadata"]["name"]
         assert pod["securityContext"]["runAsNonRoot"] is True, where
         assert pod["securityContext"]["runAsUser"] != 0, where
@@ -323,11 +570,15 @@ def test_every_container_runs_with_the_restricted_security_profile(manifests):
         assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
 
 
-def test_every_container_has_requests_limits_and_drains_before_it_stops(manifests):
+def test_every_container_has_requests_and_limits(manifests):
+    for deployment, _, container in all_containers(manifests):
+        for bound in ("requests", "limits"):
+            assert set(container["resources"][bound]) == {"cpu", "memory"}, deployment
+
+
+def test_every_service_container_drains_before_it_stops(manifests):
     for deployment, pod, container in containers(manifests):
         where = deployment["metadata"]["name"]
-        for bound in ("requests", "limits"):
-            assert set(container["resources"][bound]) == {"cpu", "memory"}, where
         pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
         shutdown = [
             parse_seconds(v)
@@ -344,7 +595,12 @@ def parse_seconds(value: str) -> int:
 
 
 def test_cookie_key_comes_from_a_secret_that_is_not_committed(manifests):
-    assert not manifests.of_kind("Secret"), "no Secret (so no key) is rendered"
+    # No Secret is rendered, so no key; dev's plain Redis URL is the one exception.
+    rendered = [s["metadata"]["name"] for s in manifests.of_kind("Secret")]
+    if manifests.overlay == "dev":
+        assert len(rendered) == 1 and rendered[0].startswith("game-service-store-"), rendered
+    else:
+        assert rendered == []
     pod = manifests.get("Deployment", "html-gallows")["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     (volume,) = [v for v in pod["volumes"] if "secret" in v]

@@ -80,8 +80,17 @@ def test_overlay_renders_the_whole_system(manifests):
         ("Deployment", "ws-gateway-v2"),
         ("Gateway", "hangman"),
         ("NetworkPolicy", "game-service"),
+        ("Service", "game-service"),
+        ("Service", "game-service-headless"),
+        ("HorizontalPodAutoscaler", "game-service"),
+        ("PodDisruptionBudget", "game-service"),
     ]:
         assert expected in kinds
+    redis = {("Deployment", "redis"), ("Service", "redis"), ("NetworkPolicy", "redis")}
+    if manifests.overlay == "dev":
+        assert redis <= kinds, "dev runs its own Redis"
+    else:
+        assert not redis & kinds, "prod uses an external Redis"
 
 
 def test_every_rendered_object_validates(manifests, crd_schemas):
