@@ -10,10 +10,12 @@
 //! - [`config`]: flags and their environment-variable twins.
 //! - [`telemetry`]: logs (failed calls with `traceparent`), Prometheus metrics.
 //! - [`coalesce`]: replies finished together leave in one write.
+//! - [`connection_age`]: `--max-connection-age`'s grace, the hard end of a retired connection.
 //! - [`oversized`]: a request over the size limit is answered `RESOURCE_EXHAUSTED`.
 
 pub mod coalesce;
 pub mod config;
+pub mod connection_age;
 pub mod dictionary;
 pub mod oversized;
 pub mod rules;

@@ -18,6 +18,7 @@ use tonic_health::server::HealthReporter;
 use crate::{
     coalesce::Coalesced,
     config::{Config, StoreConfig},
+    connection_age::Aged,
     dictionary::{Dictionary, DictionaryError},
     oversized,
     service::HangmanApi,
@@ -161,10 +162,13 @@ async fn serve<S: GameStore>(store: Arc<S>, config: Config) -> Result<RunningSer
         .max_concurrent_streams(config.max_concurrent_streams);
     if let Some(age) = config.max_connection_age {
         // Clients reconnect, and a Service in front of several replicas spreads them again.
-        server = server
-            .max_connection_age(age)
-            .max_connection_age_grace(config.max_connection_age_grace);
+        // Only the age: tonic's own grace setting replaces the graceful retirement (GOAWAY,
+        // open calls finish) by a cut; `Aged` below cuts at age + grace instead.
+        server = server.max_connection_age(age);
     }
+    let hard_age = config
+        .max_connection_age
+        .map(|age| age + config.max_connection_age_grace);
     let server = server.add_routes(Routes::from(routes));
     let grace = config.shutdown_timeout;
     let signal = {
@@ -191,7 +195,7 @@ async fn serve<S: GameStore>(store: Arc<S>, config: Config) -> Result<RunningSer
         // tonic's own HTTP/1 header timeout (30 s, fixed) bounds later `/metrics` requests.
         let incoming = Admission::new(connection_limits)
             .incoming(listener)
-            .map_ok(Coalesced::new);
+            .map_ok(move |io| Aged::new(Coalesced::new(io), hard_age));
         let serve = server.serve_with_incoming_shutdown(incoming, signal);
         tokio::pin!(serve);
         tokio::select! {
