@@ -27,7 +27,7 @@ pub struct Config {
     )]
     pub mounts: Vec<String>,
 
-    /// The game service's gRPC URL.
+    /// The game service's gRPC URL (`http://host:port`), or several separated by commas.
     #[arg(
         long,
         env = "WS_GATEWAY_GAME_SERVICE",
@@ -108,9 +108,15 @@ pub struct Config {
     pub grpc_keep_alive: Duration,
 
     /// HTTP/2 connections to the game service that calls are spread over (one shared,
-    /// load-balanced channel).
+    /// load-balanced channel), across every address its host name resolves to (at least one
+    /// connection per address).
     #[arg(long, env = "WS_GATEWAY_GRPC_CONNECTIONS", default_value_t = 4)]
     pub grpc_connections: usize,
+
+    /// How often the game service's host name is resolved again, so that connections follow
+    /// replicas added or gone (it is also resolved again whenever a connection is closed).
+    #[arg(long, env = "WS_GATEWAY_GRPC_RESOLVE_INTERVAL", default_value = "30s", value_parser = nonzero_duration)]
+    pub grpc_resolve_interval: Duration,
 
     /// On SIGTERM/Ctrl-C, how long to wait for connections to close before exiting.
     #[arg(long, env = "WS_GATEWAY_SHUTDOWN_DRAIN", default_value = "5s", value_parser = humantime::parse_duration)]

@@ -108,6 +108,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         request_timeout: config.grpc_request_timeout,
         keep_alive: config.grpc_keep_alive,
         connections: config.grpc_connections,
+        resolve_interval: config.grpc_resolve_interval,
     })?;
     let transport = TransportConfig {
         allowed_origins: AllowedOrigins::new(&config.allowed_origins, config.listen.ip()),

@@ -145,13 +145,17 @@ pub struct InvalidUrl(String);
 /// Where and how patiently to reach the game service.
 #[derive(Debug, Clone)]
 pub struct UpstreamConfig {
+    /// An `http://host:port` URL, or several separated by commas (replicas at fixed
+    /// addresses); each host name is resolved and every address it gives is used.
     pub url: String,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
     /// HTTP/2 ping interval; an unanswered ping drops the connection.
     pub keep_alive: Duration,
-    /// HTTP/2 connections the shared channel spreads calls over.
+    /// HTTP/2 connections the shared channel spreads calls over (at least one per address).
     pub connections: usize,
+    /// How often host names are resolved again (also whenever a connection was closed).
+    pub resolve_interval: Duration,
 }
 
 /// The shared client; cloning it shares its HTTP/2 connections.
@@ -162,35 +166,46 @@ pub struct Upstream {
     request_timeout: Duration,
 }
 
-impl Upstream {
-    /// Connects lazily: the gateway starts (and stays up) while the game service is down, and
-    /// reconnects by itself when it returns.
-    pub fn new(config: &UpstreamConfig) -> Result<Self, InvalidUrl> {
-        let origin: Uri = config
-            .url
-            .parse()
-            .map_err(|e| InvalidUrl(format!("{}: {e}", config.url)))?;
+/// The `host:port` of each URL of `--game-service` (comma-separated), and the first URL, which
+/// the calls name as their `:authority`.
+fn targets(urls: &str) -> Result<(Vec<String>, Uri), InvalidUrl> {
+    let mut targets = Vec::new();
+    let mut first = None;
+    for url in urls.split(',').map(str::trim) {
+        let origin: Uri = url.parse().map_err(|e| InvalidUrl(format!("{url}: {e}")))?;
         if origin.scheme_str() != Some("http") {
             return Err(InvalidUrl(format!(
-                "{}: only http:// (h2c) is supported",
-                config.url
+                "{url}: only http:// (h2c) is supported"
             )));
         }
         let authority = origin
             .authority()
-            .ok_or_else(|| InvalidUrl(format!("{}: needs a host", config.url)))?;
-        let authority = format!(
+            .ok_or_else(|| InvalidUrl(format!("{url}: needs a host")))?;
+        targets.push(format!(
             "{}:{}",
             authority.host(),
             authority.port_u16().unwrap_or(80)
-        );
+        ));
+        first.get_or_insert(origin);
+    }
+    let first = first.ok_or_else(|| InvalidUrl(format!("{urls}: no URL")))?;
+    Ok((targets, first))
+}
+
+impl Upstream {
+    /// Connects lazily: the gateway starts (and stays up) while the game service is down, and
+    /// reconnects by itself when it returns.
+    pub fn new(config: &UpstreamConfig) -> Result<Self, InvalidUrl> {
+        let (targets, origin) = targets(&config.url)?;
         // A few HTTP/2 connections, round robin: one connection's I/O task becomes the
-        // bottleneck under load long before the CPU does.
+        // bottleneck under load long before the CPU does. They are spread over every address
+        // of the game service (see `transport`).
         let transport = H2Transport::new(H2Config {
-            authority,
+            targets,
             connect_timeout: config.connect_timeout,
             keep_alive: config.keep_alive,
             connections: config.connections,
+            resolve_interval: config.resolve_interval,
         });
         Ok(Upstream {
             games: HangmanServiceClient::with_origin(transport.clone(), origin.clone()),
@@ -357,6 +372,26 @@ impl Upstream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_game_service_may_be_one_url_or_several() {
+        let (one, origin) = targets("http://game-service:50051").unwrap();
+        assert_eq!(one, ["game-service:50051"]);
+        assert_eq!(origin.authority().unwrap().as_str(), "game-service:50051");
+        let (several, origin) =
+            targets("http://127.0.0.1:7001, http://[::1]:7002,http://b").unwrap();
+        assert_eq!(several, ["127.0.0.1:7001", "[::1]:7002", "b:80"]);
+        assert_eq!(origin.authority().unwrap().as_str(), "127.0.0.1:7001");
+        for bad in [
+            "",
+            "http://a:1,",
+            "https://a:1",
+            "http://a:1,ftp://b:2",
+            "a:1",
+        ] {
+            assert!(targets(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn a_message_over_the_size_limit_is_the_clients_fault_not_an_outage() {

@@ -24,10 +24,11 @@ async fn many_replies_may_wait_unread_on_one_connection() {
     let games = common::game_service().await;
     let authority = games.addr().to_string();
     let mut transport = H2Transport::new(H2Config {
-        authority: authority.clone(),
+        targets: vec![authority.clone()],
         connect_timeout: Duration::from_secs(2),
         keep_alive: Duration::from_secs(30),
         connections: 1,
+        resolve_interval: Duration::from_secs(30),
     });
     // Every call gets its response headers before any body is read: the replies' DATA frames
     // all wait in the connection, as they do under load while the callers are busy.
@@ -61,10 +62,11 @@ async fn a_call_reconnects_after_the_game_service_restarts() {
     let addr = games.addr();
     let authority = addr.to_string();
     let mut transport = H2Transport::new(H2Config {
-        authority: authority.clone(),
+        targets: vec![authority.clone()],
         connect_timeout: Duration::from_secs(2),
         keep_alive: Duration::from_secs(30),
         connections: 1,
+        resolve_interval: Duration::from_secs(30),
     });
     let ok = |response: http::Response<_>| response.status() == 200;
     let first = transport
@@ -102,10 +104,11 @@ async fn a_connection_whose_pings_go_unanswered_is_dropped_after_the_keep_alive(
         std::future::pending::<()>().await;
     });
     let mut transport = H2Transport::new(H2Config {
-        authority: authority.clone(),
+        targets: vec![authority.clone()],
         connect_timeout: Duration::from_secs(2),
         keep_alive: Duration::from_millis(200),
         connections: 1,
+        resolve_interval: Duration::from_secs(30),
     });
     let call = transport
         .ready()
