@@ -107,10 +107,23 @@ impl<S: GameStore> HangmanService for HangmanApi<S> {
         let changes = stream::unfold(subscription.changes, |mut changes| async move {
             changes.next().await.map(|tally| (tally, changes))
         });
+        // On shutdown the stream ends with UNAVAILABLE, not cleanly: a clean end means the
+        // game ended, while here the game goes on (in Redis, on another replica) and the
+        // watcher should watch again.
+        let shutdown = self.shutdown.clone();
+        let stopped =
+            stream::once(async move { shutdown.is_cancelled() }).filter_map(|stopped| async move {
+                stopped.then(|| {
+                    Err(Status::unavailable(
+                        "the game service is shutting down; watch the game again",
+                    ))
+                })
+            });
         let stream = stream::once(async { subscription.tally })
             .chain(changes)
             .map(message)
-            .take_until(self.shutdown.clone().cancelled_owned());
+            .take_until(self.shutdown.clone().cancelled_owned())
+            .chain(stopped);
         Ok(Response::new(Box::pin(stream)))
     }
 
