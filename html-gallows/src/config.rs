@@ -20,7 +20,8 @@ pub struct Config {
     #[arg(long, env = "HTML_GALLOWS_LISTEN", default_value = "127.0.0.1:4001")]
     pub listen: SocketAddr,
 
-    /// URL of the game service's gRPC endpoint.
+    /// URL of the game service's gRPC endpoint, or several separated by commas. Calls are
+    /// spread over every address its host name resolves to.
     #[arg(
         long,
         env = "HTML_GALLOWS_GAME_SERVICE",
@@ -55,6 +56,11 @@ pub struct Config {
     /// How long to wait for one game-service call.
     #[arg(long, env = "HTML_GALLOWS_GRPC_REQUEST_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub grpc_request_timeout: Duration,
+
+    /// How often the game service's host name is resolved again, so that calls follow
+    /// replicas added or gone.
+    #[arg(long, env = "HTML_GALLOWS_GRPC_RESOLVE_INTERVAL", default_value = "30s", value_parser = non_zero_duration)]
+    pub grpc_resolve_interval: Duration,
 
     /// How long one HTTP request may take in all before it is answered 503.
     #[arg(long, env = "HTML_GALLOWS_REQUEST_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
@@ -176,28 +182,39 @@ pub struct GameServiceUrlError {
 }
 
 impl Config {
-    /// Checks that `--game-service` is an `http` or `https` URL with a host, so a
-    /// mistyped address stops the start instead of failing every game later.
+    /// The URLs of `--game-service` (one, or several separated by commas).
+    pub fn game_service_urls(&self) -> impl Iterator<Item = &str> {
+        self.game_service.split(',').map(str::trim)
+    }
+
+    /// Checks that `--game-service` is an `http` or `https` URL with a host (or a
+    /// comma-separated list of them), so a mistyped address stops the start instead of
+    /// failing every game later.
     pub fn validate_game_service(&self) -> Result<(), GameServiceUrlError> {
-        let url = &self.game_service;
-        let refuse = |reason| {
-            Err(GameServiceUrlError {
-                url: url.clone(),
-                reason,
-            })
-        };
-        let Ok(uri) = url.parse::<Uri>() else {
-            return refuse("not a URL");
-        };
-        match uri.scheme_str() {
-            Some("http" | "https") => {}
-            Some(_) => return refuse("the scheme is neither http nor https"),
-            None => return refuse("no scheme"),
-        }
-        match uri.authority() {
-            Some(authority) if !authority.host().is_empty() => Ok(()),
-            _ => refuse("no host"),
-        }
+        self.game_service_urls()
+            .try_for_each(|url| validate_game_service_url(url, &self.game_service))
+    }
+}
+
+/// Checks one URL of `--game-service` (all of which is `given`).
+fn validate_game_service_url(url: &str, given: &str) -> Result<(), GameServiceUrlError> {
+    let refuse = |reason| {
+        Err(GameServiceUrlError {
+            url: given.to_owned(),
+            reason,
+        })
+    };
+    let Ok(uri) = url.parse::<Uri>() else {
+        return refuse("not a URL");
+    };
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        Some(_) => return refuse("the scheme is neither http nor https"),
+        None => return refuse("no scheme"),
+    }
+    match uri.authority() {
+        Some(authority) if !authority.host().is_empty() => Ok(()),
+        _ => refuse("no host"),
     }
 }
 
@@ -253,6 +270,7 @@ mod tests {
             "http://127.0.0.1:50051",
             "https://game-service.example:443",
             "http://game-service",
+            "http://10.0.0.5:50051,http://10.0.0.6:50051",
         ] {
             let config = parse(&["--game-service", good]);
             assert!(config.validate_game_service().is_ok(), "{good}");
@@ -265,6 +283,8 @@ mod tests {
             "http://",
             "/just/a/path",
             "",
+            "http://10.0.0.5:50051,",
+            "http://10.0.0.5:50051,10.0.0.6:50051",
         ] {
             let config = parse(&["--game-service", bad]);
             let error = config.validate_game_service().unwrap_err().to_string();

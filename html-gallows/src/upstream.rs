@@ -3,10 +3,22 @@
 //! service comes back), every call carrying the request's `traceparent`.
 //!
 //! Reading a game goes through the [`TallyCache`] first; the watch streams that
-//! keep it current run on a second connection, so they never take the stream
+//! keep it current run on a second channel, so they never take the stream
 //! slots that players' calls need.
+//!
+//! Each channel has a connection to every address of the game service and
+//! balances calls over them (tonic's `balance_channel`, tower's power of two
+//! choices): a Kubernetes ClusterIP Service balances connections, not calls, so
+//! behind one a single long-lived connection would pin html-gallows to one
+//! replica, whereas a headless Service's name resolves to every ready pod.
+//! [`follow`] resolves the names again every `--grpc-resolve-interval` and
+//! inserts and removes the addresses that came and went. A name with one
+//! address, or an IP address, gives one connection per channel, as before.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use hangman_proto::v1::{
     CreateGameRequest, GetGameRequest, MakeMoveRequest, Tally, WatchGameRequest,
@@ -15,8 +27,9 @@ use hangman_proto::v1::{
 use tonic::{
     Code, Status,
     metadata::MetadataValue,
-    transport::{Channel, Endpoint},
+    transport::{Channel, Endpoint, Uri, channel::Change},
 };
+
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
@@ -86,17 +99,26 @@ impl GameService {
     /// A client that connects on first use (so html-gallows starts, and answers
     /// 503 pages, while the game service is down).
     pub fn connect_lazy(config: &Config) -> Result<Self, tonic::transport::Error> {
-        let endpoint = Endpoint::from_shared(config.game_service.clone())?
-            .connect_timeout(config.grpc_connect_timeout);
-        let channel = endpoint
-            .clone()
-            .timeout(config.grpc_request_timeout)
-            .connect_lazy();
+        let targets = config
+            .game_service_urls()
+            .map(|url| Ok(Endpoint::from_shared(url.to_owned())?.uri().clone()))
+            .collect::<Result<Vec<Uri>, tonic::transport::Error>>()?;
+        let (channel, calls) = Channel::balance_channel::<SocketAddr>(16);
+        let (watches, watch_changes) = Channel::balance_channel::<SocketAddr>(16);
+        tokio::spawn(follow(
+            targets,
+            Endpoints {
+                connect_timeout: config.grpc_connect_timeout,
+                request_timeout: config.grpc_request_timeout,
+            },
+            config.grpc_resolve_interval,
+            calls,
+            watch_changes,
+        ));
         Ok(Self {
             hangman: HangmanServiceClient::new(channel.clone()),
             health: HealthClient::new(channel),
-            // No request timeout: a watch is meant to stay open.
-            watches: HangmanServiceClient::new(endpoint.connect_lazy()),
+            watches: HangmanServiceClient::new(watches),
             tallies: TallyCache::new(config.tally_cache_limits()),
         })
     }
@@ -212,4 +234,139 @@ fn require_tally(call: &'static str, tally: Option<Tally>) -> Result<Tally, Upst
     tally.ok_or_else(|| {
         UpstreamError::from_status(call, Status::internal("the response carries no tally"))
     })
+}
+
+/// How the endpoint of one address of the game service is set up.
+struct Endpoints {
+    connect_timeout: Duration,
+    request_timeout: Duration,
+}
+
+impl Endpoints {
+    /// The endpoint of `addr`, one of the addresses `target` resolves to: calls name the
+    /// target as their `:authority`. `timeout` for calls, none for watches (a watch is meant
+    /// to stay open).
+    fn of(&self, target: &Uri, addr: SocketAddr, timeout: bool) -> Option<Endpoint> {
+        let scheme = target.scheme_str().unwrap_or("http");
+        let endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
+            .ok()?
+            .origin(target.clone())
+            .connect_timeout(self.connect_timeout);
+        Some(if timeout {
+            endpoint.timeout(self.request_timeout)
+        } else {
+            endpoint
+        })
+    }
+}
+
+type Changes = tokio::sync::mpsc::Sender<Change<SocketAddr, Endpoint>>;
+
+/// Keeps the calls' and the watches' channels on every address the targets resolve to, one
+/// endpoint per address, resolving them every `interval` until the channels are dropped.
+async fn follow(
+    targets: Vec<Uri>,
+    endpoints: Endpoints,
+    interval: Duration,
+    calls: Changes,
+    watches: Changes,
+) {
+    let mut known = BTreeSet::new();
+    loop {
+        match resolve(&targets).await {
+            Ok(found) => {
+                for (addr, target) in &found {
+                    if known.contains(addr) {
+                        continue;
+                    }
+                    let (Some(call), Some(watch)) = (
+                        endpoints.of(target, *addr, true),
+                        endpoints.of(target, *addr, false),
+                    ) else {
+                        continue;
+                    };
+                    tracing::info!(%addr, "game service address");
+                    let _ = calls.send(Change::Insert(*addr, call)).await;
+                    let _ = watches.send(Change::Insert(*addr, watch)).await;
+                }
+                for gone in known.iter().filter(|addr| !found.contains_key(addr)) {
+                    tracing::info!(addr = %gone, "game service address gone");
+                    let _ = calls.send(Change::Remove(*gone)).await;
+                    let _ = watches.send(Change::Remove(*gone)).await;
+                }
+                known = found.into_keys().collect();
+            }
+            // The known addresses stay in use.
+            Err(error) => tracing::warn!(%error, "cannot resolve the game service"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            () = calls.closed() => return,
+        }
+    }
+}
+
+/// Every address the targets resolve to, with the target it belongs to; an error only when
+/// none resolves to any.
+async fn resolve(targets: &[Uri]) -> Result<BTreeMap<SocketAddr, Uri>, String> {
+    let mut found = BTreeMap::new();
+    let mut failure = String::from("no address");
+    for target in targets {
+        let Some(authority) = target.authority() else {
+            continue;
+        };
+        let default_port = if target.scheme_str() == Some("https") {
+            443
+        } else {
+            80
+        };
+        let host_port = format!(
+            "{}:{}",
+            authority.host(),
+            authority.port_u16().unwrap_or(default_port)
+        );
+        match tokio::net::lookup_host(&host_port).await {
+            Ok(addrs) => found.extend(addrs.map(|addr| (addr, target.clone()))),
+            Err(error) => failure = format!("{host_port}: {error}"),
+        }
+    }
+    if found.is_empty() {
+        return Err(failure);
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn every_address_of_every_target_is_found() {
+        let targets: Vec<Uri> = ["http://127.0.0.2:7", "http://localhost:7"]
+            .iter()
+            .map(|url| url.parse().unwrap())
+            .collect();
+        let found = resolve(&targets).await.unwrap();
+        let ip = |text: &str| text.parse::<SocketAddr>().unwrap();
+        assert_eq!(found[&ip("127.0.0.2:7")], targets[0]);
+        assert_eq!(found[&ip("127.0.0.1:7")], targets[1]);
+        let nowhere = ["http://no-such-host.invalid:7".parse().unwrap()];
+        assert!(resolve(&nowhere).await.is_err());
+    }
+
+    #[test]
+    fn an_address_endpoint_calls_the_target_by_its_name() {
+        let endpoints = Endpoints {
+            connect_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(2),
+        };
+        let target: Uri = "http://game-service:50051".parse().unwrap();
+        let endpoint = endpoints
+            .of(&target, "10.0.0.5:50051".parse().unwrap(), true)
+            .unwrap();
+        assert_eq!(
+            endpoint.uri(),
+            &"http://10.0.0.5:50051".parse::<Uri>().unwrap()
+        );
+    }
 }

@@ -4,18 +4,14 @@
 //! clients reconnect. Real game services over a real Redis, a real gateway, real sockets.
 
 mod common;
+mod replicas;
 
-use std::io::{Read, Write};
-use std::net::TcpStream as StdTcpStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::Client;
+use replicas::{Redis, assert_both_served, counting_proxy, two_replicas};
 use serde_json::json;
-use tokio::net::{TcpListener, TcpStream};
 
 const GAME: &str = "hangman:game";
 
@@ -47,182 +43,11 @@ async fn play_until(client: &mut Client, mut enough: impl FnMut(usize) -> bool) 
     moves
 }
 
-/// A `redis-server` of the test's own, without persistence; killed when dropped.
-struct Redis {
-    child: Child,
-    port: u16,
-    _dir: tempfile_dir::Dir,
-}
-
-mod tempfile_dir {
-    /// A fresh directory, removed when dropped.
-    pub struct Dir(pub std::path::PathBuf);
-
-    impl Dir {
-        pub fn new(name: &str) -> Dir {
-            let path = std::env::temp_dir().join(format!("{name}-{}", rand::random::<u64>()));
-            std::fs::create_dir_all(&path).unwrap();
-            Dir(path)
-        }
-    }
-
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
-impl Redis {
-    fn start() -> Redis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = tempfile_dir::Dir::new("ws-gateway-redis");
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--dir"])
-            .arg(&dir.0)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server runs (scripts/setup installs Debian's redis-server)");
-        let redis = Redis {
-            child,
-            port,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let mut pong = [0; 5];
-            let answered = StdTcpStream::connect(("127.0.0.1", port)).is_ok_and(|mut s| {
-                s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut pong).is_ok()
-            });
-            if answered && &pong == b"+PONG" {
-                return redis;
-            }
-            assert!(Instant::now() < deadline, "redis-server answers on {port}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The game-service binary: each replica in a process of its own, so that each has its own
-/// `/metrics` (in-process servers would share one recorder). The gateway's tests depend on the
-/// game service's library only, so the binary is built here (nothing to do when it is current).
-fn game_service_binary() -> PathBuf {
-    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let status = Command::new(cargo)
-                .args([
-                    "build",
-                    "--quiet",
-                    "-p",
-                    "game-service",
-                    "--bin",
-                    "game-service",
-                ])
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .status()
-                .expect("cargo runs");
-            assert!(status.success(), "the game-service binary builds");
-            // This test runs from target/<profile>/deps/.
-            let exe = std::env::current_exe().unwrap();
-            exe.parent().unwrap().parent().unwrap().join("game-service")
-        })
-        .clone()
-}
-
-/// A game-service replica as a process; killed when dropped.
-struct Replica {
-    _child: tokio::process::Child,
-    addr: String,
-}
-
-impl Replica {
-    async fn spawn(flags: &[&str]) -> Replica {
-        use tokio::io::{AsyncBufReadExt, BufReader};
-        let dictionary = common::dictionary();
-        let mut child = tokio::process::Command::new(game_service_binary())
-            .args(["--listen", "127.0.0.1:0", "--dictionary"])
-            .arg(dictionary)
-            .args(flags)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let addr = tokio::time::timeout(Duration::from_secs(30), async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                if let Some(addr) = line.split("listening on ").nth(1) {
-                    return addr.trim().to_owned();
-                }
-            }
-            panic!("game-service exited before listening");
-        })
-        .await
-        .expect("game-service logs `listening on ADDR`");
-        // Keep reading, so that the process never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Replica {
-            _child: child,
-            addr,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// The MakeMove calls this replica served, from its `/metrics`.
-    async fn moves_served(&self) -> f64 {
-        let metrics = reqwest::get(format!("http://{}/metrics", self.addr))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        metrics
-            .lines()
-            .filter(|line| {
-                line.starts_with("grpc_server_handling_seconds_count{")
-                    && line.contains(r#"method="/hangman.v1.HangmanService/MakeMove""#)
-            })
-            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
-    }
-}
-
 #[tokio::test]
 async fn moves_through_the_gateway_reach_every_replica_of_the_game_service() {
     let redis = Redis::start();
-    let store = redis.url();
-    // A short connection age, as deployed: the gateway reconnects all along.
-    let flags = [
-        "--store",
-        &store,
-        "--max-connection-age",
-        "300ms",
-        "--max-connection-age-grace",
-        "1s",
-    ];
-    let (a, b) = (Replica::spawn(&flags).await, Replica::spawn(&flags).await);
+    let dictionary = common::dictionary();
+    let (a, b) = two_replicas(&redis, &dictionary).await;
     // Two replicas at fixed addresses, and fewer connections than addresses: each address
     // still gets one.
     let gateway = common::gateway(
@@ -238,32 +63,7 @@ async fn moves_through_the_gateway_reach_every_replica_of_the_game_service() {
     let mut client =
         Client::connect(&format!("{}/socket/websocket?vsn=2.0.0", gateway.ws_url())).await;
     play_until(&mut client, |moves| moves == 200).await;
-    let (on_a, on_b) = (a.moves_served().await, b.moves_served().await);
-    assert_eq!(on_a + on_b, 200.0, "every move was served once");
-    assert!(
-        on_a > 0.0 && on_b > 0.0,
-        "MakeMove calls: {on_a} on A, {on_b} on B"
-    );
-}
-
-/// A TCP proxy in front of `upstream` that counts the connections it is asked for.
-async fn counting_proxy(upstream: String) -> (String, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let count = Arc::clone(&accepted);
-    tokio::spawn(async move {
-        while let Ok((mut inbound, _)) = listener.accept().await {
-            count.fetch_add(1, Ordering::Relaxed);
-            let upstream = upstream.clone();
-            tokio::spawn(async move {
-                if let Ok(mut outbound) = TcpStream::connect(upstream).await {
-                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                }
-            });
-        }
-    });
-    (addr, accepted)
+    assert_both_served(&a, &b, 200).await;
 }
 
 #[tokio::test]

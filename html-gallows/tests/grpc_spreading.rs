@@ -1,0 +1,99 @@
+//! Spreading html-gallows' calls over game-service replicas (issue 11): a Kubernetes ClusterIP
+//! Service balances connections, not calls, so html-gallows connects to every address of the
+//! game service, and the game service retires connections by age so that clients reconnect.
+//! Real game services (processes over a real Redis, or in-process), a real html-gallows.
+
+#[path = "../../ws-gateway/tests/replicas/mod.rs"]
+mod replicas;
+mod support;
+
+use std::io::Write;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use replicas::{Redis, assert_both_served, counting_proxy, two_replicas};
+use support::{Browser, COOKIE_KEY};
+
+async fn gallows(game_service: &str) -> html_gallows::Server {
+    let args = [
+        "html-gallows",
+        "--listen",
+        "127.0.0.1:0",
+        "--game-service",
+        game_service,
+        "--cookie-key",
+        COOKIE_KEY,
+    ];
+    html_gallows::start(html_gallows::Config::parse_from(args))
+        .await
+        .unwrap()
+}
+
+/// Plays games of "gallows" (five guesses each, a-e: never over) until `enough(moves)`; every
+/// guess must be counted and shown. Returns the moves made.
+async fn play_until(browser: &Browser, mut enough: impl FnMut(usize) -> bool) -> usize {
+    let mut moves = 0;
+    while !enough(moves) {
+        let mut page = browser.new_game().await;
+        for guess in ["a", "b", "c", "d", "e"] {
+            page = browser.play(&page, guess).await;
+            moves += 1;
+        }
+        assert_eq!(page.turns_left(), 3, "{}", page.body);
+    }
+    moves
+}
+
+fn dictionary() -> tempfile::NamedTempFile {
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    writeln!(file, "gallows").unwrap();
+    file
+}
+
+#[tokio::test]
+async fn moves_reach_every_replica_of_the_game_service() {
+    let redis = Redis::start();
+    let words = dictionary();
+    let (a, b) = two_replicas(&redis, words.path()).await;
+    let server = gallows(&format!("{},{}", a.url(), b.url())).await;
+    play_until(&Browser::at(&server.url()), |moves| moves >= 200).await;
+    assert_both_served(&a, &b, 200).await;
+}
+
+#[tokio::test]
+async fn connections_retired_by_age_are_reopened_without_a_failed_request() {
+    let words = dictionary();
+    let args = [
+        "game-service",
+        "--listen",
+        "127.0.0.1:0",
+        "--dictionary",
+        words.path().to_str().unwrap(),
+        "--max-connection-age",
+        "300ms",
+    ];
+    let games = game_service::start(game_service::Config::parse_from(args))
+        .await
+        .unwrap();
+    let (proxy, connections) = counting_proxy(games.addr().to_string()).await;
+    let server = gallows(&format!("http://{proxy}")).await;
+    // Four players without pause for 2 s, through several retirements: every page is right.
+    let started = Instant::now();
+    let browsers: Vec<Browser> = (0..4).map(|_| Browser::at(&server.url())).collect();
+    let player = |browser| play_until(browser, |_| started.elapsed() >= Duration::from_secs(2));
+    let (one, two, three, four) = tokio::join!(
+        player(&browsers[0]),
+        player(&browsers[1]),
+        player(&browsers[2]),
+        player(&browsers[3]),
+    );
+    let moves = one + two + three + four;
+    // Two channels (calls and watches), each reconnected after every retirement.
+    let opened = connections.load(Ordering::Relaxed);
+    assert!(
+        opened >= 4,
+        "connections were retired and reopened: {opened} for {moves} moves"
+    );
+    games.stop().await;
+}
