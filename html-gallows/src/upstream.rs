@@ -11,7 +11,7 @@
 //! choices): a Kubernetes ClusterIP Service balances connections, not calls, so
 //! behind one a single long-lived connection would pin html-gallows to one
 //! replica, whereas a headless Service's name resolves to every ready pod.
-//! [`follow`] resolves the names again every `--grpc-resolve-interval` and
+//! `follow` resolves the names again every `--grpc-resolve-interval` and
 //! inserts and removes the addresses that came and went. A name with one
 //! address, or an IP address, gives one connection per channel, as before.
 
