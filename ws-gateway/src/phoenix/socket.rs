@@ -188,7 +188,10 @@ impl<A: Send + Sync + 'static> Socket<A> {
                 }
                 // A channel ended (left, crashed, or its socket-side handle was dropped).
                 Some(()) = self.running.next(), if !self.running.is_empty() => Ok(()),
-                Some(msg) = from_channels.recv() => self.send_queued(&mut ws, msg, &mut from_channels).await,
+                Some(msg) = from_channels.recv() => {
+                    let write = self.send_queued(&mut ws, msg, &mut from_channels);
+                    within_idle_timeout(idle_timeout, write).await
+                }
                 frame = ws.next() => {
                     last_activity = Instant::now();
                     match frame {
@@ -215,8 +218,10 @@ impl<A: Send + Sync + 'static> Socket<A> {
             }
             Stop::Close(code, reason) => {
                 tracing::debug!(code, reason, "closing socket");
-                if ws.send(close_frame(code, reason)).await.is_ok() {
-                    drain_until_closed(&mut ws, self.limits.close_timeout).await;
+                let patience = self.limits.close_timeout;
+                let sent = tokio::time::timeout(patience, ws.send(close_frame(code, reason))).await;
+                if let Ok(Ok(())) = sent {
+                    drain_until_closed(&mut ws, patience).await;
                 }
             }
             Stop::Fail(code, reason) => {
@@ -444,8 +449,12 @@ impl<A: Send + Sync + 'static> Socket<A> {
 
     /// Sends one message now.
     async fn send(&mut self, ws: &mut WsStream, out: &Outbound) -> Result<(), Stop> {
-        self.feed(ws, out).await?;
-        ws.flush().await.map_err(|_| Stop::Gone)
+        let idle_timeout = self.limits.idle_timeout;
+        let write = async {
+            self.feed(ws, out).await?;
+            ws.flush().await.map_err(|_| Stop::Gone)
+        };
+        within_idle_timeout(idle_timeout, write).await
     }
 
     /// Queues one message in the connection's write buffer; a flush sends it.
@@ -463,6 +472,22 @@ impl<A: Send + Sync + 'static> Socket<A> {
         };
         ws.feed(frame).await.map_err(|_| Stop::Gone)
     }
+}
+
+/// A write the client does not take within the idle timeout means it stopped reading (while
+/// perhaps still sending): the connection is dropped rather than held, with its task and its
+/// buffers, for as long as the client likes. Meanwhile the socket's loop waits on the write,
+/// so its own idle timer cannot fire.
+async fn within_idle_timeout(
+    idle_timeout: Duration,
+    write: impl Future<Output = Result<(), Stop>>,
+) -> Result<(), Stop> {
+    tokio::time::timeout(idle_timeout, write)
+        .await
+        .unwrap_or_else(|_| {
+            tracing::debug!("the client took nothing for the idle timeout; dropping it");
+            Err(Stop::Gone)
+        })
 }
 
 /// Reads and discards the client's frames until its close frame or the end of the stream,
