@@ -8,6 +8,11 @@ manifests keep the games in Redis, where a game costs the service next to nothin
 limit is checked against the sum for games in memory, which is larger, so it holds for
 both stores.
 
+The front ends: ws-gateway (each version's Deployment) and html-gallows, filled to every
+admission limit their pods are given, fit under their memory limits with the same headroom.
+Each of those limits must be set in the manifests (a default of the binary may change
+unseen), and the check is shown to fail when any one of them is raised far enough.
+
 The dev overlay's Redis: GAME_SERVICE_MAX_GAMES games fit under its `--maxmemory`
 (past which, with `noeviction`, CreateGame answers RESOURCE_EXHAUSTED), and its
 `maxmemory` under its container's limit.
@@ -34,7 +39,38 @@ HEADROOM = 1.5
 # 7.0. Rounded up.
 REDIS_PER_GAME = 512
 # RSS over what `maxmemory` counts: allocator, fragmentation, the server's own baseline.
+# Measured: the dev arguments (`--maxmemory 128mb`, noeviction), filled with hashes of the
+# store's shape until writes were refused, RSS 147 MiB (1.15x); after deleting half and
+# filling again, 151 MiB (1.18x). Debian's redis-server 7.0.15 (jemalloc).
 REDIS_RSS_OVER_USED = 2
+
+KIB = 1024
+# ws-gateway, release build on loopback (README, "Deployment", "Memory limits").
+# RSS started (measured 12.5 MiB), then after 10 clients played 10 moves each (19.2 MiB).
+GATEWAY_BASELINE = 24 * MIB
+# Per joined, idle WebSocket connection (one hangman:game channel): `ws-load --clients
+# 10 --moves 10 --idle-clients 10000 --gateway-pid PID`, measured 10.2-10.6 KiB.
+GATEWAY_PER_CONNECTION = 12 * KIB
+# A connection keeps a buffer the size of the largest message it has sent: measured
+# +10.3 KiB per connection after one 8 000-byte message, +66 KiB after 60 000 bytes
+# (1 000 connections each). Counted as this factor times --max-frame-size.
+GATEWAY_FRAME_BUFFER = 1.5
+# Per game:<id> room joined (its watch stream upstream): 50 connections x 99 rooms
+# and 100 x 20, measured 22.3-25.5 KiB a room. Counted for every channel allowed.
+GATEWAY_PER_ROOM = 28 * KIB
+# Per connection waiting for its first complete request (half-open, slowloris):
+# scripts/half-open-rss, +28.3-32 MiB for 1 024.
+GATEWAY_PER_PENDING = 32 * KIB
+# html-gallows, release build on loopback. RSS started: measured 6.3-6.9 MiB.
+HTML_BASELINE = 8 * MIB
+# Per game watched by the tally cache: 1 000 games created and viewed through the forms,
+# each in a session of its own, measured 10.9-11.4 KiB.
+HTML_PER_CACHED_GAME = 12 * KIB
+# Per request being handled, with its connection: 1 024 new-game POSTs held while the
+# game service was stopped (SIGSTOP), measured 36.1 KiB.
+HTML_PER_REQUEST = 40 * KIB
+# Per half-open connection: scripts/half-open-rss, +34.2-36 MiB for 1 024.
+HTML_PER_PENDING = 40 * KIB
 
 QUANTITY = re.compile(r"^(\d+)(Ki|Mi|Gi|k|M|G)?$")
 UNITS = {None: 1, "Ki": 1024, "Mi": MIB, "Gi": 1024 * MIB, "k": 10**3, "M": 10**6, "G": 10**9}
@@ -72,6 +108,101 @@ def test_a_full_game_service_in_redis_mode_holds_no_game(manifests):
     assert "GAME_SERVICE_STORE" in env
     need = BASELINE + int(env["GAME_SERVICE_MAX_WATCHERS"]) * PER_WATCH_STREAM
     assert need * HEADROOM <= bytes_of(container["resources"]["limits"]["memory"])
+
+
+GATEWAY_LIMITS = [
+    "WS_GATEWAY_MAX_CONNECTIONS",
+    "WS_GATEWAY_MAX_CHANNELS",
+    "WS_GATEWAY_MAX_FRAME_SIZE",
+    "WS_GATEWAY_MAX_PENDING_CONNECTIONS",
+]
+HTML_LIMITS = [
+    "HTML_GALLOWS_TALLY_CACHE_GAMES",
+    "HTML_GALLOWS_MAX_CONCURRENT_REQUESTS",
+    "HTML_GALLOWS_MAX_PENDING_CONNECTIONS",
+]
+
+
+def admission_limits(env: dict[str, str], names: list[str]) -> dict[str, int]:
+    """The admission limits a pod sets; each must be set, and not to 0 (no limit)."""
+    missing = [name for name in names if name not in env]
+    assert not missing, f"{missing} not set: the memory limit cannot rest on a default"
+    limits = {name: int(env[name]) for name in names}
+    assert all(limits.values()), f"{limits}: 0 turns a limit off"
+    return limits
+
+
+def gateway_need(env: dict[str, str]) -> float:
+    n = admission_limits(env, GATEWAY_LIMITS)
+    per_connection = (
+        GATEWAY_PER_CONNECTION
+        + GATEWAY_FRAME_BUFFER * n["WS_GATEWAY_MAX_FRAME_SIZE"]
+        + n["WS_GATEWAY_MAX_CHANNELS"] * GATEWAY_PER_ROOM
+    )
+    return (
+        GATEWAY_BASELINE
+        + n["WS_GATEWAY_MAX_CONNECTIONS"] * per_connection
+        + n["WS_GATEWAY_MAX_PENDING_CONNECTIONS"] * GATEWAY_PER_PENDING
+    )
+
+
+def html_need(env: dict[str, str]) -> float:
+    n = admission_limits(env, HTML_LIMITS)
+    return (
+        HTML_BASELINE
+        + n["HTML_GALLOWS_TALLY_CACHE_GAMES"] * HTML_PER_CACHED_GAME
+        + n["HTML_GALLOWS_MAX_CONCURRENT_REQUESTS"] * HTML_PER_REQUEST
+        + n["HTML_GALLOWS_MAX_PENDING_CONNECTIONS"] * HTML_PER_PENDING
+    )
+
+
+def front_ends(manifests):
+    """(Deployment, what a full pod needs, its admission limits) for every front end."""
+    gateways = [
+        d["metadata"]["name"]
+        for d in manifests.of_kind("Deployment")
+        if d["metadata"]["labels"].get("app.kubernetes.io/name") == "ws-gateway"
+    ]
+    assert len(gateways) >= 2, f"{manifests.overlay}: expected both gateway versions"
+    return [(name, gateway_need, GATEWAY_LIMITS) for name in gateways] + [
+        ("html-gallows", html_need, HTML_LIMITS)
+    ]
+
+
+def over_limit(manifests, name, need, env) -> str | None:
+    """Why a pod with this env does not fit its memory limit with headroom, or None."""
+    limit = bytes_of(manifests.container(name)["resources"]["limits"]["memory"])
+    full = need(env)
+    if full * HEADROOM <= limit:
+        return None
+    return (
+        f"{manifests.overlay}/{name}: its admission limits need {full / MIB:.0f} MiB, "
+        f"{HEADROOM}x that is over the {limit / MIB:.0f} MiB limit"
+    )
+
+
+def test_full_front_ends_fit_their_memory_limits_with_headroom(manifests):
+    for name, need, _ in front_ends(manifests):
+        env = manifests.container_env(manifests.container(name))
+        assert over_limit(manifests, name, need, env) is None, over_limit(
+            manifests, name, need, env
+        )
+
+
+def test_a_front_end_maximum_raised_without_the_memory_limit_fails(manifests):
+    """The check above reads each maximum from the manifests: any one of them raised
+    tenfold (or left to the binary's default) without the memory limit fails it."""
+    for name, need, names in front_ends(manifests):
+        env = manifests.container_env(manifests.container(name))
+        for key in names:
+            raised = {**env, key: str(int(env[key]) * 10)}
+            assert over_limit(manifests, name, need, raised), f"{name}: {key} x 10 fits"
+            unset = {k: v for k, v in env.items() if k != key}
+            try:
+                need(unset)
+            except AssertionError:
+                continue
+            raise AssertionError(f"{name}: {key} left to its default passes unnoticed")
 
 
 def redis_bytes(quantity: str) -> int:
