@@ -8,7 +8,8 @@ use game_service::{Config, RunningServer};
 use hangman_proto::v1::{
     CreateGameRequest, MakeMoveRequest, hangman_service_client::HangmanServiceClient,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use service_kit::testing::closed_within;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
@@ -16,18 +17,6 @@ async fn server(extra: &[&str]) -> RunningServer {
     let mut args = vec!["game-service", "--listen", "127.0.0.1:0"];
     args.extend_from_slice(extra);
     game_service::start(Config::parse_from(args)).await.unwrap()
-}
-
-/// Whether the server closes `stream` (EOF or reset) within `within`.
-async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
-    let mut buf = [0; 256];
-    loop {
-        match timeout(within, stream.read(&mut buf)).await {
-            Err(_) => return false,
-            Ok(Ok(0) | Err(_)) => return true,
-            Ok(Ok(_)) => {}
-        }
-    }
 }
 
 /// Opens connections that each stop short of a request: nothing at all, half the HTTP/2

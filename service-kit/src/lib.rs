@@ -6,6 +6,7 @@
 //! - [`http`]: the front ends' HTTP/1.1 server: [`connections`] plus hyper's header-read
 //!   timeout on every later request, upgrades (WebSockets) and graceful shutdown.
 //! - [`metrics`]: the process-wide Prometheus recorder and the upkeep that keeps it bounded.
+//! - [`testing`]: a helper the services' tests of half-open connections share.
 //!
 //! The game service serves gRPC with tonic's own server; it takes [`connections`] through
 //! tonic's `incoming` stream (feature `tonic`).
@@ -13,5 +14,6 @@
 pub mod connections;
 pub mod http;
 pub mod metrics;
+pub mod testing;
 
 pub use connections::ConnectionLimits;

@@ -6,6 +6,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::get;
 use service_kit::ConnectionLimits;
+use service_kit::testing::closed_within;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
@@ -37,19 +38,6 @@ async fn get_on(stream: &mut TcpStream) -> String {
     let mut buf = vec![0; 1024];
     let n = stream.read(&mut buf).await.unwrap();
     String::from_utf8_lossy(&buf[..n]).into_owned()
-}
-
-/// Waits until the server closes `stream` (EOF or reset), or `within` passes.
-async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
-    let mut buf = [0; 256];
-    loop {
-        match timeout(within, stream.read(&mut buf)).await {
-            Err(_) => return false,
-            Ok(Ok(0) | Err(_)) => return true,
-            // A 408 or other reply before closing is fine; keep reading to the close.
-            Ok(Ok(_)) => {}
-        }
-    }
 }
 
 #[tokio::test]
