@@ -1,6 +1,6 @@
 """Every overlay renders, and every object it renders is one a cluster accepts:
 core objects against the Kubernetes OpenAPI schemas (kubernetes-validate, strict),
-Gateway API objects against the v1.6.1 CRD schemas in ../shared/k8s-crds/."""
+Gateway API objects against the v1.6.1 CRD schemas vendored in deploy/tests/crds/."""
 
 from __future__ import annotations
 
@@ -18,14 +18,14 @@ from conftest import REPO
 # The Kubernetes version the manifests are written for (preStop `sleep` is GA here).
 KUBERNETES_VERSION = "1.34.0"
 GATEWAY_API_GROUP = "gateway.networking.k8s.io"
-CRDS = Path(os.environ.get("HANGMAN_K8S_CRDS", REPO.parent / "shared" / "k8s-crds"))
+CRDS = Path(os.environ.get("HANGMAN_K8S_CRDS", Path(__file__).parent / "crds"))
 
 
 def gateway_api_schemas() -> dict[tuple[str, str], dict]:
     """(apiVersion, kind) -> the CRD's openAPIV3Schema, made strict like the API
     server's field validation: an object with declared properties takes no others."""
     if not CRDS.is_dir():
-        pytest.fail(f"Gateway API CRDs not found at {CRDS} (../shared/k8s-crds beside the repo)")
+        pytest.fail(f"Gateway API CRDs not found at {CRDS}")
     schemas = {}
     for path in sorted(CRDS.glob("*.yaml")):
         crd = yaml.safe_load(path.read_text())

@@ -1,4 +1,4 @@
-//! The Hangman rules (DESIGN.md §3): pure state transitions, no I/O, no async.
+//! The Hangman rules (docs/design.md §3): pure state transitions, no I/O, no async.
 //!
 //! A [`Game`] holds a word, the letters guessed so far and the turns left;
 //! [`Game::make_move`] applies one guess and [`Game::tally`] is what a player may
@@ -219,7 +219,7 @@ impl Game {
         Ok(game)
     }
 
-    /// Applies one guess, in the order of DESIGN.md §3, and returns the new state.
+    /// Applies one guess, in the order of docs/design.md §3, and returns the new state.
     ///
     /// A finished game ignores every guess, even an invalid one; otherwise an
     /// invalid guess is an error and changes nothing.

@@ -1,4 +1,4 @@
-//! The invariants of DESIGN.md §3, checked over random words and guess sequences.
+//! The invariants of docs/design.md §3, checked over random words and guess sequences.
 
 use game_service::rules::{Game, GameState, TURNS};
 use proptest::prelude::*;

@@ -11,7 +11,7 @@ const tally = (over: Partial<Tally> = {}): Tally => ({
 })
 
 describe('tally rules', () => {
-  it('words every state as DESIGN.md §3 does', () => {
+  it('words every state as docs/design.md §3 does', () => {
     expect(statusMessage(tally())).toBe("Let's play!")
     expect(statusMessage(tally({ game_state: 'good_guess' }))).toBe('Good guess!')
     expect(statusMessage(tally({ game_state: 'bad_guess' }))).toBe('Sorry, that letter is not in the word')

@@ -1,4 +1,4 @@
-//! The Hangman channels of DESIGN.md §5 over a raw WebSocket, against a real game service
+//! The Hangman channels of docs/design.md §5 over a raw WebSocket, against a real game service
 //! whose dictionary holds one word, so games are deterministic.
 
 mod common;

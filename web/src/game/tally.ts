@@ -1,5 +1,5 @@
 /**
- * The tally as the gateway sends it (DESIGN.md §4) and the pure rules the
+ * The tally as the gateway sends it (docs/design.md §4) and the pure rules the
  * view derives from it: status wording, which gallows parts show, letter
  * colours. No I/O here, so the component tests can drive every state.
  */
@@ -23,7 +23,7 @@ export interface Tally {
 
 export const ALPHABET = 'abcdefghijklmnopqrstuvwxyz'.split('')
 
-/** A guess is exactly one letter a–z after trimming and lower-casing (DESIGN.md §3). */
+/** A guess is exactly one letter a–z after trimming and lower-casing (docs/design.md §3). */
 export function normalizeGuess(input: string): string | null {
   const guess = input.trim().toLowerCase()
   return /^[a-z]$/.test(guess) ? guess : null
@@ -33,7 +33,7 @@ export function isOver(tally: Tally): boolean {
   return tally.game_state === 'won' || tally.game_state === 'lost'
 }
 
-/** The status banner wording shared by both front ends (DESIGN.md §3). */
+/** The status banner wording shared by both front ends (docs/design.md §3). */
 export function statusMessage(tally: Tally): string {
   switch (tally.game_state) {
     case 'initializing':
@@ -53,7 +53,7 @@ export function statusMessage(tally: Tally): string {
 
 /**
  * The figure's parts in drawing order, each with the `turns_left` at or below
- * which it shows: rope at 6, head at 5, … the last arm at 0 (DESIGN.md §3).
+ * which it shows: rope at 6, head at 5, … the last arm at 0 (docs/design.md §3).
  */
 export const GALLOWS_PARTS = [
   { name: 'rope', showsAt: 6 },

@@ -1,5 +1,5 @@
 //! The Hangman application on top of the protocol layer: the socket's connect hook and the two
-//! channels of DESIGN.md §5.
+//! channels of docs/design.md §5.
 //!
 //! - [`game_channel`]: `hangman:game`, a private game per join (or resumed by id).
 //! - [`room_channel`]: `game:<id>`, a shared room with Presence.

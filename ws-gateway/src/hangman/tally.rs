@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::phoenix::message::Payload;
 
-/// The lower-case state name of DESIGN.md §3.
+/// The lower-case state name of docs/design.md §3.
 pub fn state_name(state: i32) -> &'static str {
     match GameState::try_from(state).unwrap_or(GameState::Unspecified) {
         GameState::Initializing => "initializing",
