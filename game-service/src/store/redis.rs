@@ -18,7 +18,6 @@
 //! since a message lost while disconnected may have been the last one.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -410,8 +409,6 @@ fn unavailable(error: redis::RedisError) -> StoreError {
 #[derive(Default)]
 struct Watched {
     games: Mutex<HashMap<GameId, WatchedGame>>,
-    /// Watchers in all, for the per-game cap (receiver counts include none in flight).
-    count: AtomicUsize,
 }
 
 struct WatchedGame {
@@ -440,7 +437,6 @@ impl Watched {
             if game.changes.receiver_count() >= max_per_game {
                 return Err(StoreError::TooManyWatchers { max: max_per_game });
             }
-            self.count.fetch_add(1, Ordering::Relaxed);
             return Ok((game.changes.subscribe(), false));
         }
         let (changes, receiver) = broadcast::channel(buffer.max(1));
@@ -452,7 +448,6 @@ impl Watched {
                 stale: false,
             },
         );
-        self.count.fetch_add(1, Ordering::Relaxed);
         Ok((receiver, true))
     }
 
@@ -503,7 +498,6 @@ impl Watched {
 
     /// A watcher left; the last one unwatches the game. Returns whether it was the last.
     fn leave(&self, id: &str) -> bool {
-        self.count.fetch_sub(1, Ordering::Relaxed);
         let mut games = self.lock();
         // The leaving watcher's receiver is already dropped.
         if games
