@@ -14,8 +14,14 @@
 //! `follow` resolves the names again every `--grpc-resolve-interval` and
 //! inserts and removes the addresses that came and went. A name with one
 //! address, or an IP address, gives one connection per channel, as before.
+//!
+//! A call that certainly never reached the service is made again, once: the
+//! transparent retry of gRPC's design (A6). It covers a connection that the
+//! service retires (`--max-connection-age`) just as a call is put on it, so a
+//! retirement never costs a player a page.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::error::Error;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,7 +73,8 @@ impl UpstreamError {
             Code::InvalidArgument => Self::InvalidGuess(status.message().to_owned()),
             Code::ResourceExhausted => Self::Full,
             Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => {
-                tracing::warn!(call, %status, "game service unavailable");
+                let cause = status.source();
+                tracing::warn!(call, %status, ?cause, "game service unavailable");
                 Self::Unavailable(status.message().to_owned())
             }
             _ => {
@@ -124,13 +131,16 @@ impl GameService {
     }
 
     pub async fn create_game(&self, trace: &TraceContext) -> Result<Game, UpstreamError> {
-        let response = self
-            .hangman
-            .clone()
-            .create_game(traced(CreateGameRequest::default(), trace))
-            .await
-            .map_err(|status| UpstreamError::from_status("create_game", status))?
-            .into_inner();
+        let response = retried_unsent(|| {
+            let (mut hangman, request) = (
+                self.hangman.clone(),
+                traced(CreateGameRequest::default(), trace),
+            );
+            async move { hangman.create_game(request).await }
+        })
+        .await
+        .map_err(|status| UpstreamError::from_status("create_game", status))?
+        .into_inner();
         Ok(Game {
             tally: require_tally("create_game", response.tally)?,
             game_id: response.game_id,
@@ -152,13 +162,13 @@ impl GameService {
         let request = GetGameRequest {
             game_id: game_id.to_owned(),
         };
-        let tally = self
-            .hangman
-            .clone()
-            .get_game(traced(request, trace))
-            .await
-            .map_err(|status| UpstreamError::from_status("get_game", status))
-            .and_then(|response| require_tally("get_game", response.into_inner().tally));
+        let tally = retried_unsent(|| {
+            let (mut hangman, request) = (self.hangman.clone(), traced(request.clone(), trace));
+            async move { hangman.get_game(request).await }
+        })
+        .await
+        .map_err(|status| UpstreamError::from_status("get_game", status))
+        .and_then(|response| require_tally("get_game", response.into_inner().tally));
         let tally = self.note(game_id, tally)?;
         self.tallies.watch(game_id, &self.watches, || {
             let watch = WatchGameRequest {
@@ -179,13 +189,13 @@ impl GameService {
             game_id: game_id.to_owned(),
             guess: guess.to_owned(),
         };
-        let tally = self
-            .hangman
-            .clone()
-            .make_move(traced(request, trace))
-            .await
-            .map_err(|status| UpstreamError::from_status("make_move", status))
-            .and_then(|response| require_tally("make_move", response.into_inner().tally));
+        let tally = retried_unsent(|| {
+            let (mut hangman, request) = (self.hangman.clone(), traced(request.clone(), trace));
+            async move { hangman.make_move(request).await }
+        })
+        .await
+        .map_err(|status| UpstreamError::from_status("make_move", status))
+        .and_then(|response| require_tally("make_move", response.into_inner().tally));
         self.note(game_id, tally)
     }
 
@@ -216,6 +226,43 @@ impl GameService {
             }
         }
     }
+}
+
+/// Makes a call, and makes it again (once) if the first try never reached the
+/// service, so that it cannot have been played: safe for every call, moves too.
+async fn retried_unsent<T, F>(mut call: impl FnMut() -> F) -> Result<T, Status>
+where
+    F: Future<Output = Result<T, Status>>,
+{
+    match call().await {
+        Err(status) if never_reached_the_service(&status) => {
+            tracing::debug!(%status, "call made again: the first try was never sent");
+            call().await
+        }
+        answer => answer,
+    }
+}
+
+/// Whether a failed call certainly never reached the service: hyper cancelled
+/// it before sending (its connection was closing), or the server refused its
+/// stream unprocessed (REFUSED_STREAM, or a GOAWAY whose last stream came before
+/// it; RFC 9113 §8.7).
+fn never_reached_the_service(status: &Status) -> bool {
+    let mut cause: Option<&(dyn Error + 'static)> = Some(status);
+    while let Some(error) = cause {
+        if error
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_canceled)
+        {
+            return true;
+        }
+        if let Some(h2) = error.downcast_ref::<h2::Error>() {
+            return h2.reason() == Some(h2::Reason::REFUSED_STREAM)
+                || (h2.is_go_away() && h2.is_remote());
+        }
+        cause = error.source();
+    }
+    false
 }
 
 /// Wraps a message in a request carrying the trace context.
@@ -339,6 +386,19 @@ async fn resolve(targets: &[Uri]) -> Result<BTreeMap<SocketAddr, Uri>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_call_the_server_never_saw_is_made_again() {
+        let refused = Status::from_error(Box::new(h2::Error::from(h2::Reason::REFUSED_STREAM)));
+        assert!(never_reached_the_service(&refused), "{refused:?}");
+        // A stream reset for any other reason may have been played.
+        let reset = Status::from_error(Box::new(h2::Error::from(h2::Reason::INTERNAL_ERROR)));
+        assert!(!never_reached_the_service(&reset), "{reset:?}");
+        assert!(!never_reached_the_service(&Status::unavailable("down")));
+        assert!(!never_reached_the_service(&Status::deadline_exceeded(
+            "slow"
+        )));
+    }
 
     #[tokio::test]
     async fn every_address_of_every_target_is_found() {
