@@ -4,6 +4,8 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::Parser;
 
+use crate::dictionary::Dictionary;
+
 /// The Hangman game service: rules, dictionary and live games behind gRPC.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "game-service", version, about)]
@@ -96,6 +98,11 @@ pub struct Config {
     /// Word list to use instead of the built-in one (one lowercase word per line).
     #[arg(long, env = "GAME_SERVICE_DICTIONARY")]
     pub dictionary: Option<PathBuf>,
+
+    /// Words given in memory, which replace both the built-in list and `--dictionary`: how
+    /// tests make games deterministic without a file. Not a flag.
+    #[arg(skip)]
+    pub words: Option<Dictionary>,
 
     /// Allow CreateGame to fix the word, for deterministic tests and demos.
     #[arg(long, env = "GAME_SERVICE_TEST_MODE")]

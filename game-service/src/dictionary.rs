@@ -1,8 +1,8 @@
 //! The words games are played with: a list loaded once, chosen from uniformly.
 //!
 //! The built-in list is `words/words.txt` (source and licence in `words/SOURCE.md`);
-//! `--dictionary FILE` replaces it, which is also how end-to-end tests make every
-//! game deterministic (a file with one word).
+//! `--dictionary FILE` replaces it. Tests make every game deterministic with a list of
+//! one word given in memory instead ([`Dictionary::from_words`], [`crate::Config::words`]).
 
 use std::path::{Path, PathBuf};
 
@@ -49,8 +49,16 @@ impl Dictionary {
     /// Parses a word list: one word per line (surrounding white space ignored),
     /// blank lines ignored, every word lowercase a-z.
     pub fn parse(text: &str) -> Result<Dictionary, DictionaryError> {
-        let mut words = Vec::new();
-        for (index, line) in text.lines().enumerate() {
+        Dictionary::from_words(text.lines())
+    }
+
+    /// A word list given word by word, under the rules of a file's lines (an error's `line`
+    /// is the word's place in the list); how tests give a server its words without a file.
+    pub fn from_words<'a>(
+        words: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Dictionary, DictionaryError> {
+        let mut list = Vec::new();
+        for (index, line) in words.into_iter().enumerate() {
             let word = line.trim();
             if word.is_empty() {
                 continue;
@@ -61,12 +69,12 @@ impl Dictionary {
                     word: word.chars().take(40).collect(),
                 });
             }
-            words.push(word.into());
+            list.push(word.into());
         }
-        if words.is_empty() {
+        if list.is_empty() {
             return Err(DictionaryError::Empty);
         }
-        Ok(Dictionary { words })
+        Ok(Dictionary { words: list })
     }
 
     pub fn len(&self) -> usize {
@@ -119,6 +127,20 @@ mod tests {
     fn an_empty_list_is_rejected() {
         assert!(matches!(
             Dictionary::parse("\n \n"),
+            Err(DictionaryError::Empty)
+        ));
+    }
+
+    #[test]
+    fn words_given_one_by_one_follow_the_rules_of_a_files_lines() {
+        let dictionary = Dictionary::from_words(["hello", " world "]).unwrap();
+        assert_eq!(dictionary.len(), 2);
+        assert!(matches!(
+            Dictionary::from_words(["hello", "Hello"]),
+            Err(DictionaryError::BadWord { line: 2, .. })
+        ));
+        assert!(matches!(
+            Dictionary::from_words([]),
             Err(DictionaryError::Empty)
         ));
     }

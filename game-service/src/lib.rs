@@ -12,6 +12,8 @@
 //! - [`coalesce`]: replies finished together leave in one write.
 //! - [`connection_age`]: `--max-connection-age`'s grace, the hard end of a retired connection.
 //! - [`oversized`]: a request over the size limit is answered `RESOURCE_EXHAUSTED`.
+//! - `testing` (feature `test-support`, tests only): a game service with the words a test
+//!   gives, a Redis of the test's own, the binary as a process.
 
 pub mod coalesce;
 pub mod config;
@@ -23,6 +25,8 @@ pub mod server;
 pub mod service;
 pub mod store;
 pub mod telemetry;
+#[cfg(feature = "test-support")]
+pub mod testing;
 
 pub use config::Config;
 pub use server::{RunningServer, StartError, start};

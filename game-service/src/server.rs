@@ -85,9 +85,10 @@ impl RunningServer {
 /// names.
 pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     telemetry::metrics_handle();
-    let dictionary = match &config.dictionary {
-        Some(path) => Dictionary::from_file(path)?,
-        None => Dictionary::builtin(),
+    let dictionary = match (&config.words, &config.dictionary) {
+        (Some(words), _) => words.clone(),
+        (None, Some(path)) => Dictionary::from_file(path)?,
+        (None, None) => Dictionary::builtin(),
     };
     let limits = Limits {
         max_games: config.max_games,

@@ -8,14 +8,14 @@ mod support;
 use std::time::Duration;
 
 use hangman_proto::v1::{CreateGameRequest, MakeMoveRequest, WatchGameRequest};
-use support::{Store, TestServer, client};
+use support::{Store, server};
 
 /// A guard against a hung test; not a timing assertion.
 const PATIENCE: Duration = Duration::from_secs(20);
 
 #[tokio::test]
 async fn a_watch_outlives_its_connections_age_until_the_grace_is_over() {
-    let server = TestServer::start(
+    let server = server(
         Store::Memory,
         &[
             "--test-mode",
@@ -26,7 +26,7 @@ async fn a_watch_outlives_its_connections_age_until_the_grace_is_over() {
         ],
     )
     .await;
-    let (mut watcher, mut player) = (client(&server).await, client(&server).await);
+    let (mut watcher, mut player) = (server.client().await, server.client().await);
     let request = CreateGameRequest {
         word: Some("otter".into()),
     };

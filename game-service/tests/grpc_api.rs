@@ -9,16 +9,13 @@ use std::{collections::HashSet, time::Duration};
 use clap::Parser;
 use futures::StreamExt;
 use game_service::Config;
+use game_service::testing::Client;
 use hangman_proto::v1::{
     CreateGameRequest, CreateGameResponse, EndGameRequest, GameState, GetGameRequest,
     MakeMoveRequest, Tally, WatchGameRequest, WatchGameResponse,
 };
-use support::{Client, Store, TestServer, client};
+use support::{Store, server};
 use tonic::{Code, Status, Streaming};
-
-async fn server(store: Store, extra_flags: &[&str]) -> TestServer {
-    TestServer::start(store, extra_flags).await
-}
 
 async fn create(client: &mut Client, word: Option<&str>) -> Result<CreateGameResponse, Status> {
     let word = word.map(String::from);
@@ -66,7 +63,7 @@ fn strings(letters: &str) -> Vec<String> {
 
 async fn a_full_game_is_won_by_guessing_every_letter(store: Store) {
     let server = server(store, &["--test-mode"]).await;
-    let mut client = client(&server).await;
+    let mut client = server.client().await;
     let created = create(&mut client, Some("otter")).await.unwrap();
     let id = created.game_id;
     let tally = created.tally.unwrap();
@@ -109,7 +106,7 @@ async fn a_full_game_is_won_by_guessing_every_letter(store: Store) {
 
 async fn a_full_game_is_lost_after_seven_wrong_letters(store: Store) {
     let server = server(store, &["--test-mode"]).await;
-    let mut client = client(&server).await;
+    let mut client = server.client().await;
     let id = new_game(&mut client, "otter").await;
     for (i, letter) in "abcdfg".chars().enumerate() {
         let tally = guess(&mut client, &id, &letter.to_string()).await;
@@ -128,7 +125,7 @@ async fn a_full_game_is_lost_after_seven_wrong_letters(store: Store) {
 
 async fn an_invalid_guess_is_rejected_with_a_reason_and_changes_nothing(store: Store) {
     let server = server(store, &["--test-mode"]).await;
-    let mut client = client(&server).await;
+    let mut client = server.client().await;
     let id = new_game(&mut client, "otter").await;
     for bad in ["", "ab", "7", "é", " ", &"x".repeat(5000)] {
         let status = try_guess(&mut client, &id, bad).await.unwrap_err();
@@ -152,7 +149,7 @@ async fn an_invalid_guess_is_rejected_with_a_reason_and_changes_nothing(store: S
 
 async fn unknown_and_empty_ids_are_not_found_and_invalid(store: Store) {
     let server = server(store, &[]).await;
-    let mut client = client(&server).await;
+    let mut client = server.client().await;
     let unknown = "AAAAAAAAAAAAAAAAAAAAAA".to_string();
     let codes = [
         get(&mut client, &unknown).await.unwrap_err().code(),
@@ -176,7 +173,7 @@ async fn unknown_and_empty_ids_are_not_found_and_invalid(store: Store) {
 
 async fn a_fixed_word_is_refused_outside_test_mode(store: Store) {
     let server = server(store, &[]).await;
-    let mut client = client(&server).await;
+    let mut client = server.client().await;
     let status = client
         .create_game(CreateGameRequest {
             word: Some("otter".into()),
@@ -198,7 +195,7 @@ async fn a_fixed_word_is_refused_outside_test_mode(store: Store) {
 
 async fn a_fixed_word_must_be_lowercase_letters_even_in_test_mode(store: Store) {
     let server = server(store, &["--test-mode"]).await;
-    let mut client = client(&server).await;
+    let mut client = server.client().await;
     for word in ["", "Otter", "ot ter"] {
         let status = create(&mut client, Some(word)).await.unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument, "{word:?}");
@@ -208,7 +205,7 @@ async fn a_fixed_word_must_be_lowercase_letters_even_in_test_mode(store: Store) 
 
 async fn ids_are_unguessable_url_safe_text(store: Store) {
     let server = server(store, &[]).await;
-    let mut client = client(&server).await;
+    let mut client = server.client().await;
     let mut ids = HashSet::new();
     for _ in 0..50 {
         let id = create(&mut client, None).await.unwrap().game_id;
@@ -235,7 +232,7 @@ async fn an_idle_game_expires_after_its_ttl(store: Store) {
         ],
     )
     .await;
-    let mut client = client(&server).await;
+    let mut client = server.client().await;
     let idle = new_game(&mut client, "otter").await;
     let active = new_game(&mut client, "otter").await;
     let mut watch = watch(&mut client, &idle).await.unwrap();
@@ -256,7 +253,7 @@ async fn an_idle_game_expires_after_its_ttl(store: Store) {
 
 async fn a_full_registry_refuses_new_games_with_resource_exhausted(store: Store) {
     let server = server(store, &["--max-games", "3"]).await;
-    let mut client = client(&server).await;
+    let mut client = server.client().await;
     let mut ids = Vec::new();
     for _ in 0..3 {
         ids.push(create(&mut client, None).await.unwrap().game_id);
@@ -282,7 +279,7 @@ async fn a_full_registry_refuses_new_games_with_resource_exhausted(store: Store)
 async fn concurrent_moves_on_one_game_are_all_applied(store: Store) {
     // A word with every letter, so that no guess ends the game early.
     let server = server(store, &["--test-mode"]).await;
-    let mut client = client(&server).await;
+    let mut client = server.client().await;
     let id = new_game(&mut client, "thequickbrownfoxjumpsoverthelazydog").await;
     let tasks: Vec<_> = ('a'..='y')
         .map(|letter| {
@@ -303,7 +300,7 @@ async fn concurrent_moves_on_one_game_are_all_applied(store: Store) {
 
 async fn a_watcher_gets_the_tally_now_then_every_change_in_order_then_the_end(store: Store) {
     let server = server(store, &["--test-mode"]).await;
-    let mut client = client(&server).await;
+    let mut client = server.client().await;
     let id = new_game(&mut client, "otter").await;
     guess(&mut client, &id, "x").await;
     let mut watch = watch(&mut client, &id).await.unwrap();
@@ -331,7 +328,7 @@ async fn a_watcher_gets_the_tally_now_then_every_change_in_order_then_the_end(st
 
 async fn watch_streams_end_when_the_server_shuts_down(store: Store) {
     let server = server(store, &["--test-mode"]).await;
-    let mut client = client(&server).await;
+    let mut client = server.client().await;
     let id = new_game(&mut client, "otter").await;
     let mut watch = watch(&mut client, &id).await.unwrap();
     watch.next().await.unwrap().unwrap();
@@ -350,7 +347,7 @@ async fn an_oversized_request_is_refused_with_resource_exhausted(store: Store) {
     // The gRPC status codes say so for a request larger than the server's limit;
     // tonic's own answer is OUT_OF_RANGE.
     let server = server(store, &[]).await;
-    let mut client = client(&server).await;
+    let mut client = server.client().await;
     let huge = "x".repeat(60_000);
     let status = get(&mut client, &huge).await.unwrap_err();
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
@@ -367,7 +364,7 @@ async fn an_oversized_request_is_refused_with_resource_exhausted(store: Store) {
 
 async fn watchers_past_the_cap_are_refused_until_one_leaves(store: Store) {
     let server = server(store, &["--test-mode", "--max-watchers-per-game", "2"]).await;
-    let mut client = client(&server).await;
+    let mut client = server.client().await;
     let id = new_game(&mut client, "otter").await;
     let first = watch(&mut client, &id).await.unwrap();
     let _second = watch(&mut client, &id).await.unwrap();
@@ -396,7 +393,7 @@ async fn watchers_past_the_cap_are_refused_until_one_leaves(store: Store) {
 async fn watch_streams_past_the_server_wide_cap_are_refused_until_one_leaves(store: Store) {
     // Each watch stream holds memory, so their number is bounded however many games there are.
     let server = server(store, &["--test-mode", "--max-watchers", "2"]).await;
-    let mut client = client(&server).await;
+    let mut client = server.client().await;
     let mut games = Vec::new();
     for _ in 0..3 {
         games.push(new_game(&mut client, "otter").await);
@@ -425,7 +422,7 @@ async fn a_game_watched_again_after_its_watchers_left_streams_every_change(store
     // An unwatched game holds no change buffer: the last watcher to leave drops
     // it, and the next watcher gets a new one.
     let server = server(store, &["--test-mode", "--max-watchers-per-game", "1"]).await;
-    let mut client = client(&server).await;
+    let mut client = server.client().await;
     let id = new_game(&mut client, "otter").await;
     let mut first = watch(&mut client, &id).await.unwrap();
     first.next().await.unwrap().unwrap();
@@ -463,7 +460,7 @@ async fn a_dictionary_file_replaces_the_builtin_words() {
     let store = Store::Memory;
     let path = dictionary_file("one-word", "\nzebra\n");
     let server = server(store, &["--dictionary", path.to_str().unwrap()]).await;
-    let mut client = client(&server).await;
+    let mut client = server.client().await;
     let id = create(&mut client, None).await.unwrap().game_id;
     let mut tally = get(&mut client, &id).await.unwrap();
     for letter in ["z", "e", "b", "r", "a"] {

@@ -1,23 +1,18 @@
 //! Connections that never finish a request are dropped, and cannot crowd out callers.
 
+mod support;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::Parser;
-use game_service::{Config, RunningServer};
 use hangman_proto::v1::{
     CreateGameRequest, MakeMoveRequest, hangman_service_client::HangmanServiceClient,
 };
 use service_kit::testing::closed_within;
+use support::{Store, server};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
-
-async fn server(extra: &[&str]) -> RunningServer {
-    let mut args = vec!["game-service", "--listen", "127.0.0.1:0"];
-    args.extend_from_slice(extra);
-    game_service::start(Config::parse_from(args)).await.unwrap()
-}
 
 /// Opens connections that each stop short of a request: nothing at all, half the HTTP/2
 /// preface, the whole preface with no SETTINGS, and half an HTTP/1 request head.
@@ -39,7 +34,7 @@ async fn half_open(addr: SocketAddr) -> Vec<TcpStream> {
 
 #[tokio::test]
 async fn half_open_connections_are_dropped_after_the_header_read_timeout_while_a_game_is_played() {
-    let server = server(&["--header-read-timeout", "300ms"]).await;
+    let server = server(Store::Memory, &["--header-read-timeout", "300ms"]).await;
     let mut stalled = half_open(server.addr()).await;
     let mut client = HangmanServiceClient::connect(server.url()).await.unwrap();
     let game_id = client
@@ -65,12 +60,15 @@ async fn half_open_connections_are_dropped_after_the_header_read_timeout_while_a
 #[tokio::test]
 async fn half_open_connections_fill_the_pending_slots_and_a_caller_waits_only_until_they_are_dropped()
  {
-    let server = server(&[
-        "--header-read-timeout",
-        "2s",
-        "--max-pending-connections",
-        "4",
-    ])
+    let server = server(
+        Store::Memory,
+        &[
+            "--header-read-timeout",
+            "2s",
+            "--max-pending-connections",
+            "4",
+        ],
+    )
     .await;
     let _stalled = half_open(server.addr()).await;
     tokio::time::sleep(Duration::from_millis(100)).await;

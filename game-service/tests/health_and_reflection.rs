@@ -1,9 +1,8 @@
 //! What operators and tools see: gRPC health (serving, then not serving on
 //! shutdown), server reflection over v1 and v1alpha, and `/metrics` (with bounded labels).
 
-use clap::Parser;
 use futures::StreamExt;
-use game_service::{Config, RunningServer};
+use game_service::testing::TestGameService;
 use hangman_proto::v1::{CreateGameRequest, hangman_service_client::HangmanServiceClient};
 use tonic::{codegen::http::uri::PathAndQuery, transport::Channel};
 use tonic_health::pb::{
@@ -19,20 +18,15 @@ const SERVICES: [&str; 4] = [
     "hangman.v1.HangmanService",
 ];
 
-async fn server() -> RunningServer {
+async fn server() -> TestGameService {
     // Open health watches hold graceful shutdown until the grace period ends.
-    game_service::start(Config::parse_from([
-        "game-service",
-        "--listen",
-        "127.0.0.1:0",
-        "--shutdown-timeout",
-        "500ms",
-    ]))
-    .await
-    .unwrap()
+    TestGameService::builder()
+        .flags(&["--shutdown-timeout", "500ms"])
+        .spawn()
+        .await
 }
 
-async fn channel(server: &RunningServer) -> Channel {
+async fn channel(server: &TestGameService) -> Channel {
     Channel::from_shared(server.url())
         .unwrap()
         .connect()

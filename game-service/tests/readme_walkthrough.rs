@@ -10,7 +10,7 @@ use std::{
     process::Command,
 };
 
-use support::{Store, TestServer};
+use support::{Store, server};
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -79,7 +79,7 @@ fn run(script: &str, addr: &str) -> String {
 
 /// Runs the walkthrough `name` against a fresh server on port 0.
 async fn run_against_a_server(name: &str, store: Store) -> String {
-    let server = TestServer::start(store, &[]).await;
+    let server = server(store, &[]).await;
     let script = walkthrough(name);
     let addr = server.addr().to_string();
     let out = tokio::task::spawn_blocking(move || run(&script, &addr))

@@ -6,11 +6,12 @@ mod support;
 use std::time::Duration;
 
 use futures::StreamExt;
+use game_service::testing::{Client, GameServiceProcess, RedisServer, TestGameService};
 use hangman_proto::v1::{
     CreateGameRequest, GameState, GetGameRequest, MakeMoveRequest, Tally, WatchGameRequest,
     hangman_service_client::HangmanServiceClient,
 };
-use support::{Client, RedisServer, ServiceProcess, Store, TestServer, client};
+use support::{Store, server};
 use tonic::Code;
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
@@ -49,9 +50,9 @@ fn letters(tally: &Tally) -> String {
 
 #[tokio::test]
 async fn a_game_created_through_one_replica_is_played_through_another() {
-    let a = TestServer::start(Store::Redis, &["--test-mode"]).await;
+    let a = server(Store::Redis, &["--test-mode"]).await;
     let b = a.replica(&["--test-mode"]).await;
-    let (mut via_a, mut via_b) = (client(&a).await, client(&b).await);
+    let (mut via_a, mut via_b) = (a.client().await, b.client().await);
     let id = new_game(&mut via_a, "otter").await;
     assert_eq!(
         letters(&guess(&mut via_b, &id, "t").await.unwrap()),
@@ -69,9 +70,9 @@ async fn a_game_created_through_one_replica_is_played_through_another() {
 
 #[tokio::test]
 async fn a_watcher_on_one_replica_sees_moves_made_through_another_in_order() {
-    let a = TestServer::start(Store::Redis, &["--test-mode"]).await;
+    let a = server(Store::Redis, &["--test-mode"]).await;
     let b = a.replica(&["--test-mode"]).await;
-    let (mut via_a, mut via_b) = (client(&a).await, client(&b).await);
+    let (mut via_a, mut via_b) = (a.client().await, b.client().await);
     let id = new_game(&mut via_a, "otter").await;
     let request = WatchGameRequest {
         game_id: id.clone(),
@@ -97,10 +98,10 @@ async fn a_watcher_on_one_replica_sees_moves_made_through_another_in_order() {
 
 #[tokio::test]
 async fn concurrent_moves_from_two_replicas_are_each_applied_exactly_once() {
-    let a = TestServer::start(Store::Redis, &["--test-mode"]).await;
+    let a = server(Store::Redis, &["--test-mode"]).await;
     let b = a.replica(&["--test-mode"]).await;
     let word = "thequickbrownfoxjumpsoverthelazydog";
-    let id = new_game(&mut client(&a).await, word).await;
+    let id = new_game(&mut a.client().await, word).await;
     // 500 moves through each replica at once: every letter but z, many times over, so that
     // nearly every move races another one for the same version of the game.
     let alphabet: Vec<String> = ('a'..='y').map(String::from).collect();
@@ -132,7 +133,7 @@ async fn concurrent_moves_from_two_replicas_are_each_applied_exactly_once() {
     // Each letter was new to exactly one move: had two moves been applied to the same
     // version (one lost), both would have found their letter new.
     assert_eq!(first_plays, alphabet.len());
-    let last = get(&mut client(&a).await, &id).await.unwrap();
+    let last = get(&mut a.client().await, &id).await.unwrap();
     // Applied one after another in any order, the same moves leave this: every letter but z
     // shown and used, no turn spent (z is the only letter of the alphabet the moves miss,
     // and the word has every letter, so no move was wrong).
@@ -152,8 +153,8 @@ async fn after_kill_9_of_one_replica_the_game_goes_on_through_the_other_with_not
     let redis = RedisServer::start();
     let store = redis.url();
     let flags = ["--test-mode", "--store", &store];
-    let mut a = ServiceProcess::spawn(&flags);
-    let b = ServiceProcess::spawn(&flags);
+    let mut a = GameServiceProcess::spawn(env!("CARGO_BIN_EXE_game-service"), &[], &flags);
+    let b = GameServiceProcess::spawn(env!("CARGO_BIN_EXE_game-service"), &[], &flags);
     let mut via_a = HangmanServiceClient::connect(a.url()).await.unwrap();
     let id = new_game(&mut via_a, "otter").await;
     for letter in ["t", "x", "o"] {
@@ -177,7 +178,7 @@ async fn after_kill_9_of_one_replica_the_game_goes_on_through_the_other_with_not
     assert_eq!(won.word.as_deref(), Some("otter"));
 }
 
-async fn health(server: &TestServer) -> ServingStatus {
+async fn health(server: &TestGameService) -> ServingStatus {
     let channel = tonic::transport::Channel::from_shared(server.url())
         .unwrap()
         .connect()
@@ -191,7 +192,7 @@ async fn health(server: &TestServer) -> ServingStatus {
 }
 
 /// Polls the health check until it reports `wanted`, for at most ten seconds.
-async fn until_health(server: &TestServer, wanted: ServingStatus) {
+async fn until_health(server: &TestGameService, wanted: ServingStatus) {
     let reached = tokio::time::timeout(Duration::from_secs(10), async {
         while health(server).await != wanted {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -203,10 +204,10 @@ async fn until_health(server: &TestServer, wanted: ServingStatus) {
 
 #[tokio::test]
 async fn with_redis_down_calls_are_unavailable_and_health_not_serving_until_it_is_back() {
-    let mut server = TestServer::start(Store::Redis, &["--store-timeout", "500ms"]).await;
-    let mut games = client(&server).await;
+    let mut server = server(Store::Redis, &["--store-timeout", "500ms"]).await;
+    let mut games = server.client().await;
     until_health(&server, ServingStatus::Serving).await;
-    server.redis.as_mut().unwrap().kill();
+    server.redis_mut().unwrap().kill();
     let refused = games
         .create_game(CreateGameRequest::default())
         .await
@@ -219,7 +220,7 @@ async fn with_redis_down_calls_are_unavailable_and_health_not_serving_until_it_i
     );
     until_health(&server, ServingStatus::NotServing).await;
     // Back, on the same address: no restart of the service is needed.
-    server.redis.as_mut().unwrap().restart();
+    server.redis_mut().unwrap().restart();
     until_health(&server, ServingStatus::Serving).await;
     let created = games.create_game(CreateGameRequest::default()).await;
     assert!(created.is_ok(), "{created:?}");
@@ -244,8 +245,8 @@ fn redis_as(redis: &RedisServer, user: &str, password: &str, commands: &[&str]) 
 
 #[tokio::test]
 async fn a_change_published_while_a_replica_was_cut_off_from_redis_reaches_its_watcher() {
-    let a = TestServer::start(Store::Redis, &["--test-mode", "--store-timeout", "300ms"]).await;
-    let redis = a.redis.as_ref().unwrap();
+    let a = server(Store::Redis, &["--test-mode", "--store-timeout", "300ms"]).await;
+    let redis = a.redis().unwrap();
     // Replica B logs in as a user of its own, so that A alone can be shut out.
     assert!(
         redis
@@ -253,17 +254,12 @@ async fn a_change_published_while_a_replica_was_cut_off_from_redis_reaches_its_w
             .contains("OK")
     );
     let b_store = redis.url().replace("redis://", "redis://b:pw@");
-    let b = game_service::start(<game_service::Config as clap::Parser>::parse_from([
-        "game-service",
-        "--listen",
-        "127.0.0.1:0",
-        "--test-mode",
-        "--store",
-        &b_store,
-    ]))
-    .await
-    .unwrap();
-    let (mut via_a, mut via_b) = (client(&a).await, client(&b).await);
+    let b = TestGameService::builder()
+        .flags(&["--test-mode"])
+        .store(&b_store)
+        .spawn()
+        .await;
+    let (mut via_a, mut via_b) = (a.client().await, b.client().await);
     let id = new_game(&mut via_a, "otter").await;
     let request = WatchGameRequest {
         game_id: id.clone(),
