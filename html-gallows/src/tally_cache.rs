@@ -7,9 +7,11 @@
 //! - An entry holds a tally only while its watch stream is open, and the stream
 //!   delivers every change of the game in order, whoever makes it (another tab,
 //!   another replica, a gRPC client).
-//! - A tally replaces the cached one only if it is not older: a game's tallies
-//!   are ordered by their number of used letters, which every accepted move
-//!   grows by one, so a late reply cannot undo a newer change.
+//! - A tally replaces the cached one only if it is not older. The watch and the
+//!   players' replies race, and the contract gives a tally no version, so the
+//!   cache orders a game's tallies by where they stand in its history
+//!   ([`position`]): a late reply, or a late watch message, never undoes a newer
+//!   change, a repeated letter (`already_used`) included.
 //! - A tally the service has not confirmed for `max_age` is fetched again. This
 //!   bounds anything the stream cannot tell, such as a game that has expired
 //!   but is not swept yet (its stream ends only when it is removed).
@@ -29,7 +31,9 @@ use std::{
     time::Duration,
 };
 
-use hangman_proto::v1::{Tally, WatchGameRequest, hangman_service_client::HangmanServiceClient};
+use hangman_proto::v1::{
+    GameState, Tally, WatchGameRequest, hangman_service_client::HangmanServiceClient,
+};
 use tokio::time::Instant;
 use tonic::transport::Channel;
 
@@ -71,10 +75,24 @@ struct Entry {
     viewed: Instant,
 }
 
-/// Where a tally stands among its game's tallies: each accepted move adds one
-/// used letter, and nothing else changes a game.
-fn progress(tally: &Tally) -> usize {
-    tally.used.len()
+/// Where a tally stands in its game's history: later tallies have a greater
+/// position, and two tallies of one game at the same position are the same tally.
+///
+/// The rules (docs/design.md §3) change a game in two ways only. A new letter
+/// adds one to `used`. A letter used before changes the state to `already_used`
+/// and nothing else; the state leaves `already_used` only with the next new
+/// letter, and a game won or lost changes no more. So along a game's history
+/// (letters used, whether the last guess was a repeat) never goes down, and it
+/// fixes the tally: the letters used fix `letters` and `turns_left`, and the
+/// last new letter fixes the state unless a repeat followed it. Two tallies at
+/// the same position are therefore equal, and which one the cache keeps does
+/// not matter; it takes the one offered, as a fresh confirmation. The number of
+/// letters alone is not enough: after a repeated letter the tally from before
+/// the repeat has as many letters, and a late copy of it would hide the
+/// `already_used` the player has just been shown.
+fn position(tally: &Tally) -> (usize, bool) {
+    let repeat = tally.game_state == GameState::AlreadyUsed as i32;
+    (tally.used.len(), repeat)
 }
 
 impl TallyCache {
@@ -239,7 +257,7 @@ impl Entry {
     /// Takes `tally` unless the cached one is newer, and notes the confirmation.
     fn offer(&mut self, tally: &Tally) {
         match &self.tally {
-            Some(cached) if progress(cached) > progress(tally) => {}
+            Some(cached) if position(cached) > position(tally) => {}
             _ => {
                 self.tally = Some(Arc::new(tally.clone()));
                 self.confirmed = Instant::now();
@@ -250,7 +268,8 @@ impl Entry {
 
 #[cfg(test)]
 mod tests {
-    use hangman_proto::v1::GameState;
+    use game_service::{rules::Game, service::to_proto};
+    use proptest::{prelude::*, sample::Index};
 
     use super::*;
 
@@ -309,6 +328,105 @@ mod tests {
         // Later changes still come through.
         cache.apply(GAME, generation, &tally(&["a", "g", "l"]));
         assert_eq!(*cache.get(GAME).unwrap(), tally(&["a", "g", "l"]));
+    }
+
+    /// The tallies of a game of "gallows" played by the game service's own rules:
+    /// the new game's, then one after each guess.
+    fn history(guesses: &[char]) -> Vec<Tally> {
+        let mut game = Game::new("gallows").unwrap();
+        let mut tallies = vec![to_proto(game.tally())];
+        for guess in guesses {
+            game.make_move(&guess.to_string()).unwrap();
+            tallies.push(to_proto(game.tally()));
+        }
+        tallies
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_repeated_letter_is_shown_and_a_late_tally_from_before_it_does_not_hide_it() {
+        let [_, g, g_again, a] = history(&['g', 'g', 'a']).try_into().unwrap();
+        assert_eq!(g_again.game_state, GameState::AlreadyUsed as i32);
+        assert_eq!(g_again.used, g.used, "a repeat changes the state alone");
+        let (cache, generation) = watching(&g);
+        // The reply to the repeated guess: the page says the letter was tried.
+        cache.confirm(GAME, &g_again);
+        assert_eq!(*cache.get(GAME).unwrap(), g_again);
+        // The watch delivers the first `g` late, as many letters used: it is older.
+        cache.apply(GAME, generation, &g);
+        assert_eq!(*cache.get(GAME).unwrap(), g_again);
+        // The repeat's own watch message changes nothing; the next letter replaces it.
+        cache.apply(GAME, generation, &g_again);
+        assert_eq!(*cache.get(GAME).unwrap(), g_again);
+        cache.confirm(GAME, &a);
+        assert_eq!(*cache.get(GAME).unwrap(), a);
+        cache.apply(GAME, generation, &g_again);
+        assert_eq!(*cache.get(GAME).unwrap(), a);
+    }
+
+    /// A tally reaching the cache: from the watch stream, or a player's reply.
+    #[derive(Debug, Clone, Copy)]
+    enum Delivery {
+        Watch(usize),
+        Reply(usize),
+    }
+
+    /// Guesses with repeats, wins and losses among them: a few letters of
+    /// "gallows" and more than seven that are not in it.
+    fn guesses() -> impl Strategy<Value = Vec<char>> {
+        proptest::collection::vec(
+            proptest::sample::select(
+                &[
+                    'g', 'a', 'l', 'o', 'w', 's', 'b', 'c', 'd', 'e', 'f', 'h', 'i', 'k', 'm',
+                ][..],
+            ),
+            0..30,
+        )
+    }
+
+    proptest! {
+        /// Whatever order the watch's messages and the players' replies reach the
+        /// cache in, it serves the newest tally it has been given: the watch
+        /// delivers the game's changes in order (from the tally when it was
+        /// opened, skipping some when it lags), and the reply to each move comes
+        /// at any point, before or after the watch's message for it.
+        #[test]
+        fn whatever_order_tallies_arrive_in_the_newest_one_is_served(
+            guesses in guesses(),
+            opened in any::<Index>(),
+            lagging in proptest::collection::vec(any::<bool>(), 30),
+            replies in proptest::collection::vec(any::<Index>(), 30),
+        ) {
+            let history = history(&guesses);
+            // The watch: the tally when it opened, then each change it does not skip.
+            let opened = opened.index(history.len());
+            let mut deliveries: Vec<Delivery> = (opened..history.len())
+                .filter(|&k| k == opened || (history[k] != history[k - 1] && !lagging[k - 1]))
+                .map(Delivery::Watch)
+                .collect();
+            // The reply to each move, somewhere among them.
+            for (k, at) in (1..history.len()).zip(&replies) {
+                deliveries.insert(at.index(deliveries.len() + 1), Delivery::Reply(k));
+            }
+
+            let cache = TallyCache::new(limits(1));
+            let generation = cache.admit(GAME).unwrap();
+            let mut newest: Option<usize> = None;
+            for delivery in deliveries {
+                match delivery {
+                    Delivery::Watch(k) => {
+                        cache.apply(GAME, generation, &history[k]);
+                        newest = newest.max(Some(k));
+                    }
+                    Delivery::Reply(k) => {
+                        cache.confirm(GAME, &history[k]);
+                        // A reply counts only once the watch has delivered.
+                        newest = newest.map(|n| n.max(k));
+                    }
+                }
+                let served = cache.get(GAME);
+                prop_assert_eq!(served.as_deref(), newest.map(|n| &history[n]), "after {:?}", delivery);
+            }
+        }
     }
 
     #[tokio::test(start_paused = true)]

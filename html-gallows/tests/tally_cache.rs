@@ -42,6 +42,36 @@ async fn a_move_made_through_another_replica_shows_on_this_one() {
 }
 
 #[tokio::test]
+async fn a_repeated_letter_shows_whichever_replica_it_was_played_on() {
+    // A repeat changes the state alone, with as many letters used as the tally
+    // before it: the cache must still take it as the newer one.
+    const TRIED: &str = "You already tried that letter";
+    let stack = Stack::start_with(WORD, &[], ONLY_THE_WATCH).await;
+    let other_replica = stack.start_replica(&[]).await;
+    let here = Browser::new(&stack);
+    let there = here.at_replica(&other_replica);
+
+    let page = here.play(&here.new_game().await, "g").await;
+    let page = here.play(&page, "g").await;
+    assert_eq!(page.status_message(), TRIED);
+    let page = here.get("/hangman/current").await;
+    assert_eq!(page.status_message(), TRIED, "a reload, from the cache");
+
+    there.play(&page, "a").await;
+    let page = eventually(&here, "/hangman/current", |page| {
+        page.status_message() == "Good guess!"
+    })
+    .await;
+    assert_eq!(page.text("#used"), "a g");
+    there.play(&page, "a").await;
+    let page = eventually(&here, "/hangman/current", |page| {
+        page.status_message() == TRIED
+    })
+    .await;
+    assert_eq!(page.word(), "ga_____");
+}
+
+#[tokio::test]
 async fn a_game_lost_with_a_restarted_game_service_is_not_shown_from_the_cache() {
     let mut stack = Stack::start_with(WORD, &[], ONLY_THE_WATCH).await;
     let browser = Browser::new(&stack);
