@@ -21,15 +21,15 @@ pub struct Config {
     pub store: StoreConfig,
 
     /// How long one call to the store (Redis) may take, and how often its health is checked.
-    #[arg(long, env = "GAME_SERVICE_STORE_TIMEOUT", default_value = "2s", value_parser = non_zero_duration)]
+    #[arg(long, env = "GAME_SERVICE_STORE_TIMEOUT", default_value = "2s", value_parser = service_kit::durations::non_zero)]
     pub store_timeout: Duration,
 
     /// Drop a game after this long without a move (e.g. "1h", "90s").
-    #[arg(long, env = "GAME_SERVICE_GAME_TTL", default_value = "1h", value_parser = non_zero_duration)]
+    #[arg(long, env = "GAME_SERVICE_GAME_TTL", default_value = "1h", value_parser = service_kit::durations::non_zero)]
     pub game_ttl: Duration,
 
     /// How often expired games are swept away.
-    #[arg(long, env = "GAME_SERVICE_SWEEP_INTERVAL", default_value = "30s", value_parser = non_zero_duration)]
+    #[arg(long, env = "GAME_SERVICE_SWEEP_INTERVAL", default_value = "30s", value_parser = service_kit::durations::non_zero)]
     pub sweep_interval: Duration,
 
     /// Most games held at once; creating one more fails with RESOURCE_EXHAUSTED.
@@ -66,7 +66,7 @@ pub struct Config {
 
     /// A new connection that has not sent its first complete request within this long is
     /// dropped (half-open connections would otherwise be held forever).
-    #[arg(long, env = "GAME_SERVICE_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = non_zero_duration)]
+    #[arg(long, env = "GAME_SERVICE_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = service_kit::durations::non_zero)]
     pub header_read_timeout: Duration,
 
     /// Connections that may be waiting for their first complete request at once; past this,
@@ -80,7 +80,7 @@ pub struct Config {
 
     /// Close each client connection after this long (gracefully: open calls finish), so that
     /// clients reconnect and spread over the replicas a Service has now. Off by default.
-    #[arg(long, env = "GAME_SERVICE_MAX_CONNECTION_AGE", value_parser = non_zero_duration)]
+    #[arg(long, env = "GAME_SERVICE_MAX_CONNECTION_AGE", value_parser = service_kit::durations::non_zero)]
     pub max_connection_age: Option<Duration>,
 
     /// After `--max-connection-age`, how long open calls get before the connection is cut.
@@ -88,7 +88,7 @@ pub struct Config {
     pub max_connection_age_grace: Duration,
 
     /// Deadline for a unary call (a stream's messages are not cut off by it).
-    #[arg(long, env = "GAME_SERVICE_REQUEST_TIMEOUT", default_value = "10s", value_parser = non_zero_duration)]
+    #[arg(long, env = "GAME_SERVICE_REQUEST_TIMEOUT", default_value = "10s", value_parser = service_kit::durations::non_zero)]
     pub request_timeout: Duration,
 
     /// On SIGTERM/Ctrl-C, how long open calls get to finish.
@@ -133,16 +133,6 @@ impl StoreConfig {
     }
 }
 
-/// A duration such as "90s" or "1h" that is not zero: a zero TTL, sweep
-/// interval or deadline would make the service useless (or the sweeper panic).
-fn non_zero_duration(text: &str) -> Result<Duration, String> {
-    match humantime::parse_duration(text) {
-        Ok(duration) if duration.is_zero() => Err("must be greater than zero".into()),
-        Ok(duration) => Ok(duration),
-        Err(error) => Err(error.to_string()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,10 +149,12 @@ mod tests {
     #[test]
     fn zero_durations_are_refused_with_a_reason() {
         for flag in [
+            "--store-timeout",
             "--game-ttl",
             "--sweep-interval",
             "--request-timeout",
             "--header-read-timeout",
+            "--max-connection-age",
         ] {
             let error = Config::try_parse_from(["game-service", flag, "0s"]).unwrap_err();
             assert!(

@@ -1,4 +1,4 @@
-//! Logs, request spans and Prometheus metrics.
+//! Request spans and Prometheus metrics (the log subscriber is `service_kit::logging`).
 //!
 //! Every failed call is logged with its gRPC method and the caller's W3C
 //! `traceparent` (sent by the front ends), and so is every new game, so one
@@ -7,7 +7,6 @@
 
 use std::{
     collections::HashMap,
-    io::IsTerminal,
     sync::{Arc, LazyLock, OnceLock, RwLock},
     time::Instant,
 };
@@ -16,24 +15,6 @@ use axum::{extract::Request, middleware::Next, response::Response};
 use metrics::Histogram;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing::Instrument;
-use tracing_subscriber::{EnvFilter, fmt};
-
-/// Installs the global `tracing` subscriber: text by default, JSON lines with
-/// `json`, to stderr, filtered by `RUST_LOG` (default `info`).
-pub fn init_logging(json: bool) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    // Colours only for a terminal: they cost time on every span (each call opens one) and
-    // clutter log files.
-    let builder = fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
-    if json {
-        builder.json().flatten_event(true).init();
-    } else {
-        builder.init();
-    }
-}
 
 /// The process-wide Prometheus recorder, installed on first use.
 ///

@@ -50,20 +50,20 @@ pub struct Config {
     pub secure_cookies: bool,
 
     /// How long to wait for a connection to the game service.
-    #[arg(long, env = "HTML_GALLOWS_GRPC_CONNECT_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "HTML_GALLOWS_GRPC_CONNECT_TIMEOUT", default_value = "2s", value_parser = service_kit::durations::non_zero)]
     pub grpc_connect_timeout: Duration,
 
     /// How long to wait for one game-service call.
-    #[arg(long, env = "HTML_GALLOWS_GRPC_REQUEST_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "HTML_GALLOWS_GRPC_REQUEST_TIMEOUT", default_value = "5s", value_parser = service_kit::durations::non_zero)]
     pub grpc_request_timeout: Duration,
 
     /// How often the game service's host name is resolved again, so that calls follow
     /// replicas added or gone.
-    #[arg(long, env = "HTML_GALLOWS_GRPC_RESOLVE_INTERVAL", default_value = "30s", value_parser = non_zero_duration)]
+    #[arg(long, env = "HTML_GALLOWS_GRPC_RESOLVE_INTERVAL", default_value = "30s", value_parser = service_kit::durations::non_zero)]
     pub grpc_resolve_interval: Duration,
 
     /// How long one HTTP request may take in all before it is answered 503.
-    #[arg(long, env = "HTML_GALLOWS_REQUEST_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "HTML_GALLOWS_REQUEST_TIMEOUT", default_value = "10s", value_parser = service_kit::durations::non_zero)]
     pub request_timeout: Duration,
 
     /// Largest accepted request body in bytes (the forms send a few dozen).
@@ -81,7 +81,7 @@ pub struct Config {
 
     /// A new connection that has not sent a complete request within this long is dropped,
     /// and so is a keep-alive connection whose next request's headers take longer.
-    #[arg(long, env = "HTML_GALLOWS_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = non_zero_duration)]
+    #[arg(long, env = "HTML_GALLOWS_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = service_kit::durations::non_zero)]
     pub header_read_timeout: Duration,
 
     /// Connections that may be waiting for their first complete request at once; past this,
@@ -105,27 +105,18 @@ pub struct Config {
     pub tally_cache_games: usize,
 
     /// A watched game nobody has viewed for this long stops being watched.
-    #[arg(long, env = "HTML_GALLOWS_TALLY_CACHE_IDLE", default_value = "60s", value_parser = non_zero_duration)]
+    #[arg(long, env = "HTML_GALLOWS_TALLY_CACHE_IDLE", default_value = "60s", value_parser = service_kit::durations::non_zero)]
     pub tally_cache_idle: Duration,
 
     /// A cached tally the game service has not confirmed for this long is read
     /// again (it bounds what a watch stream cannot tell, e.g. a game expired but
     /// not yet swept).
-    #[arg(long, env = "HTML_GALLOWS_TALLY_CACHE_MAX_AGE", default_value = "10s", value_parser = non_zero_duration)]
+    #[arg(long, env = "HTML_GALLOWS_TALLY_CACHE_MAX_AGE", default_value = "10s", value_parser = service_kit::durations::non_zero)]
     pub tally_cache_max_age: Duration,
 
     /// Log as JSON lines instead of human-readable text.
     #[arg(long, env = "HTML_GALLOWS_LOG_JSON")]
     pub log_json: bool,
-}
-
-/// A duration for a flag where zero would make no sense.
-fn non_zero_duration(text: &str) -> Result<Duration, String> {
-    match humantime::parse_duration(text) {
-        Ok(duration) if duration.is_zero() => Err("must be greater than zero".to_owned()),
-        Ok(duration) => Ok(duration),
-        Err(error) => Err(error.to_string()),
-    }
 }
 
 /// Why the cookie key could not be loaded.
@@ -294,6 +285,25 @@ mod tests {
                 "{bad}: {error}"
             );
             assert!(error.contains("http://127.0.0.1:50051"), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn timeouts_intervals_and_cache_ages_must_be_longer_than_zero() {
+        for flag in [
+            "--grpc-connect-timeout",
+            "--grpc-request-timeout",
+            "--grpc-resolve-interval",
+            "--request-timeout",
+            "--header-read-timeout",
+            "--tally-cache-idle",
+            "--tally-cache-max-age",
+        ] {
+            let error = Config::try_parse_from(["html-gallows", flag, "0s"]).unwrap_err();
+            assert!(
+                error.to_string().contains("must be greater than zero"),
+                "{flag}: {error}"
+            );
         }
     }
 

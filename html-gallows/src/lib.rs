@@ -15,7 +15,9 @@
 //! - [`pages`]: askama templates (in `templates/`) and the view of a tally.
 //! - [`error`]: failures and the friendly page each one gets.
 //! - [`metrics`]: Prometheus counters and histograms, served at `/metrics`.
-//! - [`telemetry`]: log output.
+//!
+//! Log output, the shutdown signal and duration flags are `service_kit`'s, shared with the
+//! other two services.
 
 pub mod config;
 pub mod error;
@@ -25,9 +27,8 @@ pub mod routes;
 pub mod server;
 pub mod session;
 pub mod tally_cache;
-pub mod telemetry;
 pub mod trace_context;
 pub mod upstream;
 
 pub use config::Config;
-pub use server::{Server, shutdown_signal, start};
+pub use server::{Server, start};

@@ -1,14 +1,15 @@
 use clap::Parser;
 
-use html_gallows::{Config, shutdown_signal, start, telemetry};
+use html_gallows::{Config, start};
+use service_kit::logging::{self, LogFormat};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    telemetry::init(config.log_json);
-    let shutdown = shutdown_signal()?;
+    logging::init(LogFormat::json_if(config.log_json));
+    let stop = service_kit::shutdown::signal()?;
     let server = start(config).await?;
-    shutdown.await;
+    stop.await;
     tracing::info!("shutting down");
     server.stop().await;
     Ok(())

@@ -97,27 +97,3 @@ impl Server {
         }
     }
 }
-
-/// Starts listening for Ctrl-C and SIGTERM at once (so a signal that arrives
-/// while the server starts is not lost to the default action); the returned
-/// future resolves on the first of them.
-pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut interrupt = signal(SignalKind::interrupt())?;
-        let mut terminate = signal(SignalKind::terminate())?;
-        Ok(async move {
-            tokio::select! {
-                _ = interrupt.recv() => {},
-                _ = terminate.recv() => {},
-            }
-        })
-    }
-    #[cfg(not(unix))]
-    {
-        Ok(async {
-            tokio::signal::ctrl_c().await.ok();
-        })
-    }
-}

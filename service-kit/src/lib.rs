@@ -6,14 +6,20 @@
 //! - [`http`]: the front ends' HTTP/1.1 server: [`connections`] plus hyper's header-read
 //!   timeout on every later request, upgrades (WebSockets) and graceful shutdown.
 //! - [`metrics`]: the process-wide Prometheus recorder and the upkeep that keeps it bounded.
+//! - [`logging`]: the log subscriber (`RUST_LOG`, text or JSON lines, colour on a terminal only).
+//! - [`shutdown`]: the signal that stops a service (SIGTERM or Ctrl-C).
+//! - [`durations`]: the value parser of duration flags where zero makes no sense.
 //! - [`testing`]: a helper the services' tests of half-open connections share.
 //!
 //! The game service serves gRPC with tonic's own server; it takes [`connections`] through
 //! tonic's `incoming` stream (feature `tonic`).
 
 pub mod connections;
+pub mod durations;
 pub mod http;
+pub mod logging;
 pub mod metrics;
+pub mod shutdown;
 pub mod testing;
 
 pub use connections::ConnectionLimits;

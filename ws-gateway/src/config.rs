@@ -50,7 +50,7 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
 
     /// Close a connection that sent nothing (not even a heartbeat) for this long.
-    #[arg(long, env = "WS_GATEWAY_IDLE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "WS_GATEWAY_IDLE_TIMEOUT", default_value = "60s", value_parser = service_kit::durations::non_zero)]
     pub idle_timeout: Duration,
 
     /// Largest WebSocket message accepted, in bytes; larger ones close the socket with 1009.
@@ -59,7 +59,7 @@ pub struct Config {
 
     /// A new connection that has not sent a complete request within this long is dropped,
     /// and so is a keep-alive connection whose next request's headers take longer.
-    #[arg(long, env = "WS_GATEWAY_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = nonzero_duration)]
+    #[arg(long, env = "WS_GATEWAY_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = service_kit::durations::non_zero)]
     pub header_read_timeout: Duration,
 
     /// Connections that may be waiting for their first complete request at once; past this,
@@ -95,16 +95,16 @@ pub struct Config {
     pub max_pushes_per_second: u32,
 
     /// How long to wait for the game service's TCP/HTTP2 connection.
-    #[arg(long, env = "WS_GATEWAY_GRPC_CONNECT_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "WS_GATEWAY_GRPC_CONNECT_TIMEOUT", default_value = "2s", value_parser = service_kit::durations::non_zero)]
     pub grpc_connect_timeout: Duration,
 
     /// How long one gRPC call may take before the client gets `unavailable`.
-    #[arg(long, env = "WS_GATEWAY_GRPC_REQUEST_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "WS_GATEWAY_GRPC_REQUEST_TIMEOUT", default_value = "5s", value_parser = service_kit::durations::non_zero)]
     pub grpc_request_timeout: Duration,
 
     /// How often the HTTP/2 connections to the game service are pinged; a ping not answered
     /// within as long drops the connection (the next call opens a new one).
-    #[arg(long, env = "WS_GATEWAY_GRPC_KEEP_ALIVE", default_value = "30s", value_parser = nonzero_duration)]
+    #[arg(long, env = "WS_GATEWAY_GRPC_KEEP_ALIVE", default_value = "30s", value_parser = service_kit::durations::non_zero)]
     pub grpc_keep_alive: Duration,
 
     /// HTTP/2 connections to the game service that calls are spread over (one shared,
@@ -115,7 +115,7 @@ pub struct Config {
 
     /// How often the game service's host name is resolved again, so that connections follow
     /// replicas added or gone (it is also resolved again whenever a connection is closed).
-    #[arg(long, env = "WS_GATEWAY_GRPC_RESOLVE_INTERVAL", default_value = "30s", value_parser = nonzero_duration)]
+    #[arg(long, env = "WS_GATEWAY_GRPC_RESOLVE_INTERVAL", default_value = "30s", value_parser = service_kit::durations::non_zero)]
     pub grpc_resolve_interval: Duration,
 
     /// On SIGTERM/Ctrl-C, how long to wait for connections to close before exiting.
@@ -144,15 +144,6 @@ fn parse_shutdown_code(s: &str) -> Result<u16, String> {
     }
 }
 
-/// An interval: zero would ping without pause.
-fn nonzero_duration(value: &str) -> Result<Duration, String> {
-    match humantime::parse_duration(value) {
-        Ok(d) if d.is_zero() => Err("must be longer than 0".to_owned()),
-        Ok(d) => Ok(d),
-        Err(err) => Err(err.to_string()),
-    }
-}
-
 /// A queue length: zero would refuse everything (and the queues cannot be built empty).
 fn at_least_one(value: &str) -> Result<usize, String> {
     match value.parse::<usize>() {
@@ -178,10 +169,20 @@ mod tests {
     }
 
     #[test]
-    fn the_keep_alive_interval_and_header_read_timeout_must_be_longer_than_zero() {
-        for flag in ["--grpc-keep-alive", "--header-read-timeout"] {
+    fn timeouts_and_intervals_must_be_longer_than_zero() {
+        for flag in [
+            "--idle-timeout",
+            "--header-read-timeout",
+            "--grpc-connect-timeout",
+            "--grpc-request-timeout",
+            "--grpc-keep-alive",
+            "--grpc-resolve-interval",
+        ] {
             let err = Config::try_parse_from(["ws-gateway", flag, "0s"]).unwrap_err();
-            assert!(err.to_string().contains("longer than 0"), "{flag}: {err}");
+            assert!(
+                err.to_string().contains("must be greater than zero"),
+                "{flag}: {err}"
+            );
         }
         let config = Config::try_parse_from(["ws-gateway", "--grpc-keep-alive", "10s"]).unwrap();
         assert_eq!(config.grpc_keep_alive, std::time::Duration::from_secs(10));

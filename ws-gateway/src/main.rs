@@ -1,7 +1,7 @@
 //! `ws-gateway`: parse flags, set up logs, serve until SIGTERM or Ctrl-C.
 
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
+use service_kit::logging::{self, LogFormat};
 use ws_gateway::Config;
 
 /// glibc's malloc spent a fifth of the gateway's CPU under load (contention between worker
@@ -12,37 +12,11 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    init_tracing(config.log_json);
+    logging::init(LogFormat::json_if(config.log_json));
+    let stop = service_kit::shutdown::signal()?;
     let server = ws_gateway::start(config).await?;
-    shutdown_signal().await;
+    stop.await;
     tracing::info!("shutting down");
     server.stop().await;
     Ok(())
-}
-
-fn init_tracing(json: bool) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }
