@@ -54,6 +54,8 @@ export function statusMessage(tally: Tally): string {
 /**
  * The figure's parts in drawing order, each with the `turns_left` at or below
  * which it shows: rope at 6, head at 5, … the last arm at 0 (docs/design.md §3).
+ * html-gallows has its own list (`GALLOWS_PARTS` in html-gallows/src/pages.rs), kept
+ * separate on purpose: the front ends share only the contract. Change both.
  */
 export const GALLOWS_PARTS = [
   { name: 'rope', showsAt: 6 },
