@@ -11,6 +11,7 @@ COPY Cargo.toml Cargo.lock ./
 COPY proto proto
 COPY service-kit service-kit
 COPY game-service game-service
+COPY phoenix-channels phoenix-channels
 COPY ws-gateway ws-gateway
 COPY html-gallows html-gallows
 RUN --mount=type=cache,target=/usr/local/cargo/registry \

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ws_gateway::phoenix::{
+use phoenix_channels::{
     message::{Outbound, Payload},
     serializer::{Frame, Serializer},
 };

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ws_gateway::phoenix::serializer::Serializer;
+use phoenix_channels::serializer::Serializer;
 
 fuzz_target!(|data: &[u8]| {
     hangman_fuzz::fuzz_text_frame(Serializer::V2, data);

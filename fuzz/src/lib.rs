@@ -2,7 +2,7 @@
 //! html-gallows harness (a cookie key, a sealed session, the app in-process).
 
 use serde_json::Value;
-use ws_gateway::phoenix::{
+use phoenix_channels::{
     message::{Message, Outbound, Payload},
     serializer::{Frame, MAX_FIELD_LEN, Serializer},
 };

@@ -14,8 +14,8 @@ use serde_json::json;
 use tower::ServiceExt;
 use tower_http::services::{ServeDir, ServeFile};
 
-use crate::phoenix::serializer::Serializer;
 use crate::upstream::Upstream;
+use phoenix_channels::serializer::Serializer;
 
 /// The process-wide Prometheus recorder, installed on first use.
 pub fn metrics_handle() -> PrometheusHandle {

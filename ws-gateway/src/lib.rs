@@ -1,18 +1,18 @@
 //! ws-gateway: a Phoenix Channels server that plays Hangman through the `hangman.v1` gRPC API.
 //!
-//! - [`phoenix`]: the protocol layer (transport, serializers, socket, channels, presence),
-//!   with no Hangman in it.
 //! - [`hangman`]: the connect hook and the `hangman:game` and `game:<id>` channels.
 //! - [`upstream`]: the shared gRPC client of the game service (timeouts, `traceparent`).
 //! - [`http`]: `/healthz`, `/readyz`, `/version`, `/metrics` and the SPA's files.
 //! - [`config`]: flags and their environment twins.
+//!
+//! The Phoenix Channels protocol itself (transport, serializers, socket, channels, presence)
+//! is the [`phoenix_channels`] crate, which has no Hangman in it.
 //!
 //! [`start`] wires them into a running server; `main.rs` only adds telemetry and signals.
 
 pub mod config;
 pub mod hangman;
 pub mod http;
-pub mod phoenix;
 pub mod upstream;
 
 use std::net::SocketAddr;
@@ -23,9 +23,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
-use phoenix::presence::Presence;
-use phoenix::socket::SocketLimits;
-use phoenix::transport::{AllowedOrigins, Endpoint, TransportConfig};
+use phoenix_channels::presence::Presence;
+use phoenix_channels::socket::SocketLimits;
+use phoenix_channels::transport::{AllowedOrigins, Endpoint, TransportConfig};
 use service_kit::ConnectionLimits;
 use upstream::{Upstream, UpstreamConfig};
 

@@ -6,9 +6,9 @@
 use serde_json::{Map, Value};
 
 use super::{Player, error_reply, guess_of, is_plausible_game_id, tally};
-use crate::phoenix::channel::{Channel, ChannelContext, Crash, InfoSender, Join, Reply};
-use crate::phoenix::message::Payload;
-use crate::upstream::{Trace, Upstream};
+use crate::upstream::{TraceContext, Upstream};
+use phoenix_channels::channel::{Channel, ChannelContext, Crash, InfoSender, Join, Reply};
+use phoenix_channels::message::Payload;
 
 pub const TOPIC: &str = "hangman:game";
 
@@ -18,7 +18,7 @@ pub struct GameJoin {
 
 pub struct GameChannel {
     upstream: Upstream,
-    trace: Trace,
+    trace: TraceContext,
     game_id: String,
 }
 
@@ -65,7 +65,7 @@ impl Join<Player> for GameJoin {
             }
             Some(_) => return Err(serde_json::json!({"reason": "invalid_payload"})),
         };
-        tracing::info!(trace_id = %player.trace.id(), %game_id, "joined hangman:game");
+        tracing::info!(trace_id = %player.trace.trace_id(), %game_id, "joined hangman:game");
         let response = tally::with_game_id(&game_id, &tally);
         let channel = GameChannel {
             upstream: self.upstream.clone(),

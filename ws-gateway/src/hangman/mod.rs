@@ -14,11 +14,11 @@ use std::sync::Arc;
 use rand::Rng;
 use serde_json::Value;
 
-use crate::phoenix::channel::{Reply, Router};
-use crate::phoenix::message::Payload;
-use crate::phoenix::presence::Presence;
-use crate::phoenix::transport::{Connect, ConnectInfo, ConnectRefused};
-use crate::upstream::{Trace, Upstream, UpstreamError};
+use crate::upstream::{TraceContext, Upstream, UpstreamError};
+use phoenix_channels::channel::{Reply, Router};
+use phoenix_channels::message::Payload;
+use phoenix_channels::presence::Presence;
+use phoenix_channels::transport::{Connect, ConnectInfo, ConnectRefused};
 
 /// The longest presence key kept from the `player` connect param, in characters.
 pub const MAX_PLAYER_LEN: usize = 64;
@@ -28,7 +28,7 @@ pub const MAX_PLAYER_LEN: usize = 64;
 pub struct Player {
     /// The presence key: the `player` param (trimmed, bounded) or a random id.
     pub key: String,
-    pub trace: Trace,
+    pub trace: TraceContext,
 }
 
 /// The socket module: `connect/3` accepts everyone; the auth token, if any, is only logged as
@@ -50,8 +50,8 @@ impl Connect for HangmanSocket {
         } else {
             name.to_owned()
         };
-        let trace = Trace::new();
-        tracing::info!(trace_id = %trace.id(), player = %key, token = info.auth_token.is_some(), "socket connected");
+        let trace = TraceContext::new();
+        tracing::info!(trace_id = %trace.trace_id(), player = %key, token = info.auth_token.is_some(), "socket connected");
         Ok(Player { key, trace })
     }
 }

@@ -12,10 +12,10 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
 use super::game_channel::join_object;
 use super::{Player, error_reply, guess_of, is_plausible_game_id, tally};
-use crate::phoenix::channel::{Channel, ChannelContext, Crash, InfoSender, Join, Reply};
-use crate::phoenix::message::Payload;
-use crate::phoenix::presence::{Presence, Tracked};
-use crate::upstream::{Trace, Upstream, UpstreamError};
+use crate::upstream::{TraceContext, Upstream, UpstreamError};
+use phoenix_channels::channel::{Channel, ChannelContext, Crash, InfoSender, Join, Reply};
+use phoenix_channels::message::Payload;
+use phoenix_channels::presence::{Presence, Tracked};
 
 pub const TOPIC_PATTERN: &str = "game:*";
 const TOPIC_PREFIX: &str = "game:";
@@ -28,7 +28,7 @@ pub struct RoomJoin {
 pub struct RoomChannel {
     upstream: Upstream,
     presence: Arc<Presence>,
-    trace: Trace,
+    trace: TraceContext,
     game_id: String,
     /// Untracks this member when the channel ends.
     _tracked: Tracked,
@@ -76,7 +76,7 @@ impl Join<Player> for RoomJoin {
         let meta = Map::from_iter([("online_at".to_owned(), json!(online_at.to_string()))]);
         let (tracked, diffs) = self.presence.track(topic, &player.key, meta);
         info.forward(BroadcastStream::new(diffs), RoomInfo::Presence, None);
-        tracing::info!(trace_id = %player.trace.id(), %game_id, player = %player.key, "joined room");
+        tracing::info!(trace_id = %player.trace.trace_id(), %game_id, player = %player.key, "joined room");
         let channel = RoomChannel {
             upstream: self.upstream.clone(),
             presence: Arc::clone(&self.presence),

@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde::ser::SerializeMap;
 use serde_json::{Value, json};
 
-use crate::phoenix::message::Payload;
+use phoenix_channels::message::Payload;
 
 /// The lower-case state name of docs/design.md §3.
 pub fn state_name(state: i32) -> &'static str {

@@ -1,4 +1,8 @@
-//! A Phoenix Channels server with no application in it: lift this module out as a crate.
+//! A Phoenix Channels server for axum, with no application in it: the wire protocol the npm
+//! `phoenix` client speaks (V1 and V2 JSON, V2 binary), sockets, channels and presence. An
+//! application declares its channels on a [`Router`](channel::Router), accepts or refuses
+//! connections with a [`Connect`](transport::Connect) hook, and mounts the
+//! [`Endpoint`](transport::Endpoint)'s routes in its axum app.
 //!
 //! Layers, outermost first:
 //! - [`transport`]: `GET {mount}/websocket`, `vsn` negotiation, origin check, auth-token

@@ -528,7 +528,7 @@ fn decode_v2_binary(bytes: &[u8]) -> Result<Message, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::phoenix::message::Status;
+    use crate::message::Status;
     use serde_json::json;
 
     #[test]
@@ -759,7 +759,7 @@ mod properties {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::phoenix::message::Status;
+    use crate::message::Status;
 
     /// Any characters (controls, quotes, astral planes), at most 240 bytes: a field fits the
     /// 255-byte limit.

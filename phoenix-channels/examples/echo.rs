@@ -1,0 +1,91 @@
+//! The smallest user of the crate: one `echo:*` channel that answers every push with its own
+//! payload. Run it, then from the npm `phoenix` client:
+//!
+//! ```js
+//! const socket = new Socket("ws://127.0.0.1:4000/socket");
+//! socket.connect();
+//! socket.channel("echo:lobby").join();
+//! channel.push("shout", { body: "hi" }).receive("ok", console.log); // { body: "hi" }
+//! ```
+//!
+//! `cargo run -p phoenix-channels --example echo`
+
+use std::time::Duration;
+
+use phoenix_channels::channel::{Channel, ChannelContext, Crash, InfoSender, Join, Reply, Router};
+use phoenix_channels::message::Payload;
+use phoenix_channels::socket::SocketLimits;
+use phoenix_channels::transport::{
+    AllowedOrigins, Connect, ConnectInfo, ConnectRefused, Endpoint, TransportConfig,
+};
+use serde_json::{Value, json};
+
+/// `connect/3`: everyone is welcome, and nothing is assigned to the connection.
+struct Anyone;
+
+impl Connect for Anyone {
+    type Assigns = ();
+
+    fn connect(&self, _info: &ConnectInfo) -> Result<(), ConnectRefused> {
+        Ok(())
+    }
+}
+
+/// `join/3` of `echo:*`: every join is accepted, and answered with the topic joined.
+struct EchoJoin;
+
+impl Join<()> for EchoJoin {
+    type Channel = Echo;
+
+    async fn join(
+        &self,
+        topic: &str,
+        _payload: Payload,
+        _assigns: &(),
+        _info: &InfoSender<()>,
+    ) -> Result<(Echo, Value), Value> {
+        Ok((Echo, json!({ "topic": topic })))
+    }
+}
+
+/// A joined `echo:*` channel.
+struct Echo;
+
+impl Channel for Echo {
+    type Info = ();
+
+    async fn handle_in(
+        &mut self,
+        _event: &str,
+        payload: Payload,
+        _ctx: &ChannelContext<()>,
+    ) -> Result<Reply, Crash> {
+        Ok(Reply::Ok(payload))
+    }
+
+    async fn handle_info(&mut self, (): (), _ctx: &ChannelContext<()>) -> Result<(), Crash> {
+        Ok(())
+    }
+}
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    let config = TransportConfig {
+        allowed_origins: AllowedOrigins::new(&[], [127, 0, 0, 1].into()),
+        max_frame_size: 64 * 1024,
+        max_connections: 10_000,
+        limits: SocketLimits {
+            idle_timeout: Duration::from_secs(60),
+            max_channels: 100,
+            channel_inbox: 16,
+            messages_per_second: 50,
+            shutdown_close_code: 1001,
+            close_timeout: Duration::from_secs(5),
+        },
+    };
+    let endpoint = Endpoint::new(Anyone, Router::new().channel("echo:*", EchoJoin), config);
+    let app = endpoint.routes(&["/socket".to_owned()]);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:4000").await?;
+    println!("ws://{}/socket/websocket", listener.local_addr()?);
+    axum::serve(listener, app).await
+}
