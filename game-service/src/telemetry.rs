@@ -14,6 +14,7 @@ use std::{
 use axum::{extract::Request, middleware::Next, response::Response};
 use metrics::Histogram;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use service_kit::trace_context::TRACEPARENT;
 use tracing::Instrument;
 
 /// The process-wide Prometheus recorder, installed on first use.
@@ -50,7 +51,7 @@ pub async fn observe(request: Request, next: Next) -> Response {
     // Cheap copies (reference counted) that outlive the request handed to the service.
     let path = request.uri().path_and_query().cloned();
     let path = path.as_ref().map_or("", |p| p.path());
-    let traceparent = request.headers().get("traceparent").cloned();
+    let traceparent = request.headers().get(TRACEPARENT).cloned();
     let traceparent = traceparent
         .as_ref()
         .and_then(|v| v.to_str().ok())

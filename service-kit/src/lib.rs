@@ -9,6 +9,7 @@
 //! - [`logging`]: the log subscriber (`RUST_LOG`, text or JSON lines, colour on a terminal only).
 //! - [`shutdown`]: the signal that stops a service (SIGTERM or Ctrl-C).
 //! - [`durations`]: the value parser of duration flags where zero makes no sense.
+//! - [`trace_context`]: W3C `traceparent`, parsed, continued and written.
 //! - [`testing`]: a helper the services' tests of half-open connections share.
 //!
 //! The game service serves gRPC with tonic's own server; it takes [`connections`] through
@@ -21,5 +22,6 @@ pub mod logging;
 pub mod metrics;
 pub mod shutdown;
 pub mod testing;
+pub mod trace_context;
 
 pub use connections::ConnectionLimits;

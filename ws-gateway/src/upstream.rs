@@ -11,7 +11,9 @@ use hangman_proto::v1::hangman_service_client::HangmanServiceClient;
 use hangman_proto::v1::{
     CreateGameRequest, GetGameRequest, MakeMoveRequest, Tally, WatchGameRequest,
 };
-use rand::Rng;
+use service_kit::trace_context::TRACEPARENT;
+/// The trace every call carries: one per socket connection, a new span per call.
+pub use service_kit::trace_context::TraceContext;
 use tonic::metadata::MetadataValue;
 use tonic::transport::Uri;
 use tonic::{Code, Request, Status};
@@ -75,39 +77,6 @@ fn is_too_large(message: &str) -> bool {
     ["too large", "too big", "larger than"]
         .iter()
         .any(|says| message.contains(says))
-}
-
-/// A W3C trace: one per socket connection; every call is a new span (parent id) in it, so the
-/// gateway's and the game service's logs can be joined on the trace id.
-#[derive(Debug, Clone, Copy)]
-pub struct Trace {
-    trace_id: u128,
-}
-
-impl Trace {
-    pub fn new() -> Self {
-        // An all-zero trace id is invalid in W3C Trace Context.
-        Trace {
-            trace_id: rand::rng().random::<u128>().max(1),
-        }
-    }
-
-    /// The trace id as the 32 hex digits logs show.
-    pub fn id(&self) -> String {
-        format!("{:032x}", self.trace_id)
-    }
-
-    /// A `traceparent` for one call: `00-<trace id>-<new span id>-01`.
-    pub fn traceparent(&self) -> String {
-        let span_id = rand::rng().random::<u64>().max(1);
-        format!("00-{:032x}-{span_id:016x}-01", self.trace_id)
-    }
-}
-
-impl Default for Trace {
-    fn default() -> Self {
-        Self::new()
-    }
 }
 
 /// A gRPC method the gateway calls, with its latency histogram (looked up once, not per call).
@@ -214,7 +183,10 @@ impl Upstream {
         })
     }
 
-    pub async fn create_game(&self, trace: &Trace) -> Result<(String, Tally), UpstreamError> {
+    pub async fn create_game(
+        &self,
+        trace: &TraceContext,
+    ) -> Result<(String, Tally), UpstreamError> {
         let response = self
             .call(
                 &CREATE_GAME,
@@ -227,7 +199,11 @@ impl Upstream {
         Ok((response.game_id, response.tally.unwrap_or_default()))
     }
 
-    pub async fn get_game(&self, trace: &Trace, game_id: &str) -> Result<Tally, UpstreamError> {
+    pub async fn get_game(
+        &self,
+        trace: &TraceContext,
+        game_id: &str,
+    ) -> Result<Tally, UpstreamError> {
         let request = GetGameRequest {
             game_id: game_id.to_owned(),
         };
@@ -245,7 +221,7 @@ impl Upstream {
 
     pub async fn make_move(
         &self,
-        trace: &Trace,
+        trace: &TraceContext,
         game_id: &str,
         guess: &str,
     ) -> Result<Tally, UpstreamError> {
@@ -269,7 +245,7 @@ impl Upstream {
     /// timeout (it lasts as long as the game); only getting the first tally does.
     pub async fn watch_game(
         &self,
-        trace: &Trace,
+        trace: &TraceContext,
         game_id: &str,
     ) -> Result<
         (
@@ -314,7 +290,7 @@ impl Upstream {
 
     /// Whether the game service answers a gRPC health check with SERVING.
     pub async fn ready(&self) -> bool {
-        let trace = Trace::new();
+        let trace = TraceContext::new();
         let result = self
             .call(
                 &HEALTH_CHECK,
@@ -331,7 +307,7 @@ impl Upstream {
     async fn call<C: Clone, Req, Resp, Fut>(
         &self,
         method: &'static Method,
-        trace: &Trace,
+        trace: &TraceContext,
         message: Req,
         send: impl FnOnce(C, Request<Req>) -> Fut,
         client: &C,
@@ -339,12 +315,14 @@ impl Upstream {
     where
         Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
     {
-        let traceparent = trace.traceparent();
+        // Every call is a new span of the socket's trace, so the gateway's and the game
+        // service's logs can be joined on the trace id.
+        let traceparent = trace.child();
         let mut request = Request::new(message);
-        if let Ok(mut value) = MetadataValue::try_from(&traceparent) {
+        if let Ok(mut value) = MetadataValue::try_from(&traceparent.traceparent_bytes()[..]) {
             // A new value every call: not worth an entry in the HPACK table.
             value.set_sensitive(true);
-            request.metadata_mut().insert("traceparent", value);
+            request.metadata_mut().insert(TRACEPARENT, value);
         }
         let started = Instant::now();
         // Boxed: inline, the call's state (tonic's request, codec and HTTP/2 futures) would
