@@ -15,6 +15,7 @@ use std::time::Duration;
 use phoenix_channels::channel::{Channel, ChannelContext, Crash, InfoSender, Join, Reply, Router};
 use phoenix_channels::message::Payload;
 use phoenix_channels::socket::SocketLimits;
+use phoenix_channels::telemetry::Metrics;
 use phoenix_channels::transport::{
     AllowedOrigins, Connect, ConnectInfo, ConnectRefused, Endpoint, TransportConfig,
 };
@@ -82,6 +83,8 @@ async fn main() -> std::io::Result<()> {
             shutdown_close_code: 1001,
             close_timeout: Duration::from_secs(5),
         },
+        // `phoenix_connections`, `phoenix_channels`, ... (no recorder is installed here).
+        metrics: Metrics::default(),
     };
     let endpoint = Endpoint::new(Anyone, Router::new().channel("echo:*", EchoJoin), config);
     let app = endpoint.routes(&["/socket".to_owned()]);

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use futures::{Stream, StreamExt};
+use metrics::Gauge;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -151,20 +152,20 @@ pub struct ChannelContext<I> {
     _counted: JoinedChannel,
 }
 
-/// Counts a channel in `ws_gateway_channels` from the moment its join succeeds
+/// Counts a channel in the `{prefix}_channels` gauge from the moment its join succeeds
 /// (before the reply leaves) until it is gone, however its run ends or is dropped.
-struct JoinedChannel;
+struct JoinedChannel(Gauge);
 
 impl JoinedChannel {
-    fn count() -> Self {
-        metrics::gauge!("ws_gateway_channels").increment(1);
-        JoinedChannel
+    fn count(gauge: &Gauge) -> Self {
+        gauge.increment(1);
+        JoinedChannel(gauge.clone())
     }
 }
 
 impl Drop for JoinedChannel {
     fn drop(&mut self) {
-        metrics::gauge!("ws_gateway_channels").decrement(1);
+        self.0.decrement(1);
     }
 }
 
@@ -246,6 +247,8 @@ pub(crate) struct JoinRequest<'a, A> {
     pub outbox: &'a mpsc::Sender<ToSocket>,
     /// How many client events may wait for the channel before new ones are refused.
     pub inbox_capacity: usize,
+    /// The gauge of joined channels.
+    pub channels: &'a Gauge,
 }
 
 trait ErasedJoin<A>: Send + Sync {
@@ -265,7 +268,7 @@ impl<A: Sync, J: Join<A>> ErasedJoin<A> for J {
                 join_ref: req.join_ref.to_owned(),
                 outbox: req.outbox.clone(),
                 info,
-                _counted: JoinedChannel::count(),
+                _counted: JoinedChannel::count(req.channels),
             };
             let run = Box::pin(run_channel(channel, ctx, inbox_rx, info_rx));
             let handle = ChannelHandle {

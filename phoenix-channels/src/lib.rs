@@ -12,10 +12,12 @@
 //! - [`socket`]: one connection: heartbeats, joins, leaves, routing, idle timeout, rate limit.
 //! - [`channel`]: the [`Channel`](channel::Channel) trait and the topic [`Router`](channel::Router).
 //! - [`presence`]: who is on a topic, in Phoenix Presence's wire format.
+//! - [`telemetry`]: the [`Metrics`](telemetry::Metrics) recorded, under names the user chooses.
 
 pub mod channel;
 pub mod message;
 pub mod presence;
 pub mod serializer;
 pub mod socket;
+pub mod telemetry;
 pub mod transport;

@@ -3,7 +3,7 @@
 //! message rate).
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::stream::FuturesUnordered;
@@ -19,7 +19,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::channel::{ChannelHandle, ChannelMsg, ChannelRun, JoinRequest, Router, ToSocket};
 use super::message::{Message, Outbound, Payload, Status, events};
-use super::serializer::{DecodeError, Frame, Serializer};
+use super::serializer::{DecodeError, DecodeErrorKind, Frame, Serializer};
+use super::telemetry::{FrameError, Metrics};
 use super::transport::WsStream;
 
 /// Close codes the server uses. Never 1000: the npm client does not reconnect after it.
@@ -128,6 +129,7 @@ pub(crate) struct Socket<A> {
     assigns: Arc<A>,
     router: Arc<Router<A>>,
     limits: Arc<SocketLimits>,
+    metrics: Arc<Metrics>,
     channels: HashMap<String, ChannelHandle>,
     /// The joined channels' futures, polled by this socket's task.
     running: FuturesUnordered<ChannelRun>,
@@ -141,6 +143,7 @@ impl<A: Send + Sync + 'static> Socket<A> {
         assigns: Arc<A>,
         router: Arc<Router<A>>,
         limits: Arc<SocketLimits>,
+        metrics: Arc<Metrics>,
     ) -> (Self, mpsc::Receiver<ToSocket>) {
         let (outbox, outbox_rx) = mpsc::channel(OUTBOX);
         let rate = RateLimiter::new(limits.messages_per_second);
@@ -149,6 +152,7 @@ impl<A: Send + Sync + 'static> Socket<A> {
             assigns,
             router,
             limits,
+            metrics,
             channels: HashMap::new(),
             running: FuturesUnordered::new(),
             outbox,
@@ -197,7 +201,7 @@ impl<A: Send + Sync + 'static> Socket<A> {
                     match frame {
                         None => Err(Stop::Gone),
                         Some(Ok(WsMessage::Close(_))) => Err(Stop::ClientClosed),
-                        Some(Err(err)) => Err(read_error(&err)),
+                        Some(Err(err)) => Err(read_error(&err, &self.metrics)),
                         Some(Ok(WsMessage::Text(text))) => self.on_frame(&mut ws, self.serializer.decode_text(text.as_str())).await,
                         Some(Ok(WsMessage::Binary(bytes))) => self.on_frame(&mut ws, self.serializer.decode_binary(&bytes)).await,
                         // Pings are answered by the WebSocket library; they still count as activity.
@@ -282,16 +286,14 @@ impl<A: Send + Sync + 'static> Socket<A> {
         match self.rate.check(Instant::now()) {
             Rate::Allowed => {}
             Rate::Abusive => {
-                metrics::counter!("ws_gateway_frame_errors_total", "kind" => "rate_abuse")
-                    .increment(1);
+                self.metrics.frame_error(FrameError::RateAbuse);
                 return Err(Stop::Close(
                     close_code::POLICY_VIOLATION,
                     "message rate limit exceeded repeatedly",
                 ));
             }
             Rate::Refused => {
-                metrics::counter!("ws_gateway_frame_errors_total", "kind" => "rate_limited")
-                    .increment(1);
+                self.metrics.frame_error(FrameError::RateLimited);
                 let (join_ref, msg_ref, topic) = match decoded {
                     Ok(m) => (m.join_ref, m.msg_ref, Some(m.topic)),
                     Err(e) => (e.join_ref, e.msg_ref, e.topic),
@@ -305,7 +307,10 @@ impl<A: Send + Sync + 'static> Socket<A> {
             Ok(msg) => self.on_message(ws, msg).await,
             Err(err) => {
                 let reason = err.kind.reason();
-                metrics::counter!("ws_gateway_frame_errors_total", "kind" => reason).increment(1);
+                self.metrics.frame_error(match err.kind {
+                    DecodeErrorKind::Message => FrameError::InvalidMessage,
+                    DecodeErrorKind::Payload => FrameError::InvalidPayload,
+                });
                 tracing::debug!(detail = %err.reason, reason, "invalid message");
                 let reply = error_reply(
                     err.join_ref,
@@ -319,10 +324,7 @@ impl<A: Send + Sync + 'static> Socket<A> {
     }
 
     async fn on_message(&mut self, ws: &mut WsStream, msg: Message) -> Result<(), Stop> {
-        static MESSAGES: OnceLock<metrics::Counter> = OnceLock::new();
-        MESSAGES
-            .get_or_init(|| metrics::counter!("ws_gateway_messages_total"))
-            .increment(1);
+        self.metrics.messages.increment(1);
         if msg.topic == events::PHOENIX_TOPIC && msg.event == events::HEARTBEAT {
             let reply = Outbound::Reply {
                 join_ref: None,
@@ -427,6 +429,7 @@ impl<A: Send + Sync + 'static> Socket<A> {
             assigns: &*self.assigns,
             outbox: &self.outbox,
             inbox_capacity: self.limits.channel_inbox,
+            channels: &self.metrics.channels,
         };
         let (status, response, reply_join_ref) = match self.router.join(request).await {
             None => (Status::Error, json!({"reason": "unmatched topic"}), None),
@@ -560,19 +563,23 @@ fn error_reply(
 
 /// What a read error means: RFC 6455 §7.4.1's close code for a client that broke the protocol,
 /// or a connection that is simply gone.
-fn read_error(err: &WsError) -> Stop {
+fn read_error(err: &WsError, metrics: &Metrics) -> Stop {
     use tokio_tungstenite::tungstenite::error::ProtocolError;
     let (kind, code, reason) = match err {
-        WsError::Capacity(_) => ("too_large", close_code::MESSAGE_TOO_BIG, "frame too large"),
+        WsError::Capacity(_) => (
+            FrameError::TooLarge,
+            close_code::MESSAGE_TOO_BIG,
+            "frame too large",
+        ),
         WsError::Utf8(_) => (
-            "invalid_utf8",
+            FrameError::InvalidUtf8,
             close_code::INVALID_PAYLOAD,
             "text frame is not UTF-8",
         ),
         // The peer closed TCP without a close frame: nobody is left to tell.
         WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => return Stop::Gone,
         WsError::Protocol(_) => (
-            "protocol_error",
+            FrameError::ProtocolError,
             close_code::PROTOCOL_ERROR,
             "websocket protocol error",
         ),
@@ -582,6 +589,6 @@ fn read_error(err: &WsError) -> Stop {
         }
     };
     tracing::debug!(%err, code, "websocket protocol error from the client");
-    metrics::counter!("ws_gateway_frame_errors_total", "kind" => kind).increment(1);
+    metrics.frame_error(kind);
     Stop::Fail(code, reason)
 }

@@ -23,6 +23,7 @@ use tokio_util::task::TaskTracker;
 use super::channel::Router;
 use super::serializer::Serializer;
 use super::socket::{Socket, SocketLimits};
+use super::telemetry::Metrics;
 
 /// The subprotocol the npm client offers next to its auth token.
 const PHOENIX_PROTOCOL: &str = "phoenix";
@@ -132,6 +133,8 @@ pub struct TransportConfig {
     pub max_frame_size: usize,
     pub max_connections: usize,
     pub limits: SocketLimits,
+    /// The metrics recorded, under the names the user chose.
+    pub metrics: Metrics,
 }
 
 /// A Phoenix endpoint: a connect hook, a topic router and the transport settings.
@@ -140,6 +143,7 @@ pub struct Endpoint<C: Connect> {
     router: Arc<Router<C::Assigns>>,
     config: TransportConfig,
     limits: Arc<SocketLimits>,
+    metrics: Arc<Metrics>,
     connections: AtomicUsize,
     shutdown: CancellationToken,
     sockets: TaskTracker,
@@ -151,6 +155,7 @@ impl<C: Connect> Endpoint<C> {
             connect,
             router: Arc::new(router),
             limits: Arc::new(config.limits.clone()),
+            metrics: Arc::new(config.metrics.clone()),
             config,
             connections: AtomicUsize::new(0),
             shutdown: CancellationToken::new(),
@@ -193,7 +198,7 @@ impl<C: Connect> ConnectionSlot<C> {
                 (n < max).then_some(n + 1)
             })
             .ok()?;
-        metrics::gauge!("ws_gateway_connections").increment(1);
+        endpoint.metrics.connections.increment(1);
         Some(ConnectionSlot(Arc::clone(endpoint)))
     }
 }
@@ -201,7 +206,7 @@ impl<C: Connect> ConnectionSlot<C> {
 impl<C: Connect> Drop for ConnectionSlot<C> {
     fn drop(&mut self) {
         self.0.connections.fetch_sub(1, Ordering::AcqRel);
-        metrics::gauge!("ws_gateway_connections").decrement(1);
+        self.0.metrics.connections.decrement(1);
     }
 }
 
@@ -320,6 +325,7 @@ async fn upgrade<C: Connect>(
         assigns,
         Arc::clone(&endpoint.router),
         Arc::clone(&endpoint.limits),
+        Arc::clone(&endpoint.metrics),
     );
     let shutdown = endpoint.shutdown.clone();
     // Tracked from now: a shutdown waits for a connection still being handed over, too.

@@ -25,9 +25,14 @@ use tokio_util::sync::CancellationToken;
 pub use config::Config;
 use phoenix_channels::presence::Presence;
 use phoenix_channels::socket::SocketLimits;
+use phoenix_channels::telemetry::Metrics;
 use phoenix_channels::transport::{AllowedOrigins, Endpoint, TransportConfig};
 use service_kit::ConnectionLimits;
 use upstream::{Upstream, UpstreamConfig};
+
+/// The prefix of the protocol layer's metrics: `ws_gateway_connections`, `ws_gateway_channels`,
+/// `ws_gateway_messages_total`, `ws_gateway_frame_errors_total{kind}`.
+pub const METRICS_PREFIX: &str = "ws_gateway";
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +126,11 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
             messages_per_second: config.max_pushes_per_second,
             shutdown_close_code: config.shutdown_close_code,
             close_timeout: config.close_timeout,
+        },
+        // The recorder first: the endpoint takes its metric handles from it once, here.
+        metrics: {
+            http::metrics_handle();
+            Metrics::with_prefix(METRICS_PREFIX)
         },
     };
     let router = hangman::router(upstream.clone(), Presence::new(config.presence_buffer));
