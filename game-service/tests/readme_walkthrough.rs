@@ -1,4 +1,4 @@
-//! The README's grpcurl and `buf curl` walkthroughs, run as written against a
+//! The grpcurl and `buf curl` walkthroughs of game-service/README.md, run as written against a
 //! real game service with the real tools: grpcurl 1.8.6 (v1alpha reflection,
 //! from `.venv`) and `buf curl` (v1 reflection, from `tools/node_modules`).
 //! `scripts/setup` installs both. The grpcurl walkthrough also runs with games in Redis.
@@ -19,14 +19,14 @@ fn repo_root() -> PathBuf {
         .to_owned()
 }
 
-/// The shell block of the README between `<!-- walkthrough:NAME -->` and the next
-/// `<!-- /walkthrough -->`, without its code fences.
+/// The shell block of game-service/README.md between `<!-- walkthrough:NAME -->` and the
+/// next `<!-- /walkthrough -->`, without its code fences.
 fn walkthrough(name: &str) -> String {
-    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let readme = std::fs::read_to_string(repo_root().join("game-service/README.md")).unwrap();
     let start = format!("<!-- walkthrough:{name} -->");
     let block = readme
         .split_once(&start)
-        .unwrap_or_else(|| panic!("README.md has no {start}"))
+        .unwrap_or_else(|| panic!("game-service/README.md has no {start}"))
         .1
         .split_once("<!-- /walkthrough -->")
         .unwrap()
