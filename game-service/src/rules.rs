@@ -35,7 +35,8 @@ impl GameState {
         matches!(self, GameState::Won | GameState::Lost)
     }
 
-    /// The state's name in snake case, as logs, metrics and stored games spell it.
+    /// The state's name in snake case, as logs, metrics and stored games spell it: the
+    /// contract's `GameState::snake_name` of the same state (a test holds them together).
     pub fn name(self) -> &'static str {
         match self {
             GameState::Initializing => "initializing",
@@ -439,6 +440,23 @@ mod tests {
             assert_eq!(GameState::from_name(state.name()), Some(state));
         }
         assert_eq!(GameState::from_name("Won"), None);
+    }
+
+    /// The rules' names are also how Redis stores a game, so they are the rules' own; they
+    /// must still be the contract's spelling, which the front ends and metrics use.
+    #[test]
+    fn state_names_are_the_contracts() {
+        use hangman_proto::v1::GameState as Contract;
+        for (state, contract) in [
+            (GameState::Initializing, Contract::Initializing),
+            (GameState::GoodGuess, Contract::GoodGuess),
+            (GameState::BadGuess, Contract::BadGuess),
+            (GameState::AlreadyUsed, Contract::AlreadyUsed),
+            (GameState::Won, Contract::Won),
+            (GameState::Lost, Contract::Lost),
+        ] {
+            assert_eq!(state.name(), contract.snake_name());
+        }
     }
 
     #[test]

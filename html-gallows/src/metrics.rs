@@ -1,5 +1,5 @@
 //! Prometheus metrics: HTTP requests by route (count and latency), games
-//! created, moves by outcome, game-service errors and the tally cache's reads
+//! created, moves by the state they led to, game-service errors and the tally cache's reads
 //! and watched games (recorded where they happen), rendered at `/metrics`.
 
 use std::time::Instant;
@@ -9,6 +9,7 @@ use axum::{
     middleware::Next,
     response::Response,
 };
+use hangman_proto::v1::GameState;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Latency buckets in seconds: a page answers in well under a millisecond to a
@@ -60,8 +61,15 @@ pub fn game_created() {
     metrics::counter!("gallows_games_created_total").increment(1);
 }
 
-pub fn move_played(outcome: &'static str) {
-    metrics::counter!("gallows_moves_total", "outcome" => outcome).increment(1);
+/// A guess the game service played: `gallows_moves_total{state}` with the state after it
+/// (`good_guess`, `won`, ...), spelled as the game service's `hangman_moves_total` spells it.
+pub fn move_played(state: GameState) {
+    metrics::counter!("gallows_moves_total", "state" => state.snake_name()).increment(1);
+}
+
+/// A guess the game service refused (not one letter a-z): `gallows_moves_total{state="refused"}`.
+pub fn move_refused() {
+    metrics::counter!("gallows_moves_total", "state" => "refused").increment(1);
 }
 
 pub fn upstream_error(call: &'static str, code: tonic::Code) {

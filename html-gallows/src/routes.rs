@@ -200,11 +200,11 @@ async fn guess(
     };
     match app.games.make_move(&game_id, &guess, &trace).await {
         Ok(tally) => {
-            metrics::move_played(tally.game_state().as_str_name());
+            metrics::move_played(tally.game_state());
             (session, Redirect::to(CURRENT_GAME)).into_response()
         }
         Err(UpstreamError::InvalidGuess(reason)) => {
-            metrics::move_played("REFUSED");
+            metrics::move_refused();
             tracing::debug!(%reason, "guess refused");
             // Nothing changed: show the game as it stands, and why.
             match app.games.get_game(&game_id, &trace).await {

@@ -141,11 +141,8 @@ async fn metrics_count_requests_games_moves_and_upstream_errors() {
         &[r#"route="/hangman/current""#],
     );
     at_least_one("gallows_games_created_total", &[]);
-    at_least_one(
-        "gallows_moves_total",
-        &[r#"outcome="GAME_STATE_GOOD_GUESS""#],
-    );
-    at_least_one("gallows_moves_total", &[r#"outcome="REFUSED""#]);
+    at_least_one("gallows_moves_total", &[r#"state="good_guess""#]);
+    at_least_one("gallows_moves_total", &[r#"state="refused""#]);
     at_least_one(
         "gallows_upstream_errors_total",
         &[r#"call="make_move""#, r#"code="InvalidArgument""#],

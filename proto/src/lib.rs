@@ -1,6 +1,8 @@
 //! The `hangman.v1` contract, compiled from `proto/hangman/v1/*.proto`.
 //!
-//! - [`v1`]: messages, the `HangmanService` client and server.
+//! - [`v1`]: messages, the `HangmanService` client and server, and
+//!   [`GameState::snake_name`](v1::GameState::snake_name), the states' one spelling outside
+//!   protobuf.
 //! - [`FILE_DESCRIPTOR_SET`]: the encoded descriptors, for server reflection.
 //!
 //! Code generation runs in `build.rs` with `protox`, so no system `protoc` is needed.
@@ -12,3 +14,38 @@ pub mod v1 {
 
 /// The encoded `FileDescriptorSet` of every file in the contract.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("hangman_descriptor");
+
+impl v1::GameState {
+    /// The state's name in snake case (`good_guess`): the enum value's name without its
+    /// `GAME_STATE_` prefix, lower-cased. It is how the channels' JSON, the metrics' labels
+    /// and the logs of every service spell a state (docs/design.md §3).
+    pub fn snake_name(self) -> &'static str {
+        match self {
+            v1::GameState::Unspecified => "unspecified",
+            v1::GameState::Initializing => "initializing",
+            v1::GameState::GoodGuess => "good_guess",
+            v1::GameState::BadGuess => "bad_guess",
+            v1::GameState::AlreadyUsed => "already_used",
+            v1::GameState::Won => "won",
+            v1::GameState::Lost => "lost",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::v1::GameState;
+
+    #[test]
+    fn a_snake_name_is_the_protobuf_name_without_its_prefix_in_lower_case() {
+        for value in 0.. {
+            let Ok(state) = GameState::try_from(value) else {
+                assert!(value > 6, "every value up to the last is a state");
+                break;
+            };
+            let protobuf = state.as_str_name();
+            let expected = protobuf.strip_prefix("GAME_STATE_").unwrap().to_lowercase();
+            assert_eq!(state.snake_name(), expected);
+        }
+    }
+}

@@ -9,17 +9,12 @@ use serde_json::{Value, json};
 
 use phoenix_channels::message::Payload;
 
-/// The lower-case state name of docs/design.md §3.
+/// The lower-case state name of docs/design.md §3 (`unspecified` for a value this build does
+/// not know).
 pub fn state_name(state: i32) -> &'static str {
-    match GameState::try_from(state).unwrap_or(GameState::Unspecified) {
-        GameState::Initializing => "initializing",
-        GameState::GoodGuess => "good_guess",
-        GameState::BadGuess => "bad_guess",
-        GameState::AlreadyUsed => "already_used",
-        GameState::Won => "won",
-        GameState::Lost => "lost",
-        GameState::Unspecified => "unspecified",
-    }
+    GameState::try_from(state)
+        .unwrap_or(GameState::Unspecified)
+        .snake_name()
 }
 
 /// A tally as JSON, written straight from the gRPC message.
