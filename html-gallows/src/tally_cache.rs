@@ -10,7 +10,7 @@
 //! - A tally replaces the cached one only if it is not older. The watch and the
 //!   players' replies race, and the contract gives a tally no version, so the
 //!   cache orders a game's tallies by where they stand in its history
-//!   ([`position`]): a late reply, or a late watch message, never undoes a newer
+//!   (`position`): a late reply, or a late watch message, never undoes a newer
 //!   change, a repeated letter (`already_used`) included.
 //! - A tally the service has not confirmed for `max_age` is fetched again. This
 //!   bounds anything the stream cannot tell, such as a game that has expired
