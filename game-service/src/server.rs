@@ -74,11 +74,6 @@ impl RunningServer {
             Err(error) => tracing::error!(%error, "server task failed"),
         }
     }
-
-    /// A token that stops the server when cancelled.
-    pub fn shutdown_token(&self) -> CancellationToken {
-        self.shutdown.clone()
-    }
 }
 
 /// Binds `config.listen` and serves in the background, with games in the store `--store`
