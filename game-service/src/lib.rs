@@ -9,15 +9,11 @@
 //! - [`server`]: assembles the server (API, health, reflection, `/metrics`) and runs it.
 //! - [`config`]: flags and their environment-variable twins.
 //! - [`telemetry`]: logs (failed calls with `traceparent`), Prometheus metrics.
-//! - [`coalesce`]: replies finished together leave in one write.
-//! - [`connection_age`]: `--max-connection-age`'s grace, the hard end of a retired connection.
 //! - [`oversized`]: a request over the size limit is answered `RESOURCE_EXHAUSTED`.
 //! - `testing` (feature `test-support`, tests only): a game service with the words a test
 //!   gives, a Redis of the test's own, the binary as a process.
 
-pub mod coalesce;
 pub mod config;
-pub mod connection_age;
 pub mod dictionary;
 pub mod oversized;
 pub mod rules;

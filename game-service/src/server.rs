@@ -7,6 +7,7 @@ use axum::{middleware, routing::get};
 use futures::TryStreamExt;
 use hangman_proto::v1::hangman_service_server::{HangmanServiceServer, SERVICE_NAME};
 use service_kit::ConnectionLimits;
+use service_kit::coalesce::Coalesced;
 use service_kit::connections::Admission;
 use thiserror::Error;
 use tokio::{net::TcpListener, task::JoinHandle};
@@ -16,9 +17,7 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use crate::{
-    coalesce::Coalesced,
     config::{Config, StoreConfig},
-    connection_age::Aged,
     dictionary::{Dictionary, DictionaryError},
     oversized,
     service::HangmanApi,
@@ -159,7 +158,7 @@ async fn serve<S: GameStore>(store: Arc<S>, config: Config) -> Result<RunningSer
     if let Some(age) = config.max_connection_age {
         // Clients reconnect, and a Service in front of several replicas spreads them again.
         // Only the age: tonic's own grace setting replaces the graceful retirement (GOAWAY,
-        // open calls finish) by a cut; `Aged` below cuts at age + grace instead.
+        // open calls finish) by a cut; the connections' I/O ends at age + grace instead.
         server = server.max_connection_age(age);
     }
     let hard_age = config
@@ -189,9 +188,10 @@ async fn serve<S: GameStore>(store: Arc<S>, config: Config) -> Result<RunningSer
         // Admission caps the connections that have not sent a request yet and drops those
         // that send none in time (it also sets TCP_NODELAY: replies are written in pieces).
         // tonic's own HTTP/1 header timeout (30 s, fixed) bounds later `/metrics` requests.
+        // Replies finished together leave in one write (`Coalesced`).
         let incoming = Admission::new(connection_limits)
             .incoming(listener)
-            .map_ok(move |io| Aged::new(Coalesced::new(io), hard_age));
+            .map_ok(move |io| Coalesced::new(io.ending_after(hard_age)));
         let serve = server.serve_with_incoming_shutdown(incoming, signal);
         tokio::pin!(serve);
         tokio::select! {

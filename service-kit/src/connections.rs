@@ -15,6 +15,10 @@
 //! connection calls [`FirstRequest::arrived`] for each request (the HTTP server in
 //! [`crate::http`] does; for tonic, the request carries the [`FirstRequest`] in its extensions
 //! and [`request_arrived`] finds it there).
+//!
+//! The same wrapper can also end a connection's life: [`Guarded::ending_after`] makes its I/O
+//! fail from a deadline on, whatever the connection is doing then (the game service's
+//! `--max-connection-age` grace: a retired connection whose calls outlast it is cut).
 
 use std::io;
 use std::pin::Pin;
@@ -145,13 +149,16 @@ pub fn request_arrived(extensions: &axum::http::Extensions) {
 }
 
 /// An accepted connection that must deliver its first request before a deadline: until then,
-/// a read past the deadline fails, and the server drops the connection.
+/// a read past the deadline fails, and the server drops the connection. Optionally, its life
+/// also has a hard end ([`Guarded::ending_after`]).
 #[derive(Debug)]
 pub struct Guarded<IO> {
     io: IO,
     first_request: FirstRequest,
     /// `None` once the first request has arrived.
     deadline: Option<Pin<Box<Sleep>>>,
+    /// When reads and writes start failing, if ever.
+    ends: Option<Pin<Box<Sleep>>>,
 }
 
 impl<IO> Guarded<IO> {
@@ -160,11 +167,35 @@ impl<IO> Guarded<IO> {
             io,
             first_request: FirstRequest::new(slot),
             deadline: Some(Box::pin(tokio::time::sleep(timeout))),
+            ends: None,
         }
     }
 
     pub fn first_request(&self) -> &FirstRequest {
         &self.first_request
+    }
+
+    /// Ends the connection `limit` from now, if any: from then on its reads and writes fail
+    /// (`TimedOut`), the server drops it and the calls still on it fail. A connection waiting
+    /// for its peer is woken to fail at that moment.
+    pub fn ending_after(mut self, limit: Option<Duration>) -> Self {
+        self.ends = limit.map(|limit| Box::pin(tokio::time::sleep(limit)));
+        self
+    }
+
+    /// An error once the connection's life is over; until then its timer will wake the task.
+    fn check_life(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        let over = match &mut self.ends {
+            Some(ends) => ends.as_mut().poll(cx).is_ready(),
+            None => false,
+        };
+        if over {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the connection's life is over",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -186,6 +217,7 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Guarded<IO> {
                 )));
             }
         }
+        this.check_life(cx)?;
         Pin::new(&mut this.io).poll_read(cx, buf)
     }
 }
@@ -196,6 +228,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Guarded<IO> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        self.check_life(cx)?;
         Pin::new(&mut self.io).poll_write(cx, buf)
     }
 
@@ -204,6 +237,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Guarded<IO> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        self.check_life(cx)?;
         Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
     }
 
@@ -212,6 +246,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Guarded<IO> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.check_life(cx)?;
         Pin::new(&mut self.io).poll_flush(cx)
     }
 
@@ -226,5 +261,47 @@ impl<IO> tonic::transport::server::Connected for Guarded<IO> {
 
     fn connect_info(&self) -> FirstRequest {
         self.first_request.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+    use super::*;
+
+    /// `io` as admitted, with its first request in already (so only its life can end it).
+    fn admitted(io: DuplexStream) -> Guarded<DuplexStream> {
+        let slot = Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap();
+        let guarded = Guarded::new(io, slot, Duration::from_secs(3600));
+        guarded.first_request().arrived();
+        guarded
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn io_fails_once_the_life_is_over_and_not_before() {
+        let (io, mut peer) = tokio::io::duplex(1024);
+        let mut io = admitted(io).ending_after(Some(Duration::from_secs(10)));
+        tokio::time::sleep(Duration::from_secs(9)).await;
+        io.write_all(b"ping").await.unwrap();
+        let mut got = [0u8; 4];
+        peer.read_exact(&mut got).await.unwrap();
+        // A read waiting for data fails when the time is up, woken by the timer.
+        let start = tokio::time::Instant::now();
+        let error = io.read(&mut [0u8; 4]).await.unwrap_err();
+        assert_eq!(start.elapsed(), Duration::from_secs(1));
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+        assert!(io.write_all(b"late").await.is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_an_end_nothing_ends() {
+        let (io, mut peer) = tokio::io::duplex(1024);
+        let mut io = admitted(io).ending_after(None);
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        io.write_all(b"still").await.unwrap();
+        let mut got = [0u8; 5];
+        peer.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"still");
     }
 }

@@ -2,7 +2,10 @@
 //! cannot drift apart on it.
 //!
 //! - [`connections`]: admission of TCP connections: a cap on connections that have not yet
-//!   sent a complete request, and a deadline for that first request (the slowloris defence).
+//!   sent a complete request, a deadline for that first request (the slowloris defence) and,
+//!   optionally, a hard end of each connection's life.
+//! - [`coalesce`]: batched writes for HTTP/2 connections: replies (or requests) ready in the
+//!   same pass of the run queue leave in one write.
 //! - [`http`]: the front ends' HTTP/1.1 server: [`connections`] plus hyper's header-read
 //!   timeout on every later request, upgrades (WebSockets) and graceful shutdown.
 //! - [`metrics`]: the process-wide Prometheus recorder and the upkeep that keeps it bounded.
@@ -15,6 +18,7 @@
 //! The game service serves gRPC with tonic's own server; it takes [`connections`] through
 //! tonic's `incoming` stream (feature `tonic`).
 
+pub mod coalesce;
 pub mod connections;
 pub mod durations;
 pub mod http;
