@@ -583,7 +583,7 @@ def test_every_service_container_drains_before_it_stops(manifests):
         shutdown = [
             parse_seconds(v)
             for k, v in manifests.container_env(container).items()
-            if k.endswith(("_SHUTDOWN_TIMEOUT", "_SHUTDOWN_DRAIN", "_REQUEST_TIMEOUT"))
+            if k.endswith(("_SHUTDOWN_TIMEOUT", "_REQUEST_TIMEOUT"))
         ]
         assert pod["terminationGracePeriodSeconds"] > pre_stop + max(shutdown, default=0), where
 

@@ -93,9 +93,10 @@ pub struct Config {
     )]
     pub max_pending_connections: usize,
 
-    /// How long a graceful shutdown waits for requests in flight.
-    #[arg(long, env = "HTML_GALLOWS_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
-    pub shutdown_grace: Duration,
+    /// How long a graceful shutdown waits for requests in flight. (`--shutdown-grace`, its
+    /// old name, still works.)
+    #[arg(long, alias = "shutdown-grace", env = "HTML_GALLOWS_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: Duration,
 
     /// Most games whose tallies are kept current by a watch stream, so that
     /// showing them needs no call to the game service; 0 turns the cache off.
@@ -303,6 +304,17 @@ mod tests {
             assert!(
                 error.to_string().contains("must be greater than zero"),
                 "{flag}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_shutdown_timeout_is_named_as_in_the_other_services_and_the_old_name_still_works() {
+        for flag in ["--shutdown-timeout", "--shutdown-grace"] {
+            assert_eq!(
+                parse(&[flag, "7s"]).shutdown_timeout,
+                Duration::from_secs(7),
+                "{flag}"
             );
         }
     }

@@ -67,7 +67,7 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         addr,
         shutdown,
         serving,
-        grace: config.shutdown_grace,
+        grace: config.shutdown_timeout,
     })
 }
 

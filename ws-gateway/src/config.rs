@@ -119,8 +119,9 @@ pub struct Config {
     pub grpc_resolve_interval: Duration,
 
     /// On SIGTERM/Ctrl-C, how long to wait for connections to close before exiting.
-    #[arg(long, env = "WS_GATEWAY_SHUTDOWN_DRAIN", default_value = "5s", value_parser = humantime::parse_duration)]
-    pub shutdown_drain: Duration,
+    /// (`--shutdown-drain`, its old name, still works.)
+    #[arg(long, alias = "shutdown-drain", env = "WS_GATEWAY_SHUTDOWN_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: Duration,
 
     /// After the gateway sends a close frame, how long it waits for the client's close (reading
     /// and discarding its frames meanwhile) before dropping the connection.
@@ -165,6 +166,18 @@ mod tests {
             let err = Config::try_parse_from(["ws-gateway", flag, "0"]).unwrap_err();
             assert!(err.to_string().contains("at least 1"), "{flag}: {err}");
             assert!(Config::try_parse_from(["ws-gateway", flag, "1"]).is_ok());
+        }
+    }
+
+    #[test]
+    fn the_shutdown_timeout_is_named_as_in_the_other_services_and_the_old_name_still_works() {
+        for flag in ["--shutdown-timeout", "--shutdown-drain"] {
+            let config = Config::try_parse_from(["ws-gateway", flag, "7s"]).unwrap();
+            assert_eq!(
+                config.shutdown_timeout,
+                std::time::Duration::from_secs(7),
+                "{flag}"
+            );
         }
     }
 

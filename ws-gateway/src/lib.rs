@@ -168,6 +168,6 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         endpoint,
         stop_http,
         serve,
-        drain: config.shutdown_drain,
+        drain: config.shutdown_timeout,
     })
 }

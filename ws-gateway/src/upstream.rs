@@ -26,7 +26,7 @@ pub use transport::{H2Config, H2Transport};
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum UpstreamError {
     #[error("game not found")]
-    NotFound,
+    GameNotFound,
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
     #[error("the game service holds its maximum number of games")]
@@ -44,7 +44,7 @@ impl UpstreamError {
     /// The stable `reason` clients see.
     pub fn reason(&self) -> &'static str {
         match self {
-            UpstreamError::NotFound => "not_found",
+            UpstreamError::GameNotFound => "not_found",
             UpstreamError::InvalidArgument(_) => "invalid_guess",
             UpstreamError::GameLimit => "game_limit",
             UpstreamError::TooLarge(_) => "invalid_payload",
@@ -54,7 +54,7 @@ impl UpstreamError {
 
     fn from_status(status: &Status) -> Self {
         match status.code() {
-            Code::NotFound => UpstreamError::NotFound,
+            Code::NotFound => UpstreamError::GameNotFound,
             Code::InvalidArgument => UpstreamError::InvalidArgument(status.message().to_owned()),
             // gRPC answers a message over the receiver's limit with RESOURCE_EXHAUSTED (tonic
             // used OUT_OF_RANGE, which the game service uses for nothing else). Its other
@@ -271,7 +271,7 @@ impl Upstream {
             .await
             .map_err(|_| UpstreamError::Unavailable("timed out".into()))?
             .map_err(|s| UpstreamError::from_status(&s))?
-            .ok_or(UpstreamError::NotFound)?;
+            .ok_or(UpstreamError::GameNotFound)?;
         let rest = futures::stream::unfold(stream, |mut stream| async move {
             match stream.message().await {
                 Ok(Some(msg)) => Some((Ok(msg.tally.unwrap_or_default()), stream)),
