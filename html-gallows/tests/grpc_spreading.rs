@@ -7,11 +7,11 @@
 mod replicas;
 mod support;
 
-use std::io::Write;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use game_service::testing::TestGameService;
 use replicas::{Redis, assert_both_served, counting_proxy, two_replicas};
 use support::{Browser, COOKIE_KEY};
 
@@ -45,17 +45,13 @@ async fn play_until(browser: &Browser, mut enough: impl FnMut(usize) -> bool) ->
     moves
 }
 
-fn dictionary() -> tempfile::NamedTempFile {
-    let mut file = tempfile::NamedTempFile::new().unwrap();
-    writeln!(file, "gallows").unwrap();
-    file
-}
+/// The one word of every game.
+const WORDS: &[&str] = &["gallows"];
 
 #[tokio::test]
 async fn moves_reach_every_replica_of_the_game_service() {
     let redis = Redis::start();
-    let words = dictionary();
-    let (a, b) = two_replicas(&redis, words.path()).await;
+    let (a, b) = two_replicas(&redis, WORDS).await;
     let server = gallows(&format!("{},{}", a.url(), b.url())).await;
     play_until(&Browser::at(&server.url()), |moves| moves >= 200).await;
     assert_both_served(&a, &b, 200).await;
@@ -63,19 +59,11 @@ async fn moves_reach_every_replica_of_the_game_service() {
 
 #[tokio::test]
 async fn connections_retired_by_age_are_reopened_without_a_failed_request() {
-    let words = dictionary();
-    let args = [
-        "game-service",
-        "--listen",
-        "127.0.0.1:0",
-        "--dictionary",
-        words.path().to_str().unwrap(),
-        "--max-connection-age",
-        "300ms",
-    ];
-    let games = game_service::start(game_service::Config::parse_from(args))
-        .await
-        .unwrap();
+    let games = TestGameService::builder()
+        .words(WORDS)
+        .flags(&["--max-connection-age", "300ms"])
+        .spawn()
+        .await;
     let (proxy, connections) = counting_proxy(games.addr().to_string()).await;
     let server = gallows(&format!("http://{proxy}")).await;
     // Four players without pause for 2 s, through several retirements: every page is right.

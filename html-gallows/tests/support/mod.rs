@@ -5,9 +5,10 @@
 
 #![allow(dead_code)] // Each test binary uses its own share of these helpers.
 
-use std::{io::Write, net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, time::Duration};
 
 use clap::Parser;
+use game_service::testing::{self, TestGameService};
 use reqwest::{StatusCode, header, redirect};
 use scraper::{ElementRef, Html, Selector};
 
@@ -19,10 +20,10 @@ pub const OTHER_COOKIE_KEY: &str = "another cookie key, also long enough to sign
 /// A game service and an html-gallows in front of it.
 pub struct Stack {
     pub gallows: html_gallows::Server,
-    pub game_service: Option<game_service::RunningServer>,
+    pub game_service: Option<TestGameService>,
     game_service_addr: SocketAddr,
-    game_service_flags: Vec<String>,
-    _dictionary: tempfile::NamedTempFile,
+    /// How the game service was started, to start it again.
+    game_service_builder: testing::Builder,
 }
 
 impl Stack {
@@ -60,14 +61,10 @@ impl Stack {
         gallows_flags: &[&str],
         proxy: Option<&mut Option<Proxy>>,
     ) -> Stack {
-        let mut dictionary = tempfile::NamedTempFile::new().unwrap();
-        writeln!(dictionary, "{word}").unwrap();
-        let flags: Vec<String> = ["--dictionary", dictionary.path().to_str().unwrap()]
-            .into_iter()
-            .chain(game_service_flags.iter().copied())
-            .map(String::from)
-            .collect();
-        let game_service = start_game_service("127.0.0.1:0", &flags).await;
+        let game_service_builder = TestGameService::builder()
+            .words(&[word])
+            .flags(game_service_flags);
+        let game_service = game_service_builder.clone().spawn().await;
         let game_service_addr = game_service.addr();
         let game_service_url = match proxy {
             Some(slot) => {
@@ -96,8 +93,7 @@ impl Stack {
             gallows,
             game_service: Some(game_service),
             game_service_addr,
-            game_service_flags: flags,
-            _dictionary: dictionary,
+            game_service_builder,
         }
     }
 
@@ -136,19 +132,9 @@ impl Stack {
 
     /// Starts a fresh game service on the address the old one had.
     pub async fn restart_game_service(&mut self) {
-        let addr = self.game_service_addr.to_string();
-        self.game_service = Some(start_game_service(&addr, &self.game_service_flags).await);
+        let builder = self.game_service_builder.clone();
+        self.game_service = Some(builder.listen(self.game_service_addr).spawn().await);
     }
-}
-
-async fn start_game_service(listen: &str, flags: &[String]) -> game_service::RunningServer {
-    let args = ["game-service", "--listen", listen]
-        .into_iter()
-        .map(String::from)
-        .chain(flags.iter().cloned());
-    game_service::start(game_service::Config::parse_from(args))
-        .await
-        .expect("the game service starts")
 }
 
 /// A TCP proxy in front of the game service that can hold back what the service

@@ -2,11 +2,11 @@
 //! WebSocket client that speaks the Phoenix wire format by hand.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
 use futures::{SinkExt, StreamExt};
+use game_service::testing::TestGameService;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -21,36 +21,27 @@ pub const WORD: &str = "hello";
 /// A guard against a hung test; not a timing assertion.
 const PATIENCE: Duration = Duration::from_secs(10);
 
-/// A one-word dictionary file for deterministic games.
-pub fn dictionary() -> PathBuf {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static WRITES: AtomicUsize = AtomicUsize::new(0);
-    let path =
-        std::env::temp_dir().join(format!("ws-gateway-test-words-{}.txt", std::process::id()));
-    // Tests run in parallel and a game service reads the file as it starts: write a fresh copy
-    // aside and rename it into place, so that no reader ever sees it truncated.
-    let fresh = path.with_extension(format!("{}.tmp", WRITES.fetch_add(1, Ordering::Relaxed)));
-    std::fs::write(&fresh, format!("{WORD}\n")).expect("write dictionary");
-    std::fs::rename(&fresh, &path).expect("move dictionary into place");
-    path
+/// The word list of every game service in these tests: [`WORD`] alone.
+pub fn dictionary() -> [&'static str; 1] {
+    [WORD]
 }
 
-/// A game service with the one-word dictionary and extra flags.
-pub async fn game_service_with(extra: &[&str]) -> game_service::RunningServer {
-    let dictionary = dictionary();
-    let mut args = vec!["game-service", "--dictionary", dictionary.to_str().unwrap()];
-    args.extend_from_slice(extra);
-    game_service::start(game_service::Config::parse_from(args))
+/// A game service (in this process, on port 0) with the one-word dictionary and extra flags.
+pub async fn game_service_with(extra: &[&str]) -> TestGameService {
+    TestGameService::builder()
+        .words(&dictionary())
+        .flags(extra)
+        .spawn()
         .await
-        .expect("game service starts")
 }
 
-pub async fn game_service_on(listen: &str) -> game_service::RunningServer {
+/// A game service on `listen` (where a stopped one was, say).
+pub async fn game_service_on(listen: &str) -> TestGameService {
     game_service_with(&["--listen", listen]).await
 }
 
-pub async fn game_service() -> game_service::RunningServer {
-    game_service_on("127.0.0.1:0").await
+pub async fn game_service() -> TestGameService {
+    game_service_with(&[]).await
 }
 
 /// A gateway on port 0 talking to `game_service_url`, with extra flags.
@@ -70,7 +61,7 @@ pub async fn gateway(game_service_url: &str, extra: &[&str]) -> ws_gateway::Serv
 
 /// A game service and a gateway in front of it.
 pub struct System {
-    pub games: game_service::RunningServer,
+    pub games: TestGameService,
     pub gateway: ws_gateway::Server,
 }
 
