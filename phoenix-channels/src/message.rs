@@ -35,6 +35,11 @@ impl Payload {
         }
     }
 
+    /// Whether the payload is bytes, which only V2 binary frames carry.
+    pub fn is_binary(&self) -> bool {
+        matches!(self, Payload::Binary(_))
+    }
+
     /// Encodes `value` once, for messages that share it.
     pub fn encode(value: &impl serde::Serialize) -> Self {
         let raw = serde_json::value::to_raw_value(value).expect("JSON payloads serialize");
@@ -112,6 +117,14 @@ impl Outbound {
             topic: topic.to_owned(),
             event: event.to_owned(),
             payload,
+        }
+    }
+
+    /// The payload: a reply's response, or a push's or broadcast's payload.
+    pub fn payload(&self) -> &Payload {
+        match self {
+            Outbound::Reply { response, .. } => response,
+            Outbound::Push { payload, .. } | Outbound::Broadcast { payload, .. } => payload,
         }
     }
 

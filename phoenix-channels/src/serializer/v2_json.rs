@@ -1,0 +1,103 @@
+//! The V2 JSON format (`vsn` 2.x, Phoenix's `V2.JSONSerializer`): text frames holding a
+//! `[join_ref, ref, topic, event, payload]` array.
+
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use super::DecodeError;
+use super::json::{self, Fields, message_of, salvage};
+use crate::message::{Message, Outbound};
+
+pub fn decode(text: &str) -> Result<Message, DecodeError> {
+    json::decode(text, message, raw_fields)
+}
+
+/// `[join_ref, ref, topic, event, payload]`.
+pub fn encode(out: &Outbound) -> String {
+    let Fields {
+        join_ref,
+        msg_ref,
+        topic,
+        event,
+        payload,
+    } = Fields::of(out);
+    serde_json::to_string(&(join_ref, msg_ref, topic, event, payload))
+        .expect("JSON values always serialize")
+}
+
+fn message(value: Value) -> Result<Message, DecodeError> {
+    let Value::Array(items) = value else {
+        return Err(DecodeError::new(
+            "frame is not a [join_ref, ref, topic, event, payload] array",
+        ));
+    };
+    let fields: [Value; 5] = items.try_into().map_err(|items: Vec<Value>| {
+        let mut err = salvage(items.first(), items.get(1), items.get(2));
+        err.reason = format!(
+            "frame must be a 5-element array [join_ref, ref, topic, event, payload], got {} elements",
+            items.len()
+        );
+        err
+    })?;
+    message_of(fields)
+}
+
+fn raw_fields(text: &str) -> Option<[Option<&RawValue>; 5]> {
+    match serde_json::from_str::<Vec<&RawValue>>(text) {
+        Ok(items) if items.len() == 5 => Some(std::array::from_fn(|i| Some(items[i]))),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::super::{Frame, Serializer};
+    use crate::message::{Outbound, Payload, Status};
+
+    #[test]
+    fn v2_text_round_trip() {
+        let msg = Serializer::V2
+            .decode_text(r#"["1","2","room:lobby","new_msg",{"body":"hi"}]"#)
+            .unwrap();
+        assert_eq!(msg.join_ref.as_deref(), Some("1"));
+        assert_eq!(msg.msg_ref.as_deref(), Some("2"));
+        assert_eq!(msg.payload, Payload::Json(json!({"body": "hi"})));
+        let reply = Outbound::Reply {
+            join_ref: msg.join_ref,
+            msg_ref: msg.msg_ref,
+            topic: msg.topic,
+            status: Status::Ok,
+            response: Payload::Json(json!({})),
+        };
+        assert_eq!(
+            Serializer::V2.encode(&reply),
+            Some(Frame::Text(
+                r#"["1","2","room:lobby","phx_reply",{"response":{},"status":"ok"}]"#.into()
+            ))
+        );
+    }
+
+    #[test]
+    fn v2_rejects_wrong_shapes_keeping_refs() {
+        let err = Serializer::V2.decode_text(r#"["1","7","t"]"#).unwrap_err();
+        assert_eq!(
+            (err.join_ref.as_deref(), err.msg_ref.as_deref()),
+            (Some("1"), Some("7"))
+        );
+        let err = Serializer::V2
+            .decode_text(r#"["1","7",3,"e",{}]"#)
+            .unwrap_err();
+        assert_eq!(err.reason, "topic must be a string or null, got a number");
+        assert_eq!(err.msg_ref.as_deref(), Some("7"));
+        assert!(
+            Serializer::V2
+                .decode_text("nope")
+                .unwrap_err()
+                .reason
+                .starts_with("frame is not JSON")
+        );
+        assert!(Serializer::V2.decode_text(r#"{"topic":"t"}"#).is_err());
+    }
+}
