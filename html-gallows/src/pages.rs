@@ -9,6 +9,9 @@ use axum::{
 use hangman_proto::v1::{GameState, Tally};
 
 /// Turns a player starts with; the gallows shows one more part per turn spent.
+///
+/// A separate copy, on purpose, of the SPA's parts list (`web/src/game/tally.ts`): the front
+/// ends share nothing but the contract, so a change to the figure belongs in both.
 const GALLOWS_PARTS: [&str; 7] = [
     "rope",
     "head",
