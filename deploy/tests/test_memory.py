@@ -2,8 +2,8 @@
 comes before an out-of-memory kill.
 
 game-service: a full registry and every admitted watch stream fit under its limit with
-headroom. The figures are those of `cargo bench -p game-service --bench memory` (README,
-"The game service", "Memory"), rounded up; measure again when the registry changes. The
+headroom. The figures are those of `cargo bench -p game-service --bench memory` (game-service/README.md,
+"Memory"), rounded up; measure again when the registry changes. The
 manifests keep the games in Redis, where a game costs the service next to nothing; the
 limit is checked against the sum for games in memory, which is larger, so it holds for
 both stores.
