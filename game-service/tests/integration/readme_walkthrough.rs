@@ -3,14 +3,12 @@
 //! from `.venv`) and `buf curl` (v1 reflection, from `tools/node_modules`).
 //! `scripts/setup` installs both. The grpcurl walkthrough also runs with games in Redis.
 
-mod support;
-
 use std::{
     path::{Path, PathBuf},
     process::Command,
 };
 
-use support::{Store, server};
+use crate::support::{Store, server};
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -3,12 +3,11 @@
 //! how long an open call, such as a watch, keeps the retired connection. (That retired
 //! connections fail no call of a front end is tested in ws-gateway's and html-gallows' tests.)
 
-mod support;
-
 use std::time::Duration;
 
 use hangman_proto::v1::{CreateGameRequest, MakeMoveRequest, WatchGameRequest};
-use support::{Store, server};
+
+use crate::support::{Store, server};
 
 /// A guard against a hung test; not a timing assertion.
 const PATIENCE: Duration = Duration::from_secs(20);

@@ -1,7 +1,5 @@
 //! Connections that never finish a request are dropped, and cannot crowd out callers.
 
-mod support;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -9,10 +7,11 @@ use hangman_proto::v1::{
     CreateGameRequest, MakeMoveRequest, hangman_service_client::HangmanServiceClient,
 };
 use service_kit::testing::closed_within;
-use support::{Store, server};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
+
+use crate::support::{Store, server};
 
 /// Opens connections that each stop short of a request: nothing at all, half the HTTP/2
 /// preface, the whole preface with no SETTINGS, and half an HTTP/1 request head.

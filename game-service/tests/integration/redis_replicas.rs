@@ -1,48 +1,20 @@
 //! With games in Redis, replicas of the game service are interchangeable: any one plays any
 //! game, watchers see moves made through the others, and a replica dying loses nothing.
 
-mod support;
-
 use std::time::Duration;
 
 use futures::StreamExt;
-use game_service::testing::{Client, GameServiceProcess, RedisServer, TestGameService};
+use game_service::testing::{GameServiceProcess, RedisServer, TestGameService};
 use hangman_proto::v1::{
-    CreateGameRequest, GameState, GetGameRequest, MakeMoveRequest, Tally, WatchGameRequest,
+    CreateGameRequest, GameState, Tally, WatchGameRequest,
     hangman_service_client::HangmanServiceClient,
 };
-use support::{Store, server};
 use tonic::Code;
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
 
-async fn new_game(client: &mut Client, word: &str) -> String {
-    let request = CreateGameRequest {
-        word: Some(word.into()),
-    };
-    client
-        .create_game(request)
-        .await
-        .unwrap()
-        .into_inner()
-        .game_id
-}
-
-async fn guess(client: &mut Client, game_id: &str, guess: &str) -> Result<Tally, tonic::Status> {
-    let request = MakeMoveRequest {
-        game_id: game_id.into(),
-        guess: guess.into(),
-    };
-    Ok(client.make_move(request).await?.into_inner().tally.unwrap())
-}
-
-async fn get(client: &mut Client, game_id: &str) -> Result<Tally, tonic::Status> {
-    let request = GetGameRequest {
-        game_id: game_id.into(),
-    };
-    Ok(client.get_game(request).await?.into_inner().tally.unwrap())
-}
+use crate::support::{Store, get, new_game, server, try_guess};
 
 fn letters(tally: &Tally) -> String {
     tally.letters.concat()
@@ -55,11 +27,11 @@ async fn a_game_created_through_one_replica_is_played_through_another() {
     let (mut via_a, mut via_b) = (a.client().await, b.client().await);
     let id = new_game(&mut via_a, "otter").await;
     assert_eq!(
-        letters(&guess(&mut via_b, &id, "t").await.unwrap()),
+        letters(&try_guess(&mut via_b, &id, "t").await.unwrap()),
         "_tt__"
     );
     assert_eq!(
-        letters(&guess(&mut via_a, &id, "o").await.unwrap()),
+        letters(&try_guess(&mut via_a, &id, "o").await.unwrap()),
         "ott__"
     );
     let seen_by_b = get(&mut via_b, &id).await.unwrap();
@@ -82,7 +54,7 @@ async fn a_watcher_on_one_replica_sees_moves_made_through_another_in_order() {
     assert_eq!(now.game_state(), GameState::Initializing);
     let mut played = Vec::new();
     for letter in ["t", "x", "o", "e", "r"] {
-        played.push(guess(&mut via_b, &id, letter).await.unwrap());
+        played.push(try_guess(&mut via_b, &id, letter).await.unwrap());
     }
     for expected in played {
         let change = tokio::time::timeout(Duration::from_secs(5), watch.next())
@@ -116,7 +88,7 @@ async fn concurrent_moves_from_two_replicas_are_each_applied_exactly_once() {
             let mut client = HangmanServiceClient::new(channel.clone());
             let (id, letter) = (id.clone(), alphabet[(i + offset) % alphabet.len()].clone());
             moves.push(tokio::spawn(async move {
-                guess(&mut client, &id, &letter).await
+                try_guess(&mut client, &id, &letter).await
             }));
         }
     }
@@ -158,21 +130,21 @@ async fn after_kill_9_of_one_replica_the_game_goes_on_through_the_other_with_not
     let mut via_a = HangmanServiceClient::connect(a.url()).await.unwrap();
     let id = new_game(&mut via_a, "otter").await;
     for letter in ["t", "x", "o"] {
-        guess(&mut via_a, &id, letter).await.unwrap();
+        try_guess(&mut via_a, &id, letter).await.unwrap();
     }
     a.kill_9();
     assert!(
-        guess(&mut via_a, &id, "e").await.is_err(),
+        try_guess(&mut via_a, &id, "e").await.is_err(),
         "replica A is gone"
     );
     let mut via_b = HangmanServiceClient::connect(b.url()).await.unwrap();
     let tally = get(&mut via_b, &id).await.unwrap();
     assert_eq!((letters(&tally), tally.turns_left), ("ott__".into(), 6));
-    let won = guess(&mut via_b, &id, "e").await.unwrap();
+    let won = try_guess(&mut via_b, &id, "e").await.unwrap();
     let won = if won.game_state() == GameState::Won {
         won
     } else {
-        guess(&mut via_b, &id, "r").await.unwrap()
+        try_guess(&mut via_b, &id, "r").await.unwrap()
     };
     assert_eq!(won.game_state(), GameState::Won);
     assert_eq!(won.word.as_deref(), Some("otter"));
@@ -275,7 +247,7 @@ async fn a_change_published_while_a_replica_was_cut_off_from_redis_reaches_its_w
         &["ACL SETUSER default off", "CLIENT KILL USER default"],
     );
     assert!(cut.contains("+OK"), "{cut}");
-    let missed = guess(&mut via_b, &id, "t").await.unwrap();
+    let missed = try_guess(&mut via_b, &id, "t").await.unwrap();
     // Let A in again: it reconnects, subscribes again and reads the game it watches.
     let back = redis_as(redis, "b", "pw", &["ACL SETUSER default on"]);
     assert!(back.contains("+OK"), "{back}");

@@ -2,8 +2,6 @@
 //! the generated client. The suite runs once with games in memory and once with games in a
 //! Redis of its own (`memory::…` and `redis::…`); what only holds for one store is apart.
 
-mod support;
-
 use std::{collections::HashSet, time::Duration};
 
 use clap::Parser;
@@ -11,43 +9,12 @@ use futures::StreamExt;
 use game_service::Config;
 use game_service::testing::Client;
 use hangman_proto::v1::{
-    CreateGameRequest, CreateGameResponse, EndGameRequest, GameState, GetGameRequest,
-    MakeMoveRequest, Tally, WatchGameRequest, WatchGameResponse,
+    CreateGameRequest, EndGameRequest, GameState, GetGameRequest, WatchGameRequest,
+    WatchGameResponse,
 };
-use support::{Store, server};
 use tonic::{Code, Status, Streaming};
 
-async fn create(client: &mut Client, word: Option<&str>) -> Result<CreateGameResponse, Status> {
-    let word = word.map(String::from);
-    Ok(client
-        .create_game(CreateGameRequest { word })
-        .await?
-        .into_inner())
-}
-
-/// A new game with a fixed word (the server must be in test mode); its id.
-async fn new_game(client: &mut Client, word: &str) -> String {
-    create(client, Some(word)).await.unwrap().game_id
-}
-
-async fn try_guess(client: &mut Client, game_id: &str, guess: &str) -> Result<Tally, Status> {
-    let request = MakeMoveRequest {
-        game_id: game_id.into(),
-        guess: guess.into(),
-    };
-    Ok(client.make_move(request).await?.into_inner().tally.unwrap())
-}
-
-async fn guess(client: &mut Client, game_id: &str, guess: &str) -> Tally {
-    try_guess(client, game_id, guess).await.unwrap()
-}
-
-async fn get(client: &mut Client, game_id: &str) -> Result<Tally, Status> {
-    let request = GetGameRequest {
-        game_id: game_id.into(),
-    };
-    Ok(client.get_game(request).await?.into_inner().tally.unwrap())
-}
+use crate::support::{Store, create, get, guess, new_game, server, store_suite, try_guess};
 
 /// A watch stream on the game: its tally now, then every change.
 async fn watch(client: &mut Client, game_id: &str) -> Result<Streaming<WatchGameResponse>, Status> {

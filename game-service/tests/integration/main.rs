@@ -1,0 +1,12 @@
+//! The game service's integration tests, in one binary (one link instead of one per file):
+//! a real server on port 0, real gRPC, a real Redis, the real tools of the README.
+
+mod support;
+
+mod connection_age;
+mod grpc_api;
+mod half_open_connections;
+mod health_and_reflection;
+mod readme_walkthrough;
+mod redis_replicas;
+mod rules_properties;

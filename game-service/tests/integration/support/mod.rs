@@ -1,0 +1,83 @@
+//! What the game service's tests share beyond `game_service::testing`: the two stores a suite
+//! runs against, and the calls they make.
+
+use game_service::testing::{Client, TestGameService};
+use hangman_proto::v1::{
+    CreateGameRequest, CreateGameResponse, GetGameRequest, MakeMoveRequest, Tally,
+};
+use tonic::Status;
+
+/// Where the server under test keeps its games.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Store {
+    Memory,
+    /// A `redis-server` started for the test, and stopped with it.
+    Redis,
+}
+
+/// A game service on port 0 with games in `store`, the built-in words and `flags`.
+pub async fn server(store: Store, flags: &[&str]) -> TestGameService {
+    let service = TestGameService::builder().flags(flags);
+    match store {
+        Store::Memory => service,
+        Store::Redis => service.own_redis(),
+    }
+    .spawn()
+    .await
+}
+
+pub async fn create(client: &mut Client, word: Option<&str>) -> Result<CreateGameResponse, Status> {
+    let word = word.map(String::from);
+    Ok(client
+        .create_game(CreateGameRequest { word })
+        .await?
+        .into_inner())
+}
+
+/// A new game with a fixed word (the server must be in test mode); its id.
+pub async fn new_game(client: &mut Client, word: &str) -> String {
+    create(client, Some(word)).await.unwrap().game_id
+}
+
+pub async fn try_guess(client: &mut Client, game_id: &str, guess: &str) -> Result<Tally, Status> {
+    let request = MakeMoveRequest {
+        game_id: game_id.into(),
+        guess: guess.into(),
+    };
+    Ok(client.make_move(request).await?.into_inner().tally.unwrap())
+}
+
+pub async fn guess(client: &mut Client, game_id: &str, guess: &str) -> Tally {
+    try_guess(client, game_id, guess).await.unwrap()
+}
+
+pub async fn get(client: &mut Client, game_id: &str) -> Result<Tally, Status> {
+    let request = GetGameRequest {
+        game_id: game_id.into(),
+    };
+    Ok(client.get_game(request).await?.into_inner().tally.unwrap())
+}
+
+/// One `#[tokio::test]` per store for each suite test `async fn name(store: Store)`, named
+/// `memory::name` and `redis::name`.
+macro_rules! store_suite {
+    ($($test:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    super::$test($crate::support::Store::Memory).await
+                }
+            )*
+        }
+        mod redis {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    super::$test($crate::support::Store::Redis).await
+                }
+            )*
+        }
+    };
+}
+pub(crate) use store_suite;
