@@ -9,14 +9,17 @@
 //!   subprotocol, connection cap; the [`Connect`](transport::Connect) hook (a socket module's
 //!   `connect/3`).
 //! - [`serializer`]: frames ⇄ [`message`]s (V1 objects, V2 arrays, V2 binary).
-//! - [`socket`]: one connection: heartbeats, joins, leaves, routing, idle timeout, rate limit.
+//! - [`socket`]: one connection: heartbeats, joins, leaves, routing, idle timeout; its
+//!   message rate limit (`rate_limit`, a token bucket) and the [`close_code`]s it sends.
 //! - [`channel`]: the [`Channel`](channel::Channel) trait and the topic [`Router`](channel::Router).
 //! - [`presence`]: who is on a topic, in Phoenix Presence's wire format.
 //! - [`telemetry`]: the [`Metrics`](telemetry::Metrics) recorded, under names the user chooses.
 
 pub mod channel;
+pub mod close_code;
 pub mod message;
 pub mod presence;
+mod rate_limit;
 pub mod serializer;
 pub mod socket;
 pub mod telemetry;

@@ -18,27 +18,12 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
 use tokio_util::sync::CancellationToken;
 
 use super::channel::{ChannelHandle, ChannelMsg, ChannelRun, JoinRequest, Router, ToSocket};
+use super::close_code;
 use super::message::{Message, Outbound, Payload, Status, events};
+use super::rate_limit::{Rate, RateLimiter};
 use super::serializer::{DecodeError, DecodeErrorKind, Frame, Serializer};
 use super::telemetry::{FrameError, Metrics};
 use super::transport::WsStream;
-
-/// Close codes the server uses. Never 1000: the npm client does not reconnect after it.
-pub mod close_code {
-    /// Server shutting down, or the connection was idle too long.
-    pub const GOING_AWAY: u16 = 1001;
-    /// A frame that breaks RFC 6455: unmasked, a reserved opcode or bit, a control frame over
-    /// 125 bytes or fragmented, a continuation with nothing to continue.
-    pub const PROTOCOL_ERROR: u16 = 1002;
-    /// A text message that is not UTF-8.
-    pub const INVALID_PAYLOAD: u16 = 1007;
-    /// Repeated abuse of the message rate limit.
-    pub const POLICY_VIOLATION: u16 = 1008;
-    /// A frame larger than the configured maximum.
-    pub const MESSAGE_TOO_BIG: u16 = 1009;
-    /// Service restart (for a deployment that wants clients to reconnect elsewhere).
-    pub const SERVICE_RESTART: u16 = 1012;
-}
 
 /// How many outbound messages may queue from channels before they wait for the client.
 const OUTBOX: usize = 64;
@@ -61,53 +46,6 @@ pub struct SocketLimits {
     /// the end of the stream): dropping a connection with unread data makes the kernel reset
     /// it, and the client would lose the replies and the close frame sent.
     pub close_timeout: Duration,
-}
-
-/// Token bucket over the client's messages. Refused messages are strikes; a full second's
-/// worth of strikes without the bucket refilling is abuse.
-struct RateLimiter {
-    rate: f64,
-    tokens: f64,
-    last: Instant,
-    strikes: u32,
-}
-
-enum Rate {
-    Allowed,
-    Refused,
-    Abusive,
-}
-
-impl RateLimiter {
-    fn new(per_second: u32) -> Self {
-        let rate = f64::from(per_second.max(1));
-        RateLimiter {
-            rate,
-            tokens: rate,
-            last: Instant::now(),
-            strikes: 0,
-        }
-    }
-
-    fn check(&mut self, now: Instant) -> Rate {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.last = now;
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate);
-        if self.tokens >= self.rate {
-            self.strikes = 0;
-        }
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            Rate::Allowed
-        } else {
-            self.strikes += 1;
-            if f64::from(self.strikes) >= self.rate {
-                Rate::Abusive
-            } else {
-                Rate::Refused
-            }
-        }
-    }
 }
 
 /// Why the socket loop stopped.

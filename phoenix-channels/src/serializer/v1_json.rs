@@ -17,19 +17,13 @@ pub fn decode(text: &str) -> Result<Message, DecodeError> {
 
 /// `{"event","join_ref","payload","ref","topic"}`.
 pub fn encode(out: &Outbound) -> String {
-    let Fields {
-        join_ref,
-        msg_ref,
-        topic,
-        event,
-        payload,
-    } = Fields::of(out);
+    let fields = Fields::of(out);
     let frame = V1Frame {
-        event,
-        join_ref,
-        payload,
-        msg_ref,
-        topic,
+        event: fields.event,
+        join_ref: fields.join_ref,
+        payload: fields.payload,
+        msg_ref: fields.msg_ref,
+        topic: fields.topic,
     };
     serde_json::to_string(&frame).expect("JSON values always serialize")
 }

@@ -14,15 +14,15 @@ pub fn decode(text: &str) -> Result<Message, DecodeError> {
 
 /// `[join_ref, ref, topic, event, payload]`.
 pub fn encode(out: &Outbound) -> String {
-    let Fields {
-        join_ref,
-        msg_ref,
-        topic,
-        event,
-        payload,
-    } = Fields::of(out);
-    serde_json::to_string(&(join_ref, msg_ref, topic, event, payload))
-        .expect("JSON values always serialize")
+    let fields = Fields::of(out);
+    let frame = (
+        fields.join_ref,
+        fields.msg_ref,
+        fields.topic,
+        fields.event,
+        fields.payload,
+    );
+    serde_json::to_string(&frame).expect("JSON values always serialize")
 }
 
 fn message(value: Value) -> Result<Message, DecodeError> {
