@@ -4,8 +4,14 @@
 //! Each joined channel runs as its own future (like a Phoenix channel process): it handles the
 //! client's events one at a time, in order, and server-side messages (`handle_info`) sent to it
 //! through its [`InfoSender`]. The socket's task polls its channels' futures next to the
-//! connection itself (no task hop per message); a channel waiting on the game service never
-//! delays the socket's heartbeats or its other channels.
+//! connection itself (no task hop per message); a channel busy with an event (waiting on a
+//! slow service) never delays the socket's heartbeats or its other channels.
+//!
+//! Joins are the exception: the socket awaits [`Join::join`] before it reads the client's next
+//! frame, as a Phoenix socket process runs a channel's `join/3` itself before its next message.
+//! So a slow join holds up that connection (its heartbeats, its other channels; never other
+//! connections) until it returns, and the messages the client sends after a join always find
+//! the join done. A join that needs slow work can accept at once and do it in `handle_info`.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -85,7 +91,8 @@ pub trait Join<A>: Send + Sync + 'static {
     type Channel: Channel;
 
     /// Accepts (`Ok((channel, response))`) or refuses (`Err(response)`) a join. Joins cannot
-    /// push; send yourself an info message to push right after the join reply.
+    /// push; send yourself an info message to push right after the join reply. The socket
+    /// waits for the join before reading further: keep it short (see the module's doc).
     fn join(
         &self,
         topic: &str,
