@@ -27,6 +27,11 @@ pub use transport::{H2Config, H2Transport};
 pub enum UpstreamError {
     #[error("game not found")]
     GameNotFound,
+    /// The game service refused the guess (not one letter a-z).
+    #[error("invalid guess: {0}")]
+    InvalidGuess(String),
+    /// The game service refused another argument of the call (an empty game id, say): the
+    /// gateway forwarded something it should not have, but the player's input is at fault.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
     #[error("the game service holds its maximum number of games")]
@@ -45,16 +50,25 @@ impl UpstreamError {
     pub fn reason(&self) -> &'static str {
         match self {
             UpstreamError::GameNotFound => "not_found",
-            UpstreamError::InvalidArgument(_) => "invalid_guess",
+            UpstreamError::InvalidGuess(_) => "invalid_guess",
+            UpstreamError::InvalidArgument(_) => "invalid_payload",
             UpstreamError::GameLimit => "game_limit",
             UpstreamError::TooLarge(_) => "invalid_payload",
             UpstreamError::Unavailable(_) => "unavailable",
         }
     }
 
-    fn from_status(status: &Status) -> Self {
+    /// The error of a call of `method` that failed with `status`.
+    fn from_status(method: &Method, status: &Status) -> Self {
         match status.code() {
             Code::NotFound => UpstreamError::GameNotFound,
+            // INVALID_ARGUMENT is, per the contract, an empty game id, a guess that is not one
+            // letter, or a fixed word outside test mode: only the guess is `invalid_guess`.
+            Code::InvalidArgument
+                if method.name == MAKE_MOVE.name && is_about_the_guess(status) =>
+            {
+                UpstreamError::InvalidGuess(status.message().to_owned())
+            }
             Code::InvalidArgument => UpstreamError::InvalidArgument(status.message().to_owned()),
             // gRPC answers a message over the receiver's limit with RESOURCE_EXHAUSTED (tonic
             // used OUT_OF_RANGE, which the game service uses for nothing else). Its other
@@ -67,6 +81,13 @@ impl UpstreamError {
             _ => UpstreamError::Unavailable(format!("{}: {}", status.code(), status.message())),
         }
     }
+}
+
+/// Whether an INVALID_ARGUMENT is the game service's refusal of a guess: "a guess must be
+/// exactly one letter a-z, got ...". Its other refusals name what they refuse first ("the game
+/// id is empty"), and the guess itself comes last, so a guess cannot pass for something else.
+fn is_about_the_guess(status: &Status) -> bool {
+    status.message().starts_with("a guess ")
 }
 
 /// Whether a RESOURCE_EXHAUSTED message is about the message's size: tonic's "decoded message
@@ -270,13 +291,16 @@ impl Upstream {
         let first = tokio::time::timeout(self.request_timeout, stream.message())
             .await
             .map_err(|_| UpstreamError::Unavailable("timed out".into()))?
-            .map_err(|s| UpstreamError::from_status(&s))?
+            .map_err(|s| UpstreamError::from_status(&WATCH_GAME, &s))?
             .ok_or(UpstreamError::GameNotFound)?;
         let rest = futures::stream::unfold(stream, |mut stream| async move {
             match stream.message().await {
                 Ok(Some(msg)) => Some((Ok(msg.tally.unwrap_or_default()), stream)),
                 Ok(None) => None,
-                Err(status) => Some((Err(UpstreamError::from_status(&status)), stream)),
+                Err(status) => Some((
+                    Err(UpstreamError::from_status(&WATCH_GAME, &status)),
+                    stream,
+                )),
             }
         })
         // Stop after the first error rather than polling a broken stream again.
@@ -331,12 +355,12 @@ impl Upstream {
         let result = tokio::time::timeout(self.request_timeout, call).await;
         let elapsed = started.elapsed();
         method.seconds().record(elapsed.as_secs_f64());
-        let method = method.name;
         let result = match result {
             Ok(Ok(response)) => Ok(response.into_inner()),
-            Ok(Err(status)) => Err(UpstreamError::from_status(&status)),
+            Ok(Err(status)) => Err(UpstreamError::from_status(method, &status)),
             Err(_) => Err(UpstreamError::Unavailable("timed out".into())),
         };
+        let method = method.name;
         match &result {
             Ok(_) => tracing::debug!(method, %traceparent, ?elapsed, "game service call"),
             Err(err) => {
@@ -381,12 +405,38 @@ mod tests {
             Status::resource_exhausted(tonic_limit),
             Status::resource_exhausted(game_service),
         ] {
-            let err = UpstreamError::from_status(&status);
+            let err = UpstreamError::from_status(&MAKE_MOVE, &status);
             assert_eq!(err.reason(), "invalid_payload", "{status:?}");
         }
         let full = Status::resource_exhausted("the server holds its maximum of 10 games");
-        assert_eq!(UpstreamError::from_status(&full).reason(), "game_limit");
+        assert_eq!(
+            UpstreamError::from_status(&CREATE_GAME, &full).reason(),
+            "game_limit"
+        );
         let down = Status::unavailable("connection refused");
-        assert_eq!(UpstreamError::from_status(&down).reason(), "unavailable");
+        assert_eq!(
+            UpstreamError::from_status(&GET_GAME, &down).reason(),
+            "unavailable"
+        );
+    }
+
+    #[test]
+    fn only_a_refused_guess_is_invalid_guess() {
+        let guess = Status::invalid_argument("a guess must be exactly one letter a-z, got \"ab\"");
+        let reason = |method, status: &Status| UpstreamError::from_status(method, status).reason();
+        assert_eq!(reason(&MAKE_MOVE, &guess), "invalid_guess");
+        let empty_id = Status::invalid_argument("the game id is empty");
+        for method in [&MAKE_MOVE, &GET_GAME, &WATCH_GAME] {
+            assert_eq!(
+                reason(method, &empty_id),
+                "invalid_payload",
+                "{}",
+                method.name
+            );
+        }
+        let word = Status::invalid_argument(
+            "a fixed word is accepted only when the server runs in test mode (--test-mode)",
+        );
+        assert_eq!(reason(&CREATE_GAME, &word), "invalid_payload");
     }
 }

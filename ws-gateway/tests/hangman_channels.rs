@@ -227,6 +227,39 @@ async fn a_request_too_large_for_the_game_service_is_invalid_payload_not_unavail
     );
 }
 
+/// The game service answers INVALID_ARGUMENT for more than a bad guess (an empty game id, a
+/// fixed word outside test mode): only a refused guess is `invalid_guess`. The channels never
+/// forward an empty id, so the gateway's game-service client is asked for one directly.
+#[tokio::test]
+async fn only_a_refused_guess_is_invalid_guess_an_invalid_game_id_is_invalid_payload() {
+    use ws_gateway::upstream::{TraceContext, Upstream, UpstreamConfig};
+    let games = common::game_service().await;
+    let upstream = Upstream::new(&UpstreamConfig {
+        url: games.url(),
+        connect_timeout: Duration::from_secs(2),
+        request_timeout: Duration::from_secs(5),
+        keep_alive: Duration::from_secs(30),
+        connections: 1,
+        resolve_interval: Duration::from_secs(30),
+    })
+    .unwrap();
+    let trace = TraceContext::new();
+    let (game_id, _) = upstream.create_game(&trace).await.unwrap();
+    let bad_guess = upstream
+        .make_move(&trace, &game_id, "ab")
+        .await
+        .unwrap_err();
+    assert_eq!(bad_guess.reason(), "invalid_guess", "{bad_guess}");
+    let refusals = [
+        upstream.make_move(&trace, "", "a").await.unwrap_err(),
+        upstream.get_game(&trace, "").await.unwrap_err(),
+        upstream.watch_game(&trace, "").await.err().unwrap(),
+    ];
+    for refusal in refusals {
+        assert_eq!(refusal.reason(), "invalid_payload", "{refusal}");
+    }
+}
+
 #[tokio::test]
 async fn join_payloads_of_the_wrong_shape_and_unknown_games_are_refused() {
     let sys = system(&[]).await;
