@@ -20,8 +20,8 @@ pub struct Config {
     #[arg(long, env = "HTML_GALLOWS_LISTEN", default_value = "127.0.0.1:4001")]
     pub listen: SocketAddr,
 
-    /// URL of the game service's gRPC endpoint, or several separated by commas. Calls are
-    /// spread over every address its host name resolves to.
+    /// URL of the game service's gRPC endpoint (`http://`: this build has no TLS), or several
+    /// separated by commas. Calls are spread over every address its host name resolves to.
     #[arg(
         long,
         env = "HTML_GALLOWS_GAME_SERVICE",
@@ -166,7 +166,7 @@ impl Config {
 #[derive(Debug, thiserror::Error)]
 #[error(
     "invalid --game-service (HTML_GALLOWS_GAME_SERVICE) {url:?}: {reason}; \
-     give an http:// or https:// URL with a host, e.g. http://127.0.0.1:50051"
+     give an http:// URL with a host, e.g. http://127.0.0.1:50051"
 )]
 pub struct GameServiceUrlError {
     url: String,
@@ -179,9 +179,9 @@ impl Config {
         self.game_service.split(',').map(str::trim)
     }
 
-    /// Checks that `--game-service` is an `http` or `https` URL with a host (or a
-    /// comma-separated list of them), so a mistyped address stops the start instead of
-    /// failing every game later.
+    /// Checks that `--game-service` is an `http` URL with a host (or a comma-separated list
+    /// of them), so a mistyped address stops the start instead of failing every game later.
+    /// `https` is refused too: this build has no TLS, and every call would fail.
     pub fn validate_game_service(&self) -> Result<(), GameServiceUrlError> {
         self.game_service_urls()
             .try_for_each(|url| validate_game_service_url(url, &self.game_service))
@@ -200,8 +200,14 @@ fn validate_game_service_url(url: &str, given: &str) -> Result<(), GameServiceUr
         return refuse("not a URL");
     };
     match uri.scheme_str() {
-        Some("http" | "https") => {}
-        Some(_) => return refuse("the scheme is neither http nor https"),
+        Some("http") => {}
+        Some("https") => {
+            return refuse(
+                "https needs TLS, which this build of html-gallows does not have \
+                 (end TLS in front of the game service, or reach it over the cluster network)",
+            );
+        }
+        Some(_) => return refuse("the scheme is not http"),
         None => return refuse("no scheme"),
     }
     match uri.authority() {
@@ -260,7 +266,6 @@ mod tests {
     fn game_service_urls_need_an_http_scheme_and_a_host() {
         for good in [
             "http://127.0.0.1:50051",
-            "https://game-service.example:443",
             "http://game-service",
             "http://10.0.0.5:50051,http://10.0.0.6:50051",
         ] {
@@ -277,6 +282,8 @@ mod tests {
             "",
             "http://10.0.0.5:50051,",
             "http://10.0.0.5:50051,10.0.0.6:50051",
+            "https://game-service.example:443",
+            "http://10.0.0.5:50051,https://10.0.0.6:50051",
         ] {
             let config = parse(&["--game-service", bad]);
             let error = config.validate_game_service().unwrap_err().to_string();
@@ -317,6 +324,28 @@ mod tests {
                 "{flag}"
             );
         }
+    }
+
+    /// This build has no TLS: an https game service would fail every call, so it stops the
+    /// start, saying why.
+    #[tokio::test]
+    async fn an_https_game_service_stops_the_start_with_the_reason() {
+        let config = parse(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--game-service",
+            "https://game-service.example:443",
+        ]);
+        let error = crate::start(config)
+            .await
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(
+            error.contains("https://game-service.example:443"),
+            "{error}"
+        );
+        assert!(error.contains("needs TLS"), "{error}");
     }
 
     #[test]

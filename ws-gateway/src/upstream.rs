@@ -163,10 +163,15 @@ fn targets(urls: &str) -> Result<(Vec<String>, Uri), InvalidUrl> {
     let mut first = None;
     for url in urls.split(',').map(str::trim) {
         let origin: Uri = url.parse().map_err(|e| InvalidUrl(format!("{url}: {e}")))?;
-        if origin.scheme_str() != Some("http") {
-            return Err(InvalidUrl(format!(
-                "{url}: only http:// (h2c) is supported"
-            )));
+        match origin.scheme_str() {
+            Some("http") => {}
+            Some("https") => {
+                return Err(InvalidUrl(format!(
+                    "{url}: https needs TLS, which this build of ws-gateway does not have; \
+                     give an http:// URL (h2c)"
+                )));
+            }
+            _ => return Err(InvalidUrl(format!("{url}: give an http:// URL (h2c)"))),
         }
         let authority = origin
             .authority()

@@ -1,5 +1,5 @@
 //! The `ws-gateway` binary as an operator runs it: what it writes to a log that is not a
-//! terminal.
+//! terminal, and a game-service URL it refuses at start.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -38,4 +38,19 @@ async fn a_log_that_is_not_a_terminal_has_no_colour_codes() {
     .expect("the gateway logs `listening on ADDR`");
     assert!(!listening.contains('\u{1b}'), "{listening:?}");
     assert!(listening.contains(" INFO "), "{listening:?}");
+}
+/// This build has no TLS: an `https://` game service is refused at start, with the reason,
+/// rather than failing every call later.
+#[tokio::test]
+async fn an_https_game_service_is_refused_at_start() {
+    let output = gateway(&["--game-service", "https://game-service.example:443"])
+        .output()
+        .await
+        .expect("ws-gateway runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("https://game-service.example:443") && stderr.contains("TLS"),
+        "{stderr}"
+    );
 }
