@@ -70,8 +70,8 @@ pub struct Config {
     #[arg(long, env = "HTML_GALLOWS_MAX_BODY_BYTES", default_value_t = 4096)]
     pub max_body_bytes: usize,
 
-    /// HTTP requests handled at once; further requests wait for a free slot
-    /// (and are answered 503 if the request timeout passes first).
+    /// HTTP requests handled at once; a request beyond them is not queued: it is
+    /// refused at once with 503 and `Retry-After` (load shedding).
     #[arg(
         long,
         env = "HTML_GALLOWS_MAX_CONCURRENT_REQUESTS",
