@@ -7,7 +7,7 @@ use std::{collections::HashSet, time::Duration};
 use clap::Parser;
 use futures::StreamExt;
 use game_service::Config;
-use game_service::testing::Client;
+use game_service::testing::{Client, TestGameService};
 use hangman_proto::v1::{
     CreateGameRequest, EndGameRequest, GameState, GetGameRequest, WatchGameRequest,
     WatchGameResponse,
@@ -437,6 +437,25 @@ async fn a_dictionary_file_replaces_the_builtin_words() {
     assert_eq!(tally.word.as_deref(), Some("zebra"));
     server.stop().await;
     std::fs::remove_file(path).unwrap();
+}
+
+#[tokio::test]
+async fn words_given_in_memory_replace_the_builtin_words_and_any_dictionary_file() {
+    let missing = std::env::temp_dir().join("game-service-no-such-dictionary.txt");
+    let server = TestGameService::builder()
+        .words(&["yak"])
+        .flags(&["--dictionary", missing.to_str().unwrap()])
+        .spawn()
+        .await;
+    let mut client = server.client().await;
+    let id = create(&mut client, None).await.unwrap().game_id;
+    let mut tally = get(&mut client, &id).await.unwrap();
+    for letter in ["y", "a", "k"] {
+        tally = guess(&mut client, &id, letter).await;
+    }
+    assert_eq!(tally.game_state(), GameState::Won);
+    assert_eq!(tally.word.as_deref(), Some("yak"));
+    server.stop().await;
 }
 
 #[tokio::test]

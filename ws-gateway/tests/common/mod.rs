@@ -41,7 +41,7 @@ pub async fn game_service_on(listen: &str) -> TestGameService {
 }
 
 pub async fn game_service() -> TestGameService {
-    game_service_with(&[]).await
+    game_service::testing::spawn_with_words(&dictionary()).await
 }
 
 /// A gateway on port 0 talking to `game_service_url`, with extra flags.
