@@ -51,7 +51,9 @@ pub enum UpstreamError {
     /// The game is unknown: it never existed, was ended, or expired.
     #[error("no such game")]
     GameNotFound,
-    /// The service refused the guess (not one letter a–z).
+    /// The service refused the guess (not one letter a–z). Its other
+    /// INVALID_ARGUMENT answers (an empty game id, say) are not the player's:
+    /// they are [`UpstreamError::Failed`].
     #[error("invalid guess: {0}")]
     InvalidGuess(String),
     /// The service holds as many games as it may.
@@ -70,7 +72,11 @@ impl UpstreamError {
         metrics::upstream_error(call, status.code());
         match status.code() {
             Code::NotFound => Self::GameNotFound,
-            Code::InvalidArgument => Self::InvalidGuess(status.message().to_owned()),
+            Code::InvalidArgument
+                if call == "make_move" && hangman_proto::is_guess_refusal(&status) =>
+            {
+                Self::InvalidGuess(status.message().to_owned())
+            }
             Code::ResourceExhausted => Self::Full,
             Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => {
                 let cause = status.source();
@@ -386,6 +392,32 @@ async fn resolve(targets: &[Uri]) -> Result<BTreeMap<SocketAddr, Uri>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_refused_guess_is_an_invalid_guess() {
+        let guess =
+            || Status::invalid_argument("a guess must be exactly one letter a-z, got \"ab\"");
+        assert!(matches!(
+            UpstreamError::from_status("make_move", guess()),
+            UpstreamError::InvalidGuess(_)
+        ));
+        for (call, status) in [
+            (
+                "make_move",
+                Status::invalid_argument("the game id is empty"),
+            ),
+            ("get_game", Status::invalid_argument("the game id is empty")),
+            ("get_game", guess()),
+        ] {
+            assert!(
+                matches!(
+                    UpstreamError::from_status(call, status),
+                    UpstreamError::Failed(_)
+                ),
+                "{call}"
+            );
+        }
+    }
 
     #[test]
     fn only_a_call_the_server_never_saw_is_made_again() {

@@ -3,6 +3,7 @@
 //! - [`v1`]: messages, the `HangmanService` client and server, and
 //!   [`GameState::snake_name`](v1::GameState::snake_name), the states' one spelling outside
 //!   protobuf.
+//! - [`is_guess_refusal`]: which of the service's INVALID_ARGUMENT answers is about the guess.
 //! - [`FILE_DESCRIPTOR_SET`]: the encoded descriptors, for server reflection.
 //!
 //! Code generation runs in `build.rs` with `protox`, so no system `protoc` is needed.
@@ -32,9 +33,34 @@ impl v1::GameState {
     }
 }
 
+/// Whether `status` is the game service's refusal of a guess: INVALID_ARGUMENT "a guess must
+/// be exactly one letter a-z, got ...". Its other INVALID_ARGUMENT answers (an empty game id, a
+/// fixed word outside test mode) name what they refuse first, and the guess itself comes last,
+/// so a guess cannot make one of them look like this. The front ends show only this one to a
+/// player as a bad guess.
+pub fn is_guess_refusal(status: &tonic::Status) -> bool {
+    status.code() == tonic::Code::InvalidArgument && status.message().starts_with("a guess ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::v1::GameState;
+
+    #[test]
+    fn only_the_refusal_of_a_guess_is_a_guess_refusal() {
+        use tonic::Status;
+        let guess = "a guess must be exactly one letter a-z, got \"the game id is empty\"";
+        assert!(super::is_guess_refusal(&Status::invalid_argument(guess)));
+        for other in [
+            Status::invalid_argument("the game id is empty"),
+            Status::invalid_argument(
+                "a fixed word is accepted only when the server runs in test mode",
+            ),
+            Status::not_found(guess),
+        ] {
+            assert!(!super::is_guess_refusal(&other), "{other:?}");
+        }
+    }
 
     #[test]
     fn a_snake_name_is_the_protobuf_name_without_its_prefix_in_lower_case() {

@@ -65,7 +65,7 @@ impl UpstreamError {
             // INVALID_ARGUMENT is, per the contract, an empty game id, a guess that is not one
             // letter, or a fixed word outside test mode: only the guess is `invalid_guess`.
             Code::InvalidArgument
-                if method.name == MAKE_MOVE.name && is_about_the_guess(status) =>
+                if method.name == MAKE_MOVE.name && hangman_proto::is_guess_refusal(status) =>
             {
                 UpstreamError::InvalidGuess(status.message().to_owned())
             }
@@ -81,13 +81,6 @@ impl UpstreamError {
             _ => UpstreamError::Unavailable(format!("{}: {}", status.code(), status.message())),
         }
     }
-}
-
-/// Whether an INVALID_ARGUMENT is the game service's refusal of a guess: "a guess must be
-/// exactly one letter a-z, got ...". Its other refusals name what they refuse first ("the game
-/// id is empty"), and the guess itself comes last, so a guess cannot pass for something else.
-fn is_about_the_guess(status: &Status) -> bool {
-    status.message().starts_with("a guess ")
 }
 
 /// Whether a RESOURCE_EXHAUSTED message is about the message's size: tonic's "decoded message
