@@ -501,6 +501,13 @@ fn error_reply(
 
 /// What a read error means: RFC 6455 §7.4.1's close code for a client that broke the protocol,
 /// or a connection that is simply gone.
+///
+/// The error is this crate's own tokio-tungstenite's (the transport upgrades the connection
+/// itself, see `transport::WsStream`), so it is matched as a type, with no downcast from
+/// axum's WebSocket error that would silently stop matching if the two tungstenite versions
+/// drifted apart. Which error kind tungstenite reports for which broken frame can still change
+/// with a tungstenite release: `tests/protocol_errors.rs` writes each kind of broken frame on
+/// a real connection and checks the close code, so such a change fails there.
 fn read_error(err: &WsError, metrics: &Metrics) -> Stop {
     use tokio_tungstenite::tungstenite::error::ProtocolError;
     let (kind, code, reason) = match err {
