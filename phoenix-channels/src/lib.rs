@@ -14,6 +14,8 @@
 //! - [`channel`]: the [`Channel`](channel::Channel) trait and the topic [`Router`](channel::Router).
 //! - [`presence`]: who is on a topic, in Phoenix Presence's wire format.
 //! - [`telemetry`]: the [`Metrics`](telemetry::Metrics) recorded, under names the user chooses.
+//! - `test_client` (feature `test-client`): a raw WebSocket client for tests of a server built
+//!   on the crate, that writes and reads the wire format by hand.
 
 pub mod channel;
 pub mod close_code;
@@ -23,4 +25,6 @@ mod rate_limit;
 pub mod serializer;
 pub mod socket;
 pub mod telemetry;
+#[cfg(feature = "test-client")]
+pub mod test_client;
 pub mod transport;

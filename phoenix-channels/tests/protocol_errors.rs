@@ -1,12 +1,15 @@
 //! Frames that break RFC 6455, written byte by byte on a raw TCP connection: each is answered
 //! with a close frame carrying the RFC's code (1002, 1007, 1009), and then an orderly end of the
 //! connection, never a drop without a close frame or a reset.
+//!
+//! These also pin which tungstenite error each broken frame is (`socket::read_error` maps
+//! them to close codes): a tungstenite release that reports one differently fails here.
 
 mod common;
 
 use std::time::Duration;
 
-use common::system;
+use common::{config, serve};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -109,8 +112,10 @@ async fn close_code_then_end(
 }
 
 async fn assert_closed_with(bad: Vec<u8>, code: u16, what: &str) {
-    let sys = system(&["--max-frame-size", "1024"]).await;
-    let mut tcp = open(sys.gateway.addr()).await;
+    let mut config = config();
+    config.max_frame_size = 1024;
+    let server = serve(config).await;
+    let mut tcp = open(server.addr).await;
     let mut bytes = bad;
     bytes.extend(heartbeat());
     tcp.write_all(&bytes).await.unwrap();
@@ -143,10 +148,13 @@ async fn a_control_frame_over_125_bytes_gets_1002() {
 
 #[tokio::test]
 async fn a_frame_over_the_size_limit_gets_1009_while_the_client_is_still_sending_it() {
-    // The server discards what is still coming for up to --close-timeout: long enough here
+    // The server discards what is still coming for up to the close timeout: long enough here
     // for 32 MiB on a busy machine (the client ends its side as soon as it has sent them).
-    let sys = system(&["--max-frame-size", "1024", "--close-timeout", "20s"]).await;
-    let (mut reader, mut writer) = open(sys.gateway.addr()).await.into_split();
+    let mut config = config();
+    config.max_frame_size = 1024;
+    config.limits.close_timeout = Duration::from_secs(20);
+    let server = serve(config).await;
+    let (mut reader, mut writer) = open(server.addr).await.into_split();
     // 32 MiB, more than the kernel buffers hold, refused from the frame's header on: the
     // client is still writing the rest while the server closes, as a browser would be.
     let big = frame(TEXT, &vec![b'x'; 32 << 20], true);
@@ -167,8 +175,8 @@ async fn a_frame_over_the_size_limit_gets_1009_while_the_client_is_still_sending
 
 #[tokio::test]
 async fn the_socket_path_refuses_requests_that_are_not_websocket_handshakes() {
-    let sys = system(&[]).await;
-    let url = format!("{}/socket/websocket?vsn=2.0.0", sys.gateway.url());
+    let server = serve(config()).await;
+    let url = format!("{}/socket/websocket?vsn=2.0.0", server.url());
     let client = reqwest::Client::new();
     let plain = client.get(&url).send().await.unwrap();
     assert_eq!(plain.status().as_u16(), 426, "a plain GET");
