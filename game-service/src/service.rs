@@ -50,7 +50,8 @@ impl<S: GameStore> HangmanService for HangmanApi<S> {
         let traceparent = request.metadata().get("traceparent").cloned();
         let word = request.into_inner().word;
         if word.is_some() && !self.test_mode {
-            return Err(Status::invalid_argument(
+            return Err(hangman_proto::invalid_field(
+                "word",
                 "a fixed word is accepted only when the server runs in test mode (--test-mode)",
             ));
         }
@@ -141,9 +142,9 @@ impl From<StoreError> for Status {
         let message = error.to_string();
         match error {
             StoreError::NotFound => Status::not_found(message),
-            StoreError::EmptyId | StoreError::InvalidGuess(_) | StoreError::InvalidWord(_) => {
-                Status::invalid_argument(message)
-            }
+            StoreError::EmptyId => hangman_proto::invalid_field("game_id", message),
+            StoreError::InvalidGuess(_) => hangman_proto::invalid_field("guess", message),
+            StoreError::InvalidWord(_) => hangman_proto::invalid_field("word", message),
             StoreError::Full { .. }
             | StoreError::TooManyWatchers { .. }
             | StoreError::TooManyWatchStreams { .. }

@@ -3,7 +3,8 @@
 //! - [`v1`]: messages, the `HangmanService` client and server, and
 //!   [`GameState::snake_name`](v1::GameState::snake_name), the states' one spelling outside
 //!   protobuf.
-//! - [`is_guess_refusal`]: which of the service's INVALID_ARGUMENT answers is about the guess.
+//! - [`invalid_field`], [`is_guess_refusal`]: an INVALID_ARGUMENT names the field it refuses
+//!   (`google.rpc.BadRequest`), so a refused guess is told from the others without its text.
 //! - [`FILE_DESCRIPTOR_SET`]: the encoded descriptors, for server reflection.
 //!
 //! Code generation runs in `build.rs` with `protox`, so no system `protoc` is needed.
@@ -12,6 +13,8 @@
 pub mod v1 {
     tonic::include_proto!("hangman.v1");
 }
+
+use tonic_types::{ErrorDetails, StatusExt};
 
 /// The encoded `FileDescriptorSet` of every file in the contract.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("hangman_descriptor");
@@ -33,13 +36,30 @@ impl v1::GameState {
     }
 }
 
-/// Whether `status` is the game service's refusal of a guess: INVALID_ARGUMENT "a guess must
-/// be exactly one letter a-z, got ...". Its other INVALID_ARGUMENT answers (an empty game id, a
-/// fixed word outside test mode) name what they refuse first, and the guess itself comes last,
-/// so a guess cannot make one of them look like this. The front ends show only this one to a
-/// player as a bad guess.
+/// An INVALID_ARGUMENT answer that names the request field it refuses, in the standard
+/// `google.rpc.BadRequest` detail (grpcurl shows it), so that a client can tell a refused
+/// guess from a refused game id without reading the message.
+pub fn invalid_field(field: &str, message: impl Into<String>) -> tonic::Status {
+    let message = message.into();
+    let details = ErrorDetails::with_bad_request_violation(field, message.clone());
+    tonic::Status::with_error_details(tonic::Code::InvalidArgument, message, details)
+}
+
+/// Whether `status` is the game service's refusal of a guess: INVALID_ARGUMENT naming the
+/// field `guess` ([`invalid_field`]). The front ends show only this one to a player as a bad
+/// guess; the service's other INVALID_ARGUMENT answers (an empty game id, a fixed word outside
+/// test mode) name their own fields.
 pub fn is_guess_refusal(status: &tonic::Status) -> bool {
-    status.code() == tonic::Code::InvalidArgument && status.message().starts_with("a guess ")
+    status.code() == tonic::Code::InvalidArgument
+        && status
+            .get_error_details()
+            .bad_request()
+            .is_some_and(|request| {
+                request
+                    .field_violations
+                    .iter()
+                    .any(|violation| violation.field == "guess")
+            })
 }
 
 #[cfg(test)]
@@ -49,17 +69,28 @@ mod tests {
     #[test]
     fn only_the_refusal_of_a_guess_is_a_guess_refusal() {
         use tonic::Status;
-        let guess = "a guess must be exactly one letter a-z, got \"the game id is empty\"";
-        assert!(super::is_guess_refusal(&Status::invalid_argument(guess)));
+        // The message does not decide: only the field named in the details does.
+        let text = "a guess must be exactly one letter a-z, got \"xy\"";
+        assert!(super::is_guess_refusal(&super::invalid_field(
+            "guess", "no"
+        )));
         for other in [
-            Status::invalid_argument("the game id is empty"),
-            Status::invalid_argument(
-                "a fixed word is accepted only when the server runs in test mode",
-            ),
-            Status::not_found(guess),
+            super::invalid_field("game_id", text),
+            super::invalid_field("word", "a fixed word needs test mode"),
+            Status::invalid_argument(text),
+            Status::not_found(text),
         ] {
             assert!(!super::is_guess_refusal(&other), "{other:?}");
         }
+    }
+
+    #[test]
+    fn a_refused_field_survives_the_trip_through_grpc_metadata() {
+        let sent = super::invalid_field("guess", "a guess must be one letter");
+        let response = sent.into_http::<()>();
+        let received = tonic::Status::from_header_map(response.headers()).unwrap();
+        assert_eq!(received.message(), "a guess must be one letter");
+        assert!(super::is_guess_refusal(&received));
     }
 
     #[test]
