@@ -95,15 +95,7 @@ async fn the_spa_is_served_at_its_path_with_index_fallback() {
         assert!(!body.contains("<title>spa</title>"), "{path}");
     }
 
-    let sys = system(&[
-        "--static-dir",
-        dist.to_str().unwrap(),
-        "--static-path",
-        "/ws/v1/",
-        "--mount",
-        "/ws/v1/socket",
-    ])
-    .await;
+    let sys = versioned_gateway(&dist).await;
     let base = sys.gateway.url();
     assert_eq!(
         http_get(&base, "/ws/v1/").await.2,
@@ -130,13 +122,9 @@ async fn the_spa_is_served_at_its_path_with_index_fallback() {
     client.join_ok("hangman:game", json!({})).await;
 }
 
-#[tokio::test]
-async fn the_spa_prefix_without_its_slash_redirects_to_it() {
-    let dist =
-        std::env::temp_dir().join(format!("ws-gateway-dist-redirect-{}", std::process::id()));
-    std::fs::create_dir_all(&dist).unwrap();
-    std::fs::write(dist.join("index.html"), "<!doctype html><title>spa</title>").unwrap();
-    let sys = system(&[
+/// A gateway as Kubernetes runs version 1: the SPA at `/ws/v1/`, the socket at `/ws/v1/socket`.
+async fn versioned_gateway(dist: &std::path::Path) -> common::System {
+    system(&[
         "--static-dir",
         dist.to_str().unwrap(),
         "--static-path",
@@ -144,7 +132,16 @@ async fn the_spa_prefix_without_its_slash_redirects_to_it() {
         "--mount",
         "/ws/v1/socket",
     ])
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn the_spa_prefix_without_its_slash_redirects_to_it() {
+    let dist =
+        std::env::temp_dir().join(format!("ws-gateway-dist-redirect-{}", std::process::id()));
+    std::fs::create_dir_all(&dist).unwrap();
+    std::fs::write(dist.join("index.html"), "<!doctype html><title>spa</title>").unwrap();
+    let sys = versioned_gateway(&dist).await;
     let base = sys.gateway.url();
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
