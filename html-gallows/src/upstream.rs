@@ -395,8 +395,7 @@ mod tests {
 
     #[test]
     fn only_a_refused_guess_is_an_invalid_guess() {
-        let guess =
-            || Status::invalid_argument("a guess must be exactly one letter a-z, got \"ab\"");
+        let guess = || hangman_proto::invalid_field("guess", "a guess must be one letter a-z");
         assert!(matches!(
             UpstreamError::from_status("make_move", guess()),
             UpstreamError::InvalidGuess(_)
@@ -404,9 +403,14 @@ mod tests {
         for (call, status) in [
             (
                 "make_move",
-                Status::invalid_argument("the game id is empty"),
+                hangman_proto::invalid_field("game_id", "empty"),
             ),
-            ("get_game", Status::invalid_argument("the game id is empty")),
+            ("get_game", hangman_proto::invalid_field("game_id", "empty")),
+            // Without the detail, even a guess's words are not a refused guess.
+            (
+                "make_move",
+                Status::invalid_argument("a guess must be one letter"),
+            ),
             ("get_game", guess()),
         ] {
             assert!(

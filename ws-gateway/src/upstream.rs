@@ -420,10 +420,10 @@ mod tests {
 
     #[test]
     fn only_a_refused_guess_is_invalid_guess() {
-        let guess = Status::invalid_argument("a guess must be exactly one letter a-z, got \"ab\"");
+        let guess = hangman_proto::invalid_field("guess", "a guess must be one letter a-z");
         let reason = |method, status: &Status| UpstreamError::from_status(method, status).reason();
         assert_eq!(reason(&MAKE_MOVE, &guess), "invalid_guess");
-        let empty_id = Status::invalid_argument("the game id is empty");
+        let empty_id = hangman_proto::invalid_field("game_id", "the game id is empty");
         for method in [&MAKE_MOVE, &GET_GAME, &WATCH_GAME] {
             assert_eq!(
                 reason(method, &empty_id),
@@ -432,9 +432,7 @@ mod tests {
                 method.name
             );
         }
-        let word = Status::invalid_argument(
-            "a fixed word is accepted only when the server runs in test mode (--test-mode)",
-        );
+        let word = hangman_proto::invalid_field("word", "a fixed word needs --test-mode");
         assert_eq!(reason(&CREATE_GAME, &word), "invalid_payload");
     }
 }
