@@ -202,6 +202,30 @@ impl Client {
         (reply[4].clone(), others)
     }
 
+    /// Sends `events` (pushes on the channel joined as `join_ref`) in one write and reads
+    /// until each has its reply, passing over other frames: returns how many were answered
+    /// ok and how many were refused as `overloaded` (a channel's full inbox). Any other
+    /// reply fails the test.
+    pub async fn burst(&mut self, join_ref: &str, events: &[Value]) -> (usize, usize) {
+        self.send_all(events).await;
+        let (mut ok, mut overloaded) = (0, 0);
+        while ok + overloaded < events.len() {
+            let frame = self.recv().await;
+            if frame[3] != "phx_reply" {
+                continue;
+            }
+            assert_eq!(frame[0], join_ref, "{frame}");
+            if frame[4]["status"] == "ok" {
+                ok += 1;
+            } else {
+                let refusal = &frame[4]["response"];
+                assert_eq!(refusal, &json!({"reason": "overloaded"}), "{frame}");
+                overloaded += 1;
+            }
+        }
+        (ok, overloaded)
+    }
+
     /// A heartbeat round trip: everything sent before it has been handled once it returns.
     pub async fn sync(&mut self) -> Vec<Value> {
         let msg_ref = self.push(None, "phoenix", "heartbeat", json!({})).await;
