@@ -1,4 +1,4 @@
-//! Write coalescing for HTTP/2 connections: replies (or requests) that become ready in the same
+//! Batched writes for HTTP/2 connections: replies (or requests) that become ready in the same
 //! pass of the runtime's run queue leave in one write.
 //!
 //! hyper's server runs every call in a task of its own, and h2's client has every caller send
@@ -7,12 +7,19 @@
 //! worker's LIFO slot: it runs next, writes that one frame and flushes. Under load that is one
 //! `writev` per call, and on loopback the sender's syscall also does the receiver's TCP work.
 //!
-//! [`Coalesced`] keeps what the connection writes in a buffer. On the first flush of a batch
-//! it wakes its own task and returns `Pending`, so the connection task goes to the back of
-//! the run queue; the calls already runnable finish first and add their frames (hyper's and
-//! h2's connection tasks write every frame that is ready before each flush); the second flush
-//! writes them all. Nothing waits on a timer: a reply that finishes alone is delayed by one
-//! pass of the run queue, no more.
+//! The cure is one move: the connection task lets the tasks already runnable go first, so the
+//! calls that finish in the same pass add their frames before anything is written (hyper's and
+//! h2's connection tasks write every frame that is ready, then flush). Nothing waits on a
+//! timer: a reply that finishes alone is delayed by one pass of the run queue, no more. It
+//! comes in two forms, for where the connection's future lives:
+//!
+//! - [`Coalesced`] wraps the connection's I/O, for a server whose connection futures belong
+//!   to the library (the game service under tonic). Writes go to a buffer; the first flush of
+//!   a batch sends the task behind the runnable ones, the second writes the buffer.
+//! - [`Deferred`] wraps the connection's future, for a connection one drives oneself (the
+//!   gateway's h2 client connections): each wake, whatever caused it, is deferred once, and
+//!   h2 writes through its own frame buffer. In the gateway, at the same CPU per move,
+//!   it gave a shorter tail than [`Coalesced`] (`docs/benchmarks.md`).
 //!
 //! # What this relies on
 //!
@@ -25,15 +32,15 @@
 //! (`runtime/scheduler/multi_thread/worker.rs`, `schedule_local`). The current-thread
 //! scheduler pushes every wake to the back of its queue (and has no LIFO slot, so there the
 //! calls already ran first anyway). Were tokio to run a self-woken task at once, only the
-//! batching would be lost: each flush would write at its second poll, as without this
-//! wrapper, and every byte would still leave, in order. The tests below check the batching on
-//! the multi-thread scheduler, so a tokio upgrade that changes this shows there.
+//! batching would be lost: each write would happen one poll later, as without these
+//! wrappers, and every byte would still leave, in order. The tests below check the batching
+//! on the multi-thread scheduler, so a tokio upgrade that changes this shows there.
 //! (`tokio::task::yield_now` defers differently, until the driver has been polled; it was no
 //! better in the gateway's benchmark.)
 //!
-//! Once [`MAX_BUFFERED`] bytes wait in the buffer, the next write first sends them to the
-//! I/O, flush or not, so a large reply is not held whole in memory: every write is still
-//! copied into the buffer (none goes around it).
+//! Once [`MAX_BUFFERED`] bytes wait in [`Coalesced`]'s buffer, the next write first sends them
+//! to the I/O, flush or not, so a large reply is not held whole in memory: every write is
+//! still copied into the buffer (none goes around it).
 
 use std::io;
 use std::pin::Pin;
@@ -152,6 +159,38 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Coalesced<IO> {
     }
 }
 
+/// A future polled, each time it is woken, only after the tasks already runnable.
+#[derive(Debug)]
+pub struct Deferred<F> {
+    inner: F,
+    /// This wake already let the runnable tasks go first.
+    yielded: bool,
+}
+
+impl<F> Deferred<F> {
+    pub fn new(inner: F) -> Self {
+        Deferred {
+            inner,
+            yielded: false,
+        }
+    }
+}
+
+impl<F: Future + Unpin> Future for Deferred<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        if !self.yielded {
+            // To the back of the run queue (see the module comment).
+            self.yielded = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        self.yielded = false;
+        Pin::new(&mut self.inner).poll(cx)
+    }
+}
+
 #[cfg(feature = "tonic")]
 impl<IO: tonic::transport::server::Connected> tonic::transport::server::Connected
     for Coalesced<IO>
@@ -234,26 +273,31 @@ mod tests {
         }
     }
 
-    /// A connection task shaped like hyper's and h2's: each time it is polled it writes every
-    /// reply that is ready, then flushes. It ends when every call has gone.
-    async fn connection(
-        mut io: Coalesced<CountingIo>,
+    /// A connection shaped like hyper's and h2's: each time it is polled it writes every reply
+    /// that is ready (in one write, as h2 writes its frame buffer), then flushes. It ends when
+    /// every call has gone.
+    fn connection<IO: AsyncWrite + Unpin>(
+        mut io: IO,
         mut replies: mpsc::UnboundedReceiver<&'static [u8]>,
-    ) {
-        poll_fn(|cx| {
+    ) -> impl Future<Output = ()> + Unpin {
+        poll_fn(move |cx| {
+            let mut batch = Vec::new();
             let mut closed = false;
             loop {
                 match replies.poll_recv(cx) {
-                    Poll::Ready(Some(reply)) => {
-                        let n = ready!(Pin::new(&mut io).poll_write(cx, reply)).unwrap();
-                        assert_eq!(n, reply.len());
-                    }
+                    Poll::Ready(Some(reply)) => batch.extend_from_slice(reply),
                     Poll::Ready(None) => {
                         closed = true;
                         break;
                     }
                     Poll::Pending => break,
                 }
+            }
+            if !batch.is_empty() {
+                let Poll::Ready(Ok(n)) = Pin::new(&mut io).poll_write(cx, &batch) else {
+                    panic!("the tests' writes never wait");
+                };
+                assert_eq!(n, batch.len());
             }
             ready!(Pin::new(&mut io).poll_flush(cx)).unwrap();
             if closed {
@@ -262,7 +306,23 @@ mod tests {
                 Poll::Pending
             }
         })
-        .await
+    }
+
+    #[derive(Debug, Clone, Copy)]
+    enum Wrapper {
+        Coalesced,
+        Deferred,
+    }
+
+    fn spawn_connection(
+        wrapper: Wrapper,
+        io: CountingIo,
+        replies: mpsc::UnboundedReceiver<&'static [u8]>,
+    ) -> tokio::task::JoinHandle<()> {
+        match wrapper {
+            Wrapper::Coalesced => tokio::spawn(connection(Coalesced::new(io), replies)),
+            Wrapper::Deferred => tokio::spawn(Deferred::new(connection(io, replies))),
+        }
     }
 
     fn written(writes: &mut mpsc::UnboundedReceiver<Vec<u8>>) -> Vec<Vec<u8>> {
@@ -272,42 +332,46 @@ mod tests {
     // One worker, as in a pod with one CPU, and so that no other worker takes a task first.
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
     async fn two_replies_that_finish_together_leave_in_one_write() {
-        let (write, mut writes) = mpsc::unbounded_channel();
-        // Spawned on the worker, as in a server, each task takes the LIFO slot and pushes the
-        // one before to the queue: the second call runs first, then the connection task, then
-        // the first call. So the connection task runs between the two calls, as it does when
-        // a finished call wakes it into the LIFO slot.
-        tokio::spawn(async move {
-            let (reply, replies) = mpsc::unbounded_channel();
-            let connection = tokio::spawn(connection(Coalesced::new(CountingIo(write)), replies));
-            for text in [&b"first "[..], b"second "] {
-                let reply = reply.clone();
-                tokio::spawn(async move { reply.send(text).unwrap() });
-            }
-            drop(reply);
-            connection.await.unwrap();
-        })
-        .await
-        .unwrap();
-        let writes = written(&mut writes);
-        assert_eq!(writes.len(), 1, "{writes:?}");
-        let both = [&b"first second "[..], b"second first "];
-        assert!(both.contains(&&writes[0][..]), "{writes:?}");
+        for wrapper in [Wrapper::Coalesced, Wrapper::Deferred] {
+            let (write, mut writes) = mpsc::unbounded_channel();
+            // Spawned on the worker, as in a server, each task takes the LIFO slot and pushes
+            // the one before to the queue: the second call runs first, then the connection,
+            // then the first call. So the connection runs between the two calls, as it does
+            // when a finished call wakes it into the LIFO slot.
+            tokio::spawn(async move {
+                let (reply, replies) = mpsc::unbounded_channel();
+                let connection = spawn_connection(wrapper, CountingIo(write), replies);
+                for text in [&b"first "[..], b"second "] {
+                    let reply = reply.clone();
+                    tokio::spawn(async move { reply.send(text).unwrap() });
+                }
+                drop(reply);
+                connection.await.unwrap();
+            })
+            .await
+            .unwrap();
+            let writes = written(&mut writes);
+            assert_eq!(writes.len(), 1, "{wrapper:?}: {writes:?}");
+            let both = [&b"first second "[..], b"second first "];
+            assert!(both.contains(&&writes[0][..]), "{wrapper:?}: {writes:?}");
+        }
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_lone_reply_waits_for_no_timer() {
-        let (write, mut writes) = mpsc::unbounded_channel();
-        let (reply, replies) = mpsc::unbounded_channel();
-        let connection = tokio::spawn(connection(Coalesced::new(CountingIo(write)), replies));
-        let start = tokio::time::Instant::now();
-        reply.send(&b"alone"[..]).unwrap();
-        // With the clock paused, time moves only when every task waits on a timer: a reply
-        // held by a timer would arrive later than `start`.
-        assert_eq!(writes.recv().await.unwrap(), b"alone");
-        assert_eq!(start.elapsed(), Duration::ZERO);
-        drop(reply);
-        connection.await.unwrap();
-        assert!(written(&mut writes).is_empty());
+        for wrapper in [Wrapper::Coalesced, Wrapper::Deferred] {
+            let (write, mut writes) = mpsc::unbounded_channel();
+            let (reply, replies) = mpsc::unbounded_channel();
+            let connection = spawn_connection(wrapper, CountingIo(write), replies);
+            let start = tokio::time::Instant::now();
+            reply.send(&b"alone"[..]).unwrap();
+            // With the clock paused, time moves only when every task waits on a timer: a
+            // reply held by a timer would arrive later than `start`.
+            assert_eq!(writes.recv().await.unwrap(), b"alone", "{wrapper:?}");
+            assert_eq!(start.elapsed(), Duration::ZERO, "{wrapper:?}");
+            drop(reply);
+            connection.await.unwrap();
+            assert!(written(&mut writes).is_empty(), "{wrapper:?}");
+        }
     }
 }

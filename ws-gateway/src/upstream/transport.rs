@@ -34,6 +34,7 @@ use futures::future::BoxFuture;
 use h2::client::SendRequest;
 use http_body::{Body, Frame};
 use http_body_util::BodyExt;
+use service_kit::coalesce::Deferred;
 use tokio::net::TcpStream;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -264,7 +265,8 @@ impl Inner {
         let mut ping = connection.ping_pong().expect("taken once");
         let keep_alive = config.keep_alive;
         // Calls wake the connection task to send their request; deferred, it sends the
-        // requests of every task already runnable in one write instead of one write each.
+        // requests of every task already runnable in one write instead of one write each
+        // (service-kit's `coalesce` module says what this relies on).
         let mut connection = Deferred::new(connection);
         tokio::spawn(async move {
             let pings = async {
@@ -302,36 +304,6 @@ impl Inner {
         }
         let response = response.await?;
         Ok(response.map(|recv| H2Body { recv, done: false }))
-    }
-}
-
-/// A future that, each time it is woken, lets the tasks already runnable go first.
-struct Deferred<F> {
-    inner: F,
-    yielded: bool,
-}
-
-impl<F> Deferred<F> {
-    fn new(inner: F) -> Self {
-        Deferred {
-            inner,
-            yielded: false,
-        }
-    }
-}
-
-impl<F: Future + Unpin> Future for Deferred<F> {
-    type Output = F::Output;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        if !self.yielded {
-            // Back of the run queue (a self-wake is not run ahead of the queue).
-            self.yielded = true;
-            cx.waker().wake_by_ref();
-            return Poll::Pending;
-        }
-        self.yielded = false;
-        Pin::new(&mut self.inner).poll(cx)
     }
 }
 
