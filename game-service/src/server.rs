@@ -102,16 +102,12 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
 }
 
 async fn serve<S: GameStore>(store: Arc<S>, config: Config) -> Result<RunningServer, StartError> {
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| StartError::Bind {
-            addr: config.listen,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+    let bind_error = |source| StartError::Bind {
         addr: config.listen,
         source,
-    })?;
+    };
+    let listener = TcpListener::bind(config.listen).await.map_err(bind_error)?;
+    let addr = listener.local_addr().map_err(bind_error)?;
 
     let shutdown = CancellationToken::new();
     let api = HangmanServiceServer::new(HangmanApi::new(

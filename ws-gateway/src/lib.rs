@@ -140,16 +140,14 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         .merge(http::routes(upstream, &config.mounts));
     let app = http::spa(app, &config.static_dir, &config.static_path);
 
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| StartError::Listen {
-            addr: config.listen,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| StartError::Listen {
+    let listen_error = |source| StartError::Listen {
         addr: config.listen,
         source,
-    })?;
+    };
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(listen_error)?;
+    let addr = listener.local_addr().map_err(listen_error)?;
     tracing::info!(mounts = ?config.mounts, game_service = %config.game_service, "listening on {addr}");
 
     let stop_http = CancellationToken::new();
