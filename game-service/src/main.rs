@@ -1,6 +1,6 @@
 use clap::Parser;
-use game_service::Config;
-use service_kit::logging::{self, LogFormat};
+use game_service::{Config, RunningServer};
+use service_kit::logging::LogFormat;
 
 /// glibc's malloc (with its consolidation passes) was about a seventh of the service's CPU
 /// under load; mimalloc's thread-local free lists cost a fraction of that.
@@ -10,11 +10,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    logging::init(LogFormat::json_if(config.log_json));
-    let stop = service_kit::shutdown::signal()?;
-    let server = game_service::start(config).await?;
-    stop.await;
-    tracing::info!("shutting down");
-    server.stop().await;
-    Ok(())
+    let log_format = LogFormat::json_if(config.log_json);
+    service_kit::run(log_format, game_service::start(config), RunningServer::stop).await
 }

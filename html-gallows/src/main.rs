@@ -1,16 +1,10 @@
 use clap::Parser;
-
-use html_gallows::{Config, start};
-use service_kit::logging::{self, LogFormat};
+use html_gallows::{Config, Server};
+use service_kit::logging::LogFormat;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    logging::init(LogFormat::json_if(config.log_json));
-    let stop = service_kit::shutdown::signal()?;
-    let server = start(config).await?;
-    stop.await;
-    tracing::info!("shutting down");
-    server.stop().await;
-    Ok(())
+    let log_format = LogFormat::json_if(config.log_json);
+    service_kit::run(log_format, html_gallows::start(config), Server::stop).await
 }

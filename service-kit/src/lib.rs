@@ -11,6 +11,8 @@
 //! - [`metrics`]: the process-wide Prometheus recorder and the upkeep that keeps it bounded.
 //! - [`logging`]: the log subscriber (`RUST_LOG`, text or JSON lines, colour on a terminal only).
 //! - [`shutdown`]: the signal that stops a service (SIGTERM or Ctrl-C).
+//! - [`lifecycle`]: [`run`], the whole of each service's `main` after its flags are parsed:
+//!   logs, start, serve until that signal, graceful stop.
 //! - [`durations`]: the value parser of duration flags where zero makes no sense.
 //! - [`trace_context`]: W3C `traceparent`, parsed, continued and written.
 //! - [`testing`]: a helper the services' tests of half-open connections share.
@@ -22,6 +24,7 @@ pub mod coalesce;
 pub mod connections;
 pub mod durations;
 pub mod http;
+pub mod lifecycle;
 pub mod logging;
 pub mod metrics;
 pub mod shutdown;
@@ -29,3 +32,4 @@ pub mod testing;
 pub mod trace_context;
 
 pub use connections::ConnectionLimits;
+pub use lifecycle::run;
