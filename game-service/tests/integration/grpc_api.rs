@@ -7,22 +7,14 @@ use std::{collections::HashSet, time::Duration};
 use clap::Parser;
 use futures::StreamExt;
 use game_service::Config;
-use game_service::testing::{Client, TestGameService};
-use hangman_proto::v1::{
-    CreateGameRequest, EndGameRequest, GameState, GetGameRequest, WatchGameRequest,
-    WatchGameResponse,
+use game_service::testing::TestGameService;
+use hangman_proto::v1::{EndGameRequest, GameState, GetGameRequest};
+use tonic::Code;
+
+use crate::support::{
+    Store, assert_refused, create, eventually, get, guess, new_game, server, store_suite,
+    try_guess, watch,
 };
-use tonic::{Code, Status, Streaming};
-
-use crate::support::{Store, create, get, guess, new_game, server, store_suite, try_guess};
-
-/// A watch stream on the game: its tally now, then every change.
-async fn watch(client: &mut Client, game_id: &str) -> Result<Streaming<WatchGameResponse>, Status> {
-    let request = WatchGameRequest {
-        game_id: game_id.into(),
-    };
-    Ok(client.watch_game(request).await?.into_inner())
-}
 
 fn strings(letters: &str) -> Vec<String> {
     letters.chars().map(String::from).collect()
@@ -133,26 +125,15 @@ async fn unknown_and_empty_ids_are_not_found_and_invalid(store: Store) {
     ];
     assert_eq!(codes, [Code::NotFound; 4]);
     let status = try_guess(&mut client, "", "a").await.unwrap_err();
-    assert_eq!(status.code(), Code::InvalidArgument);
-    assert!(status.message().contains("empty"), "{}", status.message());
+    assert_refused(&status, Code::InvalidArgument, "empty");
     server.stop().await;
 }
 
 async fn a_fixed_word_is_refused_outside_test_mode(store: Store) {
     let server = server(store, &[]).await;
     let mut client = server.client().await;
-    let status = client
-        .create_game(CreateGameRequest {
-            word: Some("otter".into()),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::InvalidArgument);
-    assert!(
-        status.message().contains("test mode"),
-        "{}",
-        status.message()
-    );
+    let status = create(&mut client, Some("otter")).await.unwrap_err();
+    assert_refused(&status, Code::InvalidArgument, "test mode");
     // Without a word, a random one from the dictionary.
     let tally = create(&mut client, None).await.unwrap().tally.unwrap();
     assert!(tally.letters.len() >= 4);
@@ -226,12 +207,7 @@ async fn a_full_registry_refuses_new_games_with_resource_exhausted(store: Store)
         ids.push(create(&mut client, None).await.unwrap().game_id);
     }
     let status = create(&mut client, None).await.unwrap_err();
-    assert_eq!(status.code(), Code::ResourceExhausted);
-    assert!(
-        status.message().contains("maximum of 3"),
-        "{}",
-        status.message()
-    );
+    assert_refused(&status, Code::ResourceExhausted, "maximum of 3");
     // Ending a game makes room.
     client
         .end_game(EndGameRequest {
@@ -336,24 +312,16 @@ async fn watchers_past_the_cap_are_refused_until_one_leaves(store: Store) {
     let first = watch(&mut client, &id).await.unwrap();
     let _second = watch(&mut client, &id).await.unwrap();
     let status = watch(&mut client, &id).await.unwrap_err();
-    assert_eq!(status.code(), Code::ResourceExhausted);
-    assert!(
-        status.message().contains("maximum of 2 watchers"),
-        "{}",
-        status.message()
-    );
+    assert_refused(&status, Code::ResourceExhausted, "maximum of 2 watchers");
     // The cap is per game.
     let other = new_game(&mut client, "otter").await;
     assert!(watch(&mut client, &other).await.is_ok());
     // A watcher that hangs up makes room (once the server sees the stream reset).
     drop(first);
-    let room = tokio::time::timeout(Duration::from_secs(5), async {
-        while watch(&mut client, &id).await.is_err() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+    eventually("the departed watcher still counts", async || {
+        watch(&mut client, &id).await.ok()
     })
     .await;
-    assert!(room.is_ok(), "the departed watcher still counts");
     server.stop().await;
 }
 
@@ -368,20 +336,16 @@ async fn watch_streams_past_the_server_wide_cap_are_refused_until_one_leaves(sto
     let first = watch(&mut client, &games[0]).await.unwrap();
     let _second = watch(&mut client, &games[1]).await.unwrap();
     let status = watch(&mut client, &games[2]).await.unwrap_err();
-    assert_eq!(status.code(), Code::ResourceExhausted);
-    assert!(
-        status.message().contains("maximum of 2 watch streams"),
-        "{}",
-        status.message()
+    assert_refused(
+        &status,
+        Code::ResourceExhausted,
+        "maximum of 2 watch streams",
     );
     drop(first);
-    let room = tokio::time::timeout(Duration::from_secs(5), async {
-        while watch(&mut client, &games[2]).await.is_err() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+    eventually("the departed watcher still counts", async || {
+        watch(&mut client, &games[2]).await.ok()
     })
     .await;
-    assert!(room.is_ok(), "the departed watcher still counts");
     server.stop().await;
 }
 
@@ -395,16 +359,10 @@ async fn a_game_watched_again_after_its_watchers_left_streams_every_change(store
     first.next().await.unwrap().unwrap();
     drop(first);
     // With a cap of one, the next watch succeeds once the server has seen the first leave.
-    let mut again = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            match watch(&mut client, &id).await {
-                Ok(stream) => break stream,
-                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-            }
-        }
+    let mut again = eventually("the departed watcher still counts", async || {
+        watch(&mut client, &id).await.ok()
     })
-    .await
-    .expect("the departed watcher still counts");
+    .await;
     let now = again.next().await.unwrap().unwrap();
     assert!(now.tally.unwrap().used.is_empty());
     for letter in ["o", "x"] {

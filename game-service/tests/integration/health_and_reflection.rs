@@ -4,12 +4,14 @@
 use futures::StreamExt;
 use game_service::testing::TestGameService;
 use hangman_proto::v1::{CreateGameRequest, hangman_service_client::HangmanServiceClient};
-use tonic::{codegen::http::uri::PathAndQuery, transport::Channel};
+use tonic::codegen::http::uri::PathAndQuery;
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
 use tonic_prost::ProstCodec;
 use tonic_reflection::pb::{v1, v1alpha};
+
+use crate::support::channel;
 
 const SERVICES: [&str; 4] = [
     "grpc.health.v1.Health",
@@ -24,14 +26,6 @@ async fn server() -> TestGameService {
         .flags(&["--shutdown-timeout", "500ms"])
         .spawn()
         .await
-}
-
-async fn channel(server: &TestGameService) -> Channel {
-    Channel::from_shared(server.url())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap()
 }
 
 #[tokio::test]
@@ -68,67 +62,70 @@ async fn health_reports_serving_then_not_serving_during_shutdown() {
     stopping.await.unwrap();
 }
 
+/// The services a reflection client of `$version` (`v1` or `v1alpha`) lists, sorted. A macro
+/// rather than a function: the two versions are the same messages generated into two modules,
+/// with no trait in common.
+macro_rules! listed_services {
+    ($version:ident, $channel:expr) => {{
+        use $version::{
+            ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+            server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+        };
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut replies = ServerReflectionClient::new($channel)
+            .server_reflection_info(futures::stream::iter([request]))
+            .await
+            .unwrap()
+            .into_inner();
+        let Some(MessageResponse::ListServicesResponse(list)) =
+            replies.next().await.unwrap().unwrap().message_response
+        else {
+            panic!("expected a service list");
+        };
+        let mut names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
+        names.sort();
+        names
+    }};
+}
+
 #[tokio::test]
-async fn reflection_v1_lists_every_service_and_describes_the_api() {
+async fn reflection_v1_and_v1alpha_list_every_service() {
     let server = server().await;
-    let mut client =
-        v1::server_reflection_client::ServerReflectionClient::new(channel(&server).await);
-    let requests = [
-        v1::server_reflection_request::MessageRequest::ListServices(String::new()),
-        v1::server_reflection_request::MessageRequest::FileContainingSymbol(
-            "hangman.v1.HangmanService".into(),
-        ),
-    ]
-    .map(|message| v1::ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(message),
-    });
-    let mut replies = client
-        .server_reflection_info(futures::stream::iter(requests))
-        .await
-        .unwrap()
-        .into_inner();
-    let Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
-        replies.next().await.unwrap().unwrap().message_response
-    else {
-        panic!("expected a service list");
-    };
-    let mut names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
-    names.sort();
-    assert_eq!(names, SERVICES);
-    let Some(v1::server_reflection_response::MessageResponse::FileDescriptorResponse(files)) =
-        replies.next().await.unwrap().unwrap().message_response
-    else {
-        panic!("expected file descriptors");
-    };
-    assert!(!files.file_descriptor_proto.is_empty());
+    assert_eq!(listed_services!(v1, channel(&server).await), SERVICES);
+    assert_eq!(listed_services!(v1alpha, channel(&server).await), SERVICES);
     server.stop().await;
 }
 
 #[tokio::test]
-async fn reflection_v1alpha_lists_every_service() {
+async fn reflection_v1_describes_the_api() {
+    use v1::{
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
     let server = server().await;
     let mut client =
-        v1alpha::server_reflection_client::ServerReflectionClient::new(channel(&server).await);
-    let request = v1alpha::ServerReflectionRequest {
+        v1::server_reflection_client::ServerReflectionClient::new(channel(&server).await);
+    let request = v1::ServerReflectionRequest {
         host: String::new(),
-        message_request: Some(
-            v1alpha::server_reflection_request::MessageRequest::ListServices(String::new()),
-        ),
+        message_request: Some(MessageRequest::FileContainingSymbol(
+            "hangman.v1.HangmanService".into(),
+        )),
     };
-    let mut replies = client
+    let reply = client
         .server_reflection_info(futures::stream::iter([request]))
         .await
         .unwrap()
-        .into_inner();
-    let Some(v1alpha::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
-        replies.next().await.unwrap().unwrap().message_response
+        .into_inner()
+        .next()
+        .await;
+    let Some(MessageResponse::FileDescriptorResponse(files)) =
+        reply.unwrap().unwrap().message_response
     else {
-        panic!("expected a service list");
+        panic!("expected file descriptors");
     };
-    let mut names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
-    names.sort();
-    assert_eq!(names, SERVICES);
+    assert!(!files.file_descriptor_proto.is_empty());
     server.stop().await;
 }
 

@@ -6,18 +6,27 @@ use std::time::Duration;
 use futures::StreamExt;
 use game_service::testing::{GameServiceProcess, RedisServer, TestGameService};
 use hangman_proto::v1::{
-    CreateGameRequest, GameState, Tally, WatchGameRequest,
+    CreateGameRequest, GameState, Tally, WatchGameResponse,
     hangman_service_client::HangmanServiceClient,
 };
-use tonic::Code;
+use tonic::{Code, Streaming};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
 
-use crate::support::{Store, get, new_game, server, try_guess};
+use crate::support::{
+    Store, assert_refused, channel, eventually, get, new_game, server, try_guess, watch,
+};
 
 fn letters(tally: &Tally) -> String {
     tally.letters.concat()
+}
+
+/// The next change `watch` streams: its tally. Panics with `late` if none comes within ten
+/// seconds.
+async fn next_change(watch: &mut Streaming<WatchGameResponse>, late: &str) -> Tally {
+    let change = tokio::time::timeout(Duration::from_secs(10), watch.next()).await;
+    change.expect(late).unwrap().unwrap().tally.unwrap()
 }
 
 #[tokio::test]
@@ -46,10 +55,7 @@ async fn a_watcher_on_one_replica_sees_moves_made_through_another_in_order() {
     let b = a.replica(&["--test-mode"]).await;
     let (mut via_a, mut via_b) = (a.client().await, b.client().await);
     let id = new_game(&mut via_a, "otter").await;
-    let request = WatchGameRequest {
-        game_id: id.clone(),
-    };
-    let mut watch = via_a.watch_game(request).await.unwrap().into_inner();
+    let mut watch = watch(&mut via_a, &id).await.unwrap();
     let now = watch.next().await.unwrap().unwrap().tally.unwrap();
     assert_eq!(now.game_state(), GameState::Initializing);
     let mut played = Vec::new();
@@ -57,12 +63,12 @@ async fn a_watcher_on_one_replica_sees_moves_made_through_another_in_order() {
         played.push(try_guess(&mut via_b, &id, letter).await.unwrap());
     }
     for expected in played {
-        let change = tokio::time::timeout(Duration::from_secs(5), watch.next())
-            .await
-            .expect("a move through the other replica reaches the watcher")
-            .unwrap()
-            .unwrap();
-        assert_eq!(change.tally.unwrap(), expected);
+        let change = next_change(
+            &mut watch,
+            "a move through the other replica reaches the watcher",
+        )
+        .await;
+        assert_eq!(change, expected);
     }
     b.stop().await;
     a.stop().await;
@@ -78,12 +84,8 @@ async fn concurrent_moves_from_two_replicas_are_each_applied_exactly_once() {
     // nearly every move races another one for the same version of the game.
     let alphabet: Vec<String> = ('a'..='y').map(String::from).collect();
     let mut moves = Vec::new();
-    for (server_url, offset) in [(a.url(), 0), (b.url(), 7)] {
-        let channel = tonic::transport::Channel::from_shared(server_url)
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
+    for (server, offset) in [(&a, 0), (&b, 7)] {
+        let channel = channel(server).await;
         for i in 0..500 {
             let mut client = HangmanServiceClient::new(channel.clone());
             let (id, letter) = (id.clone(), alphabet[(i + offset) % alphabet.len()].clone());
@@ -151,12 +153,7 @@ async fn after_kill_9_of_one_replica_the_game_goes_on_through_the_other_with_not
 }
 
 async fn health(server: &TestGameService) -> ServingStatus {
-    let channel = tonic::transport::Channel::from_shared(server.url())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut health = HealthClient::new(channel);
+    let mut health = HealthClient::new(channel(server).await);
     let request = HealthCheckRequest {
         service: "hangman.v1.HangmanService".into(),
     };
@@ -165,13 +162,11 @@ async fn health(server: &TestGameService) -> ServingStatus {
 
 /// Polls the health check until it reports `wanted`, for at most ten seconds.
 async fn until_health(server: &TestGameService, wanted: ServingStatus) {
-    let reached = tokio::time::timeout(Duration::from_secs(10), async {
-        while health(server).await != wanted {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    let stuck = format!("health never turned {wanted:?}");
+    eventually(&stuck, async || {
+        (health(server).await == wanted).then_some(())
     })
     .await;
-    assert!(reached.is_ok(), "health never turned {wanted:?}");
 }
 
 #[tokio::test]
@@ -184,12 +179,7 @@ async fn with_redis_down_calls_are_unavailable_and_health_not_serving_until_it_i
         .create_game(CreateGameRequest::default())
         .await
         .unwrap_err();
-    assert_eq!(refused.code(), Code::Unavailable);
-    assert!(
-        refused.message().contains("game store is unavailable"),
-        "{}",
-        refused.message()
-    );
+    assert_refused(&refused, Code::Unavailable, "game store is unavailable");
     until_health(&server, ServingStatus::NotServing).await;
     // Back, on the same address: no restart of the service is needed.
     server.redis_mut().unwrap().restart();
@@ -233,10 +223,7 @@ async fn a_change_published_while_a_replica_was_cut_off_from_redis_reaches_its_w
         .await;
     let (mut via_a, mut via_b) = (a.client().await, b.client().await);
     let id = new_game(&mut via_a, "otter").await;
-    let request = WatchGameRequest {
-        game_id: id.clone(),
-    };
-    let mut watch = via_a.watch_game(request).await.unwrap().into_inner();
+    let mut watch = watch(&mut via_a, &id).await.unwrap();
     watch.next().await.unwrap().unwrap();
 
     // Cut A off: its connection is killed and it cannot log in again.
@@ -251,12 +238,12 @@ async fn a_change_published_while_a_replica_was_cut_off_from_redis_reaches_its_w
     // Let A in again: it reconnects, subscribes again and reads the game it watches.
     let back = redis_as(redis, "b", "pw", &["ACL SETUSER default on"]);
     assert!(back.contains("+OK"), "{back}");
-    let change = tokio::time::timeout(Duration::from_secs(10), watch.next())
-        .await
-        .expect("the change made while A was cut off reaches A's watcher")
-        .unwrap()
-        .unwrap();
-    assert_eq!(change.tally.unwrap(), missed);
+    let change = next_change(
+        &mut watch,
+        "the change made while A was cut off reaches A's watcher",
+    )
+    .await;
+    assert_eq!(change, missed);
     b.stop().await;
     a.stop().await;
 }

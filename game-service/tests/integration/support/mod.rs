@@ -1,11 +1,14 @@
 //! What the game service's tests share beyond `game_service::testing`: the two stores a suite
-//! runs against, and the calls they make.
+//! runs against, the calls they make, and how they wait for what happens in time.
+
+use std::time::Duration;
 
 use game_service::testing::{Client, TestGameService};
 use hangman_proto::v1::{
     CreateGameRequest, CreateGameResponse, GetGameRequest, MakeMoveRequest, Tally,
+    WatchGameRequest, WatchGameResponse,
 };
-use tonic::Status;
+use tonic::{Code, Status, Streaming, transport::Channel};
 
 /// Where the server under test keeps its games.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +59,48 @@ pub async fn get(client: &mut Client, game_id: &str) -> Result<Tally, Status> {
         game_id: game_id.into(),
     };
     Ok(client.get_game(request).await?.into_inner().tally.unwrap())
+}
+
+/// A watch stream on the game: its tally now, then every change.
+pub async fn watch(
+    client: &mut Client,
+    game_id: &str,
+) -> Result<Streaming<WatchGameResponse>, Status> {
+    let request = WatchGameRequest {
+        game_id: game_id.into(),
+    };
+    Ok(client.watch_game(request).await?.into_inner())
+}
+
+/// A connection of its own to `server`, for clients other than the game client.
+pub async fn channel(server: &TestGameService) -> Channel {
+    Channel::from_shared(server.url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+/// Asserts that a call was refused with `code` and a message that says `why`.
+#[track_caller]
+pub fn assert_refused(status: &Status, code: Code, why: &str) {
+    assert_eq!(status.code(), code, "{status:?}");
+    assert!(status.message().contains(why), "{}", status.message());
+}
+
+/// Tries `attempt` again every 20 ms until it gives something, for at most ten seconds; what
+/// it gave. Panics with `stuck`, what it means that nothing came.
+pub async fn eventually<T>(stuck: &str, mut attempt: impl AsyncFnMut() -> Option<T>) -> T {
+    let outcome = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match attempt().await {
+                Some(outcome) => break outcome,
+                None => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    })
+    .await;
+    outcome.expect(stuck)
 }
 
 /// One `#[tokio::test]` per store for each suite test `async fn name(store: Store)`, named
