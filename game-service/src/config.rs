@@ -1,4 +1,11 @@
-//! Command-line flags, each with an environment-variable twin.
+//! Command-line flags, each with a `GAME_SERVICE_*` environment twin.
+//!
+//! The flags all three services have (`--listen`, `--header-read-timeout`,
+//! `--max-pending-connections`, `--shutdown-timeout`, `--log-json`) are written out in each
+//! service's `Config`, not shared as one `#[command(flatten)]` struct: clap's derive gives a
+//! field one fixed `env` name, and each service's names carry its own prefix (`GAME_SERVICE_`,
+//! `WS_GATEWAY_`, `HTML_GALLOWS_`), which deploy/ and the READMEs use; their help differs by
+//! service too (the front ends' header deadline also covers later requests).
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
