@@ -86,13 +86,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     );
 
     let started = Instant::now();
-    let clients = open_joined(
-        &url,
-        args.clients,
-        args.connect_concurrency,
-        args.reply_timeout,
-    )
-    .await?;
+    let clients = open_joined(&url, args.clients, &args).await?;
     let mut joins = Histogram::<u64>::new(3)?;
     let mut sockets = Vec::with_capacity(clients.len());
     for (ws, join_us) in clients {
@@ -140,13 +134,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let before = vm_rss_kib(pid)?;
         let started = Instant::now();
-        let idle = open_joined(
-            &url,
-            args.idle_clients,
-            args.connect_concurrency,
-            args.reply_timeout,
-        )
-        .await?;
+        let idle = open_joined(&url, args.idle_clients, &args).await?;
         println!(
             "idle clients:     {} joined in {:.2?}",
             idle.len(),
@@ -164,13 +152,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Opens `n` clients, each joined to `hangman:game`, with the join latency in µs.
-async fn open_joined(
-    url: &str,
-    n: usize,
-    concurrency: usize,
-    patience: Duration,
-) -> anyhow::Result<Vec<(Ws, u64)>> {
+/// Opens `n` clients, each joined to `hangman:game`, with the join latency in µs; as many at
+/// once as `--connect-concurrency`, each waiting `--reply-timeout` at most for its join reply.
+async fn open_joined(url: &str, n: usize, args: &Args) -> anyhow::Result<Vec<(Ws, u64)>> {
+    let patience = args.reply_timeout;
     futures::stream::iter(0..n)
         .map(|_| async move {
             // tungstenite zero-fills its whole read buffer on every read: the default 128 KiB
@@ -190,7 +175,7 @@ async fn open_joined(
             }
             Ok((ws, started.elapsed().as_micros() as u64))
         })
-        .buffer_unordered(concurrency.max(1))
+        .buffer_unordered(args.connect_concurrency.max(1))
         .collect::<Vec<_>>()
         .await
         .into_iter()
