@@ -9,6 +9,29 @@ use http_body_util::{BodyExt, Full};
 use tower::{Service, ServiceExt};
 use ws_gateway::upstream::{H2Config, H2Transport};
 
+/// A transport of one HTTP/2 connection to `authority`, pinging it every `keep_alive`.
+fn one_connection_to(authority: &str, keep_alive: Duration) -> H2Transport {
+    H2Transport::new(H2Config {
+        targets: vec![authority.to_owned()],
+        connect_timeout: Duration::from_secs(2),
+        keep_alive,
+        connections: 1,
+        resolve_interval: Duration::from_secs(30),
+    })
+}
+
+/// Sends a health check on `transport` once it is ready; the returned future is its response.
+async fn start_health_check(
+    transport: &mut H2Transport,
+    authority: &str,
+) -> <H2Transport as Service<http::Request<tonic::body::Body>>>::Future {
+    transport
+        .ready()
+        .await
+        .unwrap()
+        .call(health_check(authority))
+}
+
 /// A gRPC health check as raw HTTP/2: an empty `HealthCheckRequest` in one gRPC frame.
 fn health_check(authority: &str) -> http::Request<tonic::body::Body> {
     let frame = Bytes::from_static(&[0, 0, 0, 0, 0]);
@@ -23,22 +46,12 @@ fn health_check(authority: &str) -> http::Request<tonic::body::Body> {
 async fn many_replies_may_wait_unread_on_one_connection() {
     let games = common::game_service().await;
     let authority = games.addr().to_string();
-    let mut transport = H2Transport::new(H2Config {
-        targets: vec![authority.clone()],
-        connect_timeout: Duration::from_secs(2),
-        keep_alive: Duration::from_secs(30),
-        connections: 1,
-        resolve_interval: Duration::from_secs(30),
-    });
+    let mut transport = one_connection_to(&authority, Duration::from_secs(30));
     // Every call gets its response headers before any body is read: the replies' DATA frames
     // all wait in the connection, as they do under load while the callers are busy.
     let mut pending = Vec::new();
     for _ in 0..400 {
-        let call = transport
-            .ready()
-            .await
-            .unwrap()
-            .call(health_check(&authority));
+        let call = start_health_check(&mut transport, &authority).await;
         pending.push(tokio::spawn(call));
     }
     let mut responses = Vec::new();
@@ -61,33 +74,15 @@ async fn a_call_reconnects_after_the_game_service_restarts() {
     let games = common::game_service().await;
     let addr = games.addr();
     let authority = addr.to_string();
-    let mut transport = H2Transport::new(H2Config {
-        targets: vec![authority.clone()],
-        connect_timeout: Duration::from_secs(2),
-        keep_alive: Duration::from_secs(30),
-        connections: 1,
-        resolve_interval: Duration::from_secs(30),
-    });
+    let mut transport = one_connection_to(&authority, Duration::from_secs(30));
     let ok = |response: http::Response<_>| response.status() == 200;
-    let first = transport
-        .ready()
-        .await
-        .unwrap()
-        .call(health_check(&authority));
+    let first = start_health_check(&mut transport, &authority).await;
     assert!(ok(first.await.expect("first call")));
     games.stop().await;
-    let down = transport
-        .ready()
-        .await
-        .unwrap()
-        .call(health_check(&authority));
+    let down = start_health_check(&mut transport, &authority).await;
     assert!(down.await.is_err(), "no game service, no response");
     let games = common::game_service_on(&authority).await;
-    let again = transport
-        .ready()
-        .await
-        .unwrap()
-        .call(health_check(&authority));
+    let again = start_health_check(&mut transport, &authority).await;
     assert!(ok(again.await.expect("a new connection")));
     games.stop().await;
 }
@@ -103,18 +98,8 @@ async fn a_connection_whose_pings_go_unanswered_is_dropped_after_the_keep_alive(
         let _connection = h2::server::handshake(tcp).await.unwrap();
         std::future::pending::<()>().await;
     });
-    let mut transport = H2Transport::new(H2Config {
-        targets: vec![authority.clone()],
-        connect_timeout: Duration::from_secs(2),
-        keep_alive: Duration::from_millis(200),
-        connections: 1,
-        resolve_interval: Duration::from_secs(30),
-    });
-    let call = transport
-        .ready()
-        .await
-        .unwrap()
-        .call(health_check(&authority));
+    let mut transport = one_connection_to(&authority, Duration::from_millis(200));
+    let call = start_health_check(&mut transport, &authority).await;
     // A ping after 200 ms, unanswered for 200 ms more: the connection is dropped and the
     // call waiting on it fails, instead of waiting for as long as the peer stays silent.
     let outcome = tokio::time::timeout(Duration::from_secs(5), call).await;
