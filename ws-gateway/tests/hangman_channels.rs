@@ -5,24 +5,30 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Client, WORD, system};
+use common::{Client, System, WORD, system};
 use hangman_proto::v1::EndGameRequest;
 use hangman_proto::v1::hangman_service_client::HangmanServiceClient;
 use serde_json::{Value, json};
 
 const GAME: &str = "hangman:game";
 
+/// A client of `sys` joined to a new private game: `(client, join_ref, join response)`.
+async fn on_a_new_game(sys: &System) -> (Client, String, Value) {
+    let mut client = sys.client().await;
+    let (join_ref, joined) = client.join_ok(GAME, json!({})).await;
+    (client, join_ref, joined)
+}
+
 #[tokio::test]
 async fn a_join_starts_a_private_game() {
     let sys = system(&[]).await;
-    let mut client = sys.client().await;
-    let (_, joined) = client.join_ok(GAME, json!({})).await;
+    let (_client, _, joined) = on_a_new_game(&sys).await;
     assert!(joined["game_id"].as_str().is_some_and(|id| !id.is_empty()));
     assert_eq!(
         joined["tally"],
         json!({"game_state": "initializing", "turns_left": 7, "letters": vec!["_"; WORD.len()], "used": []})
     );
-    let (_, other) = sys.client().await.join_ok(GAME, json!({})).await;
+    let (_, _, other) = on_a_new_game(&sys).await;
     assert_ne!(
         other["game_id"], joined["game_id"],
         "each join gets its own game"
@@ -32,8 +38,7 @@ async fn a_join_starts_a_private_game() {
 #[tokio::test]
 async fn moves_reply_with_the_tally_and_push_it_for_the_original_client() {
     let sys = system(&[]).await;
-    let mut client = sys.client().await;
-    let (join_ref, _) = client.join_ok(GAME, json!({})).await;
+    let (mut client, join_ref, _) = on_a_new_game(&sys).await;
 
     // The original course client sends the bare letter and only listens for `tally`.
     let (reply, pushes) = client.call(&join_ref, GAME, "make_move", json!("l")).await;
@@ -65,8 +70,7 @@ async fn moves_reply_with_the_tally_and_push_it_for_the_original_client() {
 #[tokio::test]
 async fn a_whole_game_to_won_reveals_the_word() {
     let sys = system(&[]).await;
-    let mut client = sys.client().await;
-    let (join_ref, _) = client.join_ok(GAME, json!({})).await;
+    let (mut client, join_ref, _) = on_a_new_game(&sys).await;
     let mut last = Value::Null;
     for letter in ["h", "e", "l", "o"] {
         last = client
@@ -87,8 +91,7 @@ async fn a_whole_game_to_won_reveals_the_word() {
 #[tokio::test]
 async fn a_lost_game_reveals_the_word_and_the_word_is_never_sent_earlier() {
     let sys = system(&[]).await;
-    let mut client = sys.client().await;
-    let (join_ref, _) = client.join_ok(GAME, json!({})).await;
+    let (mut client, join_ref, _) = on_a_new_game(&sys).await;
     for letter in ["a", "b", "c", "d", "f", "g"] {
         let (reply, _) = client
             .call(&join_ref, GAME, "make_move", json!(letter))
@@ -104,8 +107,7 @@ async fn a_lost_game_reveals_the_word_and_the_word_is_never_sent_earlier() {
 #[tokio::test]
 async fn bad_guesses_and_payloads_get_error_replies_and_change_nothing() {
     let sys = system(&[]).await;
-    let mut client = sys.client().await;
-    let (join_ref, joined) = client.join_ok(GAME, json!({})).await;
+    let (mut client, join_ref, joined) = on_a_new_game(&sys).await;
     for (payload, reason) in [
         (json!("ab"), "invalid_guess"),
         (json!("1"), "invalid_guess"),
@@ -137,8 +139,7 @@ async fn bad_guesses_and_payloads_get_error_replies_and_change_nothing() {
 #[tokio::test]
 async fn new_game_replaces_the_game_of_the_channel() {
     let sys = system(&[]).await;
-    let mut client = sys.client().await;
-    let (join_ref, joined) = client.join_ok(GAME, json!({})).await;
+    let (mut client, join_ref, joined) = on_a_new_game(&sys).await;
     client.call(&join_ref, GAME, "make_move", json!("h")).await;
     let (reply, pushes) = client.call(&join_ref, GAME, "new_game", json!({})).await;
     assert_eq!(reply["status"], "ok");
@@ -152,8 +153,7 @@ async fn new_game_replaces_the_game_of_the_channel() {
 #[tokio::test]
 async fn rejoining_with_the_game_id_resumes_the_game() {
     let sys = system(&[]).await;
-    let mut first = sys.client().await;
-    let (join_ref, joined) = first.join_ok(GAME, json!({})).await;
+    let (mut first, join_ref, joined) = on_a_new_game(&sys).await;
     let game_id = joined["game_id"].clone();
     first.call(&join_ref, GAME, "make_move", json!("e")).await;
     first.close().await;
@@ -312,8 +312,7 @@ async fn until(client: &mut Client, pred: impl Fn(&Value) -> bool) -> (Value, Ve
 #[tokio::test]
 async fn a_shared_room_pushes_every_move_to_every_member_with_presence() {
     let sys = system(&[]).await;
-    let mut owner = sys.client().await;
-    let (_, joined) = owner.join_ok(GAME, json!({})).await;
+    let (mut owner, _, joined) = on_a_new_game(&sys).await;
     let (game_id, room) = room_of(&joined);
 
     let mut alice = Client::connect(&sys.socket_url("vsn=2.0.0&player=%20alice%20")).await;
@@ -385,8 +384,7 @@ async fn a_dead_game_service_gives_unavailable_and_the_gateway_recovers_when_it_
     ])
     .await;
     let games_addr = sys.games.addr();
-    let mut client = sys.client().await;
-    let (join_ref, joined) = client.join_ok(GAME, json!({})).await;
+    let (mut client, join_ref, joined) = on_a_new_game(&sys).await;
     let (_, room) = room_of(&joined);
     let mut member = sys.client().await;
     let (member_ref, _) = member.join_ok(&room, json!({})).await;
@@ -441,8 +439,7 @@ async fn a_dead_game_service_gives_unavailable_and_the_gateway_recovers_when_it_
 #[tokio::test]
 async fn a_room_whose_game_ends_gets_phx_error_and_is_left() {
     let sys = system(&[]).await;
-    let mut owner = sys.client().await;
-    let (_, joined) = owner.join_ok(GAME, json!({})).await;
+    let (_owner, _, joined) = on_a_new_game(&sys).await;
     let (game_id, room) = room_of(&joined);
     let mut member = sys.client().await;
     let (member_ref, _) = member.join_ok(&room, json!({})).await;
