@@ -62,6 +62,8 @@ async fn a_binary_push_to_a_hangman_channel_is_invalid_payload() {
     assert_eq!(reply[4]["response"]["reason"], "invalid_payload");
 }
 
+/// `--max-channels` reaches the socket's cap; how the cap treats a rejoin is the crate's, tested
+/// there.
 #[tokio::test]
 async fn the_channel_cap_refuses_joins_beyond_it() {
     let sys = system(&["--max-channels", "2"]).await;
@@ -74,8 +76,6 @@ async fn the_channel_cap_refuses_joins_beyond_it() {
         reply[4]["response"],
         json!({"reason": "too many channels joined"})
     );
-    // Rejoining a topic already joined replaces it, so it is not refused.
-    client.join_ok("hangman:game", json!({})).await;
 }
 
 #[tokio::test]
