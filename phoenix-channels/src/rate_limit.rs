@@ -97,27 +97,30 @@ mod tests {
         }
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_seconds_worth_of_refusals_is_abuse() {
+    /// A limiter of 5 a second that spent its burst and then refused 4 messages: one refusal
+    /// short of a second's worth.
+    fn four_refusals_in() -> RateLimiter {
         let mut limiter = RateLimiter::new(5);
         burst(&mut limiter, 5);
         assert_eq!(burst(&mut limiter, 4), [Rate::Refused; 4]);
+        limiter
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_seconds_worth_of_refusals_is_abuse() {
+        let mut limiter = four_refusals_in();
         assert_eq!(limiter.check(Instant::now()), Rate::Abusive);
     }
 
     #[tokio::test(start_paused = true)]
     async fn strikes_are_forgiven_only_once_the_bucket_is_full_again() {
-        let mut limiter = RateLimiter::new(5);
-        burst(&mut limiter, 5);
-        assert_eq!(burst(&mut limiter, 4), [Rate::Refused; 4]);
+        let mut limiter = four_refusals_in();
         // A token back, not the whole bucket: the strikes stand.
         advance(Duration::from_millis(200)).await;
         assert_eq!(limiter.check(Instant::now()), Rate::Allowed);
         assert_eq!(limiter.check(Instant::now()), Rate::Abusive);
 
-        let mut limiter = RateLimiter::new(5);
-        burst(&mut limiter, 5);
-        assert_eq!(burst(&mut limiter, 4), [Rate::Refused; 4]);
+        let mut limiter = four_refusals_in();
         // A second of quiet fills it: a fresh start.
         advance(Duration::from_secs(1)).await;
         assert_eq!(burst(&mut limiter, 5), [Rate::Allowed; 5]);

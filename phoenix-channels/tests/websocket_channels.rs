@@ -31,43 +31,32 @@ async fn heartbeat_is_answered_joined_or_not() {
 }
 
 #[tokio::test]
-async fn join_replies_with_the_join_ref_and_ref_of_the_join() {
+async fn a_join_is_answered_on_its_join_ref_and_ref_or_a_null_join_ref_if_no_channel_matches() {
     let server = serve(config()).await;
     let mut client = server.client().await;
-    client
-        .send(json!(["3", "3", "echo:a", "phx_join", {}]))
-        .await;
+    for (join, reply) in [
+        (
+            json!(["3", "3", "echo:a", "phx_join", {}]),
+            json!(["3", "3", "echo:a", "phx_reply", {"status": "ok", "response": {"topic": "echo:a"}}]),
+        ),
+        // A join the channel refuses keeps its join_ref ...
+        (
+            json!(["4", "4", "echo:b", "phx_join", {"refuse": "nope"}]),
+            json!(["4", "4", "echo:b", "phx_reply", {"status": "error", "response": {"reason": "nope"}}]),
+        ),
+        // ... one that no channel matches has none.
+        (
+            json!(["5", "5", "nope:topic", "phx_join", {}]),
+            json!([null, "5", "nope:topic", "phx_reply", {"status": "error", "response": {"reason": "unmatched topic"}}]),
+        ),
+    ] {
+        client.send(join).await;
+        assert_eq!(client.recv().await, reply);
+    }
+    let (reply, _) = client.call("4", "echo:b", "echo", json!({})).await;
     assert_eq!(
-        client.recv().await,
-        json!(["3", "3", "echo:a", "phx_reply", {"status": "ok", "response": {"topic": "echo:a"}}])
-    );
-}
-
-#[tokio::test]
-async fn a_refused_join_keeps_the_join_ref_and_joins_nothing() {
-    let server = serve(config()).await;
-    let mut client = server.client().await;
-    client
-        .send(json!(["3", "3", "echo:a", "phx_join", {"refuse": "nope"}]))
-        .await;
-    assert_eq!(
-        client.recv().await,
-        json!(["3", "3", "echo:a", "phx_reply", {"status": "error", "response": {"reason": "nope"}}])
-    );
-    let (reply, _) = client.call("3", "echo:a", "echo", json!({})).await;
-    assert_eq!(reply["response"]["reason"], "unmatched topic");
-}
-
-#[tokio::test]
-async fn unmatched_topics_are_refused_with_a_null_join_ref() {
-    let server = serve(config()).await;
-    let mut client = server.client().await;
-    client
-        .send(json!(["1", "1", "nope:topic", "phx_join", {}]))
-        .await;
-    assert_eq!(
-        client.recv().await,
-        json!([null, "1", "nope:topic", "phx_reply", {"status": "error", "response": {"reason": "unmatched topic"}}])
+        reply["response"]["reason"], "unmatched topic",
+        "a refused join joins nothing"
     );
 }
 
