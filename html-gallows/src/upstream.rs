@@ -19,6 +19,11 @@
 //! transparent retry of gRPC's design (A6). It covers a connection that the
 //! service retires (`--max-connection-age`) just as a call is put on it, so a
 //! retirement never costs a player a page.
+//!
+//! ws-gateway's `upstream` module makes the same calls with a client of its
+//! own, and that is on purpose: the two front ends share the contract
+//! (`hangman-proto`) and nothing else, and each turns the service's answers
+//! into what its own users see (pages here, channel replies there).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::error::Error;
@@ -137,16 +142,12 @@ impl GameService {
     }
 
     pub async fn create_game(&self, trace: &TraceContext) -> Result<Game, UpstreamError> {
-        let response = retried_unsent(|| {
-            let (mut hangman, request) = (
-                self.hangman.clone(),
-                traced(CreateGameRequest::default(), trace),
-            );
-            async move { hangman.create_game(request).await }
-        })
-        .await
-        .map_err(|status| UpstreamError::from_status("create_game", status))?
-        .into_inner();
+        let request = CreateGameRequest::default();
+        let response = self
+            .call("create_game", request, trace, async |hangman, request| {
+                hangman.create_game(request).await
+            })
+            .await?;
         Ok(Game {
             tally: require_tally("create_game", response.tally)?,
             game_id: response.game_id,
@@ -168,13 +169,12 @@ impl GameService {
         let request = GetGameRequest {
             game_id: game_id.to_owned(),
         };
-        let tally = retried_unsent(|| {
-            let (mut hangman, request) = (self.hangman.clone(), traced(request.clone(), trace));
-            async move { hangman.get_game(request).await }
-        })
-        .await
-        .map_err(|status| UpstreamError::from_status("get_game", status))
-        .and_then(|response| require_tally("get_game", response.into_inner().tally));
+        let tally = self
+            .call("get_game", request, trace, async |hangman, request| {
+                hangman.get_game(request).await
+            })
+            .await
+            .and_then(|response| require_tally("get_game", response.tally));
         let tally = self.note(game_id, tally)?;
         self.tallies.watch(game_id, &self.watches, || {
             let watch = WatchGameRequest {
@@ -195,14 +195,36 @@ impl GameService {
             game_id: game_id.to_owned(),
             guess: guess.to_owned(),
         };
-        let tally = retried_unsent(|| {
-            let (mut hangman, request) = (self.hangman.clone(), traced(request.clone(), trace));
-            async move { hangman.make_move(request).await }
+        let tally = self
+            .call("make_move", request, trace, async |hangman, request| {
+                hangman.make_move(request).await
+            })
+            .await
+            .and_then(|response| require_tally("make_move", response.tally));
+        self.note(game_id, tally)
+    }
+
+    /// Makes the players' call `name` (`rpc` on a client of the players' channel)
+    /// with `request` carrying the trace, made again if the first try never
+    /// reached the service ([`retried_unsent`]); a failure is told as an
+    /// [`UpstreamError`] and counted under `name`.
+    async fn call<Q: Clone, A>(
+        &self,
+        name: &'static str,
+        request: Q,
+        trace: &TraceContext,
+        rpc: impl AsyncFn(
+            &mut HangmanServiceClient<Channel>,
+            tonic::Request<Q>,
+        ) -> Result<tonic::Response<A>, Status>,
+    ) -> Result<A, UpstreamError> {
+        retried_unsent(|| async {
+            let mut hangman = self.hangman.clone();
+            rpc(&mut hangman, traced(request.clone(), trace)).await
         })
         .await
-        .map_err(|status| UpstreamError::from_status("make_move", status))
-        .and_then(|response| require_tally("make_move", response.into_inner().tally));
-        self.note(game_id, tally)
+        .map(tonic::Response::into_inner)
+        .map_err(|status| UpstreamError::from_status(name, status))
     }
 
     /// Tells the cache what the service just said about a game.
