@@ -8,6 +8,9 @@
 //! channel.push("shout", { body: "hi" }).receive("ok", console.log); // { body: "hi" }
 //! ```
 //!
+//! Its `Join` and `Channel` impls are the skeleton every channel fills in (ws-gateway's
+//! `hangman:game` is a fuller one).
+//!
 //! `cargo run -p phoenix-channels --example echo`
 
 use std::time::Duration;

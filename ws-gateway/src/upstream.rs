@@ -326,6 +326,10 @@ impl Upstream {
     }
 
     /// One call with a deadline and a `traceparent`, timed into the upstream latency histogram.
+    ///
+    /// Each RPC's method above calls this with its own request, histogram and tonic method; they
+    /// look alike because they are one call each. `send` is a closure because tonic's generated
+    /// methods share no trait.
     async fn call<C: Clone, Req, Resp, Fut>(
         &self,
         method: &'static Method,

@@ -12,6 +12,13 @@
 //!   after the join and `presence_diff` as members come and go.
 //!
 //! The connect hook refuses a connection whose params carry `refuse`.
+//!
+//! These channels are written as a user of the crate writes one, on purpose (the tests use the
+//! crate's API as it is): what they share with each other and with ws-gateway's channels is the
+//! shape of the `Channel` trait. The Presence wiring of `presence:*` (track in the join, push
+//! `presence_state` after it, then each `presence_diff`) is left to each channel, as Phoenix
+//! leaves `presence_state` to it: ws-gateway's `game:*` room does the same with its own key and
+//! metas, and resends the whole state when it missed diffs.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
