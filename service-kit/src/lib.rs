@@ -15,7 +15,7 @@
 //!   logs, start, serve until that signal, graceful stop.
 //! - [`durations`]: the value parser of duration flags where zero makes no sense.
 //! - [`trace_context`]: W3C `traceparent`, parsed, continued and written.
-//! - [`testing`]: a helper the services' tests of half-open connections share.
+//! - [`testing`]: the helpers the services' tests of half-open connections share.
 //!
 //! The game service serves gRPC with tonic's own server; it takes [`connections`] through
 //! tonic's `incoming` stream (feature `tonic`).

@@ -6,31 +6,18 @@ mod common;
 use std::time::Duration;
 
 use serde_json::json;
-use service_kit::testing::closed_within;
-use tokio::io::AsyncWriteExt;
+use service_kit::testing::{assert_all_closed_within, half_sent_requests};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
 #[tokio::test]
 async fn half_sent_upgrade_requests_are_dropped_while_a_player_plays() {
     let sys = common::system(&["--header-read-timeout", "300ms"]).await;
-    let mut stalled = Vec::new();
-    for _ in 0..100 {
-        let mut stream = TcpStream::connect(sys.gateway.addr()).await.unwrap();
-        stream
-            .write_all(b"GET /socket/websocket?vsn=2.0.0 HTTP/1.1\r\nHost: x\r\n")
-            .await
-            .unwrap();
-        stalled.push(stream);
-    }
+    let head = b"GET /socket/websocket?vsn=2.0.0 HTTP/1.1\r\nHost: x\r\n";
+    let mut stalled = half_sent_requests(sys.gateway.addr(), head, 100).await;
     let mut player = sys.client().await;
     let (join_ref, _) = player.join_ok("hangman:game", json!({})).await;
-    for stream in &mut stalled {
-        assert!(
-            closed_within(stream, Duration::from_secs(5)).await,
-            "a half-sent request was held past the header read timeout"
-        );
-    }
+    assert_all_closed_within(&mut stalled, Duration::from_secs(5)).await;
     // The player's upgraded socket is not an HTTP request in waiting: it is still served.
     let (reply, _) = player
         .call(&join_ref, "hangman:game", "make_move", json!("e"))
