@@ -1,4 +1,9 @@
 //! Command-line flags, each with an `HTML_GALLOWS_*` environment twin.
+//!
+//! The flags all three services have (`--listen`, `--header-read-timeout`,
+//! `--max-pending-connections`, `--shutdown-timeout`, `--log-json`) are written out here as
+//! in the other two, on purpose: a shared `#[command(flatten)]` struct cannot work, since
+//! clap's derive gives a field one fixed `env` name and each service's carries its own prefix.
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
@@ -229,6 +234,13 @@ pub enum KeySource {
 mod tests {
     use super::*;
 
+    /// Asserts that the message `error` says each of `parts`.
+    fn assert_says(error: &str, parts: &[&str]) {
+        for part in parts {
+            assert!(error.contains(part), "{part:?} is not in: {error}");
+        }
+    }
+
     fn parse(args: &[&str]) -> Config {
         Config::parse_from(std::iter::once("html-gallows").chain(args.iter().copied()))
     }
@@ -287,12 +299,15 @@ mod tests {
         ] {
             let config = parse(&["--game-service", bad]);
             let error = config.validate_game_service().unwrap_err().to_string();
-            assert!(error.contains("--game-service"), "{bad}: {error}");
-            assert!(
-                error.contains("HTML_GALLOWS_GAME_SERVICE"),
-                "{bad}: {error}"
+            // The message quotes `bad` itself, so a failure shows which one it was.
+            assert_says(
+                &error,
+                &[
+                    "--game-service",
+                    "HTML_GALLOWS_GAME_SERVICE",
+                    "http://127.0.0.1:50051",
+                ],
             );
-            assert!(error.contains("http://127.0.0.1:50051"), "{bad}: {error}");
         }
     }
 
@@ -308,10 +323,7 @@ mod tests {
             "--tally-cache-max-age",
         ] {
             let error = Config::try_parse_from(["html-gallows", flag, "0s"]).unwrap_err();
-            assert!(
-                error.to_string().contains("must be greater than zero"),
-                "{flag}: {error}"
-            );
+            assert_says(&error.to_string(), &[flag, "must be greater than zero"]);
         }
     }
 
@@ -341,11 +353,7 @@ mod tests {
             .err()
             .expect("refused")
             .to_string();
-        assert!(
-            error.contains("https://game-service.example:443"),
-            "{error}"
-        );
-        assert!(error.contains("needs TLS"), "{error}");
+        assert_says(&error, &["https://game-service.example:443", "needs TLS"]);
     }
 
     #[test]

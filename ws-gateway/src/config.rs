@@ -1,4 +1,9 @@
 //! Command-line flags, each with a `WS_GATEWAY_*` environment twin.
+//!
+//! The flags all three services have (`--listen`, `--header-read-timeout`,
+//! `--max-pending-connections`, `--shutdown-timeout`, `--log-json`) are written out here as
+//! in the other two, on purpose: a shared `#[command(flatten)]` struct cannot work, since
+//! clap's derive gives a field one fixed `env` name and each service's carries its own prefix.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
