@@ -4,6 +4,8 @@
 
 mod support;
 
+use std::collections::HashSet;
+
 use reqwest::{StatusCode, header, redirect};
 use support::{Browser, OTHER_COOKIE_KEY, Page, Stack, eventually};
 
@@ -27,16 +29,8 @@ async fn an_expired_game_gets_a_friendly_page_offering_a_new_game() {
     expired.assert_game_over();
 
     // The session forgets the game, and the page's New Game button works.
-    browser
-        .get("/hangman/current")
-        .await
-        .assert_redirect_to("/hangman");
-    let token = expired.csrf_token();
-    browser
-        .post("/hangman", &[("csrf_token", &token)])
-        .await
-        .assert_redirect_to("/hangman/current");
-    let fresh = browser.get("/hangman/current").await;
+    browser.assert_no_game().await;
+    let fresh = browser.new_game_from(&expired).await;
     assert_eq!(fresh.status_message(), "Let's play!");
 }
 
@@ -53,10 +47,7 @@ async fn a_guess_on_a_game_the_service_no_longer_knows_gets_the_same_page() {
 
     let answer = browser.submit_guess(&game, "a").await;
     answer.assert_game_over();
-    browser
-        .get("/hangman/current")
-        .await
-        .assert_redirect_to("/hangman");
+    browser.assert_no_game().await;
 }
 
 #[tokio::test]
@@ -108,9 +99,8 @@ async fn a_form_from_a_browser_without_a_session_is_refused() {
         .await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
     // The refusal page starts a session, so its own New Game button works.
-    let token = refused.csrf_token();
     stranger
-        .post("/hangman", &[("csrf_token", &token)])
+        .press_new_game(&refused)
         .await
         .assert_redirect_to("/hangman/current");
 }
@@ -156,35 +146,33 @@ async fn game_page_with_cookie(stack: &Stack, cookie: &str) -> reqwest::Response
         .unwrap()
 }
 
-#[tokio::test]
-async fn the_session_cookie_is_http_only_and_same_site_lax() {
-    let stack = Stack::start(WORD).await;
+/// The attributes (`HttpOnly`, `Path=/`, …) of the session cookie that the welcome
+/// page sets.
+async fn session_cookie_attributes(stack: &Stack) -> HashSet<String> {
     let response = cookieless_client()
         .get(stack.url("/hangman"))
         .send()
         .await
         .unwrap();
     let set_cookie = response.headers()[header::SET_COOKIE].to_str().unwrap();
-    let attributes: Vec<&str> = set_cookie.split("; ").skip(1).collect();
-    assert!(attributes.contains(&"HttpOnly"), "{set_cookie}");
-    assert!(attributes.contains(&"SameSite=Lax"), "{set_cookie}");
-    assert!(attributes.contains(&"Path=/"), "{set_cookie}");
-    assert!(!attributes.contains(&"Secure"), "not Secure unless asked");
+    set_cookie.split("; ").skip(1).map(str::to_owned).collect()
+}
+
+#[tokio::test]
+async fn the_session_cookie_is_http_only_and_same_site_lax() {
+    let stack = Stack::start(WORD).await;
+    let attributes = session_cookie_attributes(&stack).await;
+    assert!(attributes.contains("HttpOnly"), "{attributes:?}");
+    assert!(attributes.contains("SameSite=Lax"), "{attributes:?}");
+    assert!(attributes.contains("Path=/"), "{attributes:?}");
+    assert!(!attributes.contains("Secure"), "not Secure unless asked");
 }
 
 #[tokio::test]
 async fn secure_cookies_can_be_asked_for() {
     let stack = Stack::start_with(WORD, &[], &["--secure-cookies"]).await;
-    let response = cookieless_client()
-        .get(stack.url("/hangman"))
-        .send()
-        .await
-        .unwrap();
-    let set_cookie = response.headers()[header::SET_COOKIE].to_str().unwrap();
-    assert!(
-        set_cookie.split("; ").any(|a| a == "Secure"),
-        "{set_cookie}"
-    );
+    let attributes = session_cookie_attributes(&stack).await;
+    assert!(attributes.contains("Secure"), "{attributes:?}");
 }
 
 #[tokio::test]
@@ -255,8 +243,7 @@ async fn a_stopped_game_service_gives_503_pages_and_play_resumes_when_it_returns
         guess.one("a.retry").value().attr("href"),
         Some("/hangman/current")
     );
-    let token = game.csrf_token();
-    let new_game = browser.post("/hangman", &[("csrf_token", &token)]).await;
+    let new_game = browser.press_new_game(&game).await;
     assert_eq!(new_game.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(
         browser.get("/readyz").await.status,
@@ -347,8 +334,7 @@ async fn a_guess_that_outlasts_the_request_timeout_gets_the_same_page() {
     let unanswered = browser.submit_guess(&game, "z").await;
     assert_guess_may_have_counted(&unanswered);
     // A new game that outlasts it is only "too long": no move was in flight.
-    let token = game.csrf_token();
-    let new_game = browser.post("/hangman", &[("csrf_token", &token)]).await;
+    let new_game = browser.press_new_game(&game).await;
     assert_eq!(new_game.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(new_game.title(), "That took too long");
 

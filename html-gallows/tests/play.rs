@@ -106,12 +106,7 @@ async fn playing_to_a_loss_reveals_the_word() {
     assert_eq!(after.text("#used"), game.text("#used"));
 
     // New Game starts over.
-    let token = game.csrf_token();
-    browser
-        .post("/hangman", &[("csrf_token", &token)])
-        .await
-        .assert_redirect_to("/hangman/current");
-    let fresh = browser.get("/hangman/current").await;
+    let fresh = browser.new_game_from(&game).await;
     assert_eq!(fresh.status_message(), "Let's play!");
     assert_eq!(fresh.turns_left(), 7);
 }
@@ -182,10 +177,7 @@ async fn a_reload_after_a_guess_does_not_play_it_again() {
 async fn without_a_game_the_game_page_leads_to_the_welcome_page() {
     let stack = Stack::start(WORD).await;
     let browser = Browser::new(&stack);
-    browser
-        .get("/hangman/current")
-        .await
-        .assert_redirect_to("/hangman");
+    browser.assert_no_game().await;
     // A guess with a valid session but no game goes there too.
     let welcome = browser.get("/hangman").await;
     let token = welcome.csrf_token();

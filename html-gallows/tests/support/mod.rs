@@ -263,12 +263,28 @@ impl Browser {
     pub async fn new_game(&self) -> Page {
         let welcome = self.get("/hangman").await;
         assert_eq!(welcome.status, StatusCode::OK);
-        let token = welcome.csrf_token();
-        let created = self.post("/hangman", &[("csrf_token", &token)]).await;
-        created.assert_redirect_to("/hangman/current");
-        let game = self.get("/hangman/current").await;
-        assert_eq!(game.status, StatusCode::OK, "{}", game.body);
-        game
+        self.new_game_from(&welcome).await
+    }
+
+    /// Presses New Game on the page `on` and follows the redirect to the new
+    /// game's page.
+    pub async fn new_game_from(&self, on: &Page) -> Page {
+        self.follow_to_game(self.press_new_game(on).await).await
+    }
+
+    /// Presses New Game on the page `on` (sending its form's CSRF token) and
+    /// returns the answer itself.
+    pub async fn press_new_game(&self, on: &Page) -> Page {
+        let token = on.csrf_token();
+        self.post("/hangman", &[("csrf_token", &token)]).await
+    }
+
+    /// Asserts that this browser's session holds no game: the game page leads
+    /// to the welcome page.
+    pub async fn assert_no_game(&self) {
+        self.get("/hangman/current")
+            .await
+            .assert_redirect_to("/hangman");
     }
 
     /// Submits `guess` from the game page `on` (as a keyboard button or the text
@@ -284,9 +300,14 @@ impl Browser {
 
     /// Plays `guess` and follows the redirect back to the game page.
     pub async fn play(&self, on: &Page, guess: &str) -> Page {
-        self.submit_guess(on, guess)
+        self.follow_to_game(self.submit_guess(on, guess).await)
             .await
-            .assert_redirect_to("/hangman/current");
+    }
+
+    /// Follows `answer`, which must be a redirect to the game page, and returns
+    /// that page.
+    async fn follow_to_game(&self, answer: Page) -> Page {
+        answer.assert_redirect_to("/hangman/current");
         let page = self.get("/hangman/current").await;
         assert_eq!(page.status, StatusCode::OK, "{}", page.body);
         page
