@@ -168,12 +168,24 @@ describe('game session', () => {
     expect(session.state.notice).toBe('Your guesses d, e were not played: the game ended first.')
   })
 
-  it('starts a new game when the stored one expired, without playing guesses meant for the old one', () => {
+  it.each([
+    { stored: 'expired', reason: 'not_found', notice: 'Your previous game has expired, so a new one was started.' },
+    {
+      stored: 'has an id no game can have',
+      reason: 'invalid_payload',
+      notice: 'Your previous game could not be resumed, so a new one was started.',
+    },
+  ])('starts a new game when the stored one $stored ($reason), instead of retrying it', ({ reason, notice }) => {
     const { own, storage } = open()
-    own.joinPush.reply('error', { reason: 'not_found' })
+    own.joinPush.reply('error', { reason })
     expect(storage.getItem(GAME_ID_KEY)).toBeNull()
     expect(own.joinParams()).toEqual({})
-    expect(session.state.notice).toBe('Your previous game has expired, so a new one was started.')
+    expect(session.state.notice).toBe(notice)
+  })
+
+  it('does not play guesses meant for an expired game in the new one', () => {
+    const { own, storage } = open()
+    own.joinPush.reply('error', { reason: 'not_found' })
     session.guess('f')
 
     own.joinPush.reply('ok', { game_id: 'g2', tally: tally([]) })
@@ -182,14 +194,6 @@ describe('game session', () => {
     expect(session.state.notice).toBe(
       'Your guesses f were not played: they were meant for a game that no longer exists.',
     )
-  })
-
-  it('starts a new game when the stored id is one no game can have, instead of retrying it', () => {
-    const { own, storage } = open()
-    own.joinPush.reply('error', { reason: 'invalid_payload' })
-    expect(storage.getItem(GAME_ID_KEY)).toBeNull()
-    expect(own.joinParams()).toEqual({})
-    expect(session.state.notice).toBe('Your previous game could not be resumed, so a new one was started.')
   })
 
   it('takes from the watched room only a tally newer than the one shown', () => {
