@@ -263,34 +263,12 @@ where
     F: Future<Output = Result<T, Status>>,
 {
     match call().await {
-        Err(status) if never_reached_the_service(&status) => {
+        Err(status) if service_kit::unsent::never_reached_the_server(&status) => {
             tracing::debug!(%status, "call made again: the first try was never sent");
             call().await
         }
         answer => answer,
     }
-}
-
-/// Whether a failed call certainly never reached the service: hyper cancelled
-/// it before sending (its connection was closing), or the server refused its
-/// stream unprocessed (REFUSED_STREAM, or a GOAWAY whose last stream came before
-/// it; RFC 9113 §8.7).
-fn never_reached_the_service(status: &Status) -> bool {
-    let mut cause: Option<&(dyn Error + 'static)> = Some(status);
-    while let Some(error) = cause {
-        if error
-            .downcast_ref::<hyper::Error>()
-            .is_some_and(hyper::Error::is_canceled)
-        {
-            return true;
-        }
-        if let Some(h2) = error.downcast_ref::<h2::Error>() {
-            return h2.reason() == Some(h2::Reason::REFUSED_STREAM)
-                || (h2.is_go_away() && h2.is_remote());
-        }
-        cause = error.source();
-    }
-    false
 }
 
 /// Wraps a message in a request carrying the trace context.
@@ -448,14 +426,22 @@ mod tests {
     #[test]
     fn only_a_call_the_server_never_saw_is_made_again() {
         let refused = Status::from_error(Box::new(h2::Error::from(h2::Reason::REFUSED_STREAM)));
-        assert!(never_reached_the_service(&refused), "{refused:?}");
+        assert!(
+            service_kit::unsent::never_reached_the_server(&refused),
+            "{refused:?}"
+        );
         // A stream reset for any other reason may have been played.
         let reset = Status::from_error(Box::new(h2::Error::from(h2::Reason::INTERNAL_ERROR)));
-        assert!(!never_reached_the_service(&reset), "{reset:?}");
-        assert!(!never_reached_the_service(&Status::unavailable("down")));
-        assert!(!never_reached_the_service(&Status::deadline_exceeded(
-            "slow"
-        )));
+        assert!(
+            !service_kit::unsent::never_reached_the_server(&reset),
+            "{reset:?}"
+        );
+        assert!(!service_kit::unsent::never_reached_the_server(
+            &Status::unavailable("down")
+        ));
+        assert!(!service_kit::unsent::never_reached_the_server(
+            &Status::deadline_exceeded("slow")
+        ));
     }
 
     #[tokio::test]

@@ -15,6 +15,7 @@
 //!   logs, start, serve until that signal, graceful stop.
 //! - [`durations`]: the value parser of duration flags where zero makes no sense.
 //! - [`trace_context`]: W3C `traceparent`, parsed, continued and written.
+//! - [`unsent`]: whether a failed gRPC call never reached the server (safe to make again).
 //! - [`testing`]: the helpers the services' tests of half-open connections share.
 //!
 //! The game service serves gRPC with tonic's own server; it takes [`connections`] through
@@ -30,6 +31,7 @@ pub mod metrics;
 pub mod shutdown;
 pub mod testing;
 pub mod trace_context;
+pub mod unsent;
 
 pub use connections::ConnectionLimits;
 pub use lifecycle::run;

@@ -16,7 +16,8 @@
 //! under the gateway (the game service's `--max-connection-age` retires connections so that
 //! clients do this), so that replicas added or gone are followed. A retired connection fails
 //! no call: the game service's GOAWAY stops new calls on it (the next one opens a connection
-//! in its place) and lets the open ones finish. A name with one address gets every
+//! in its place) and lets the open ones finish; a call the GOAWAY crossed, which the service
+//! therefore never saw, is made again once on the new connection. A name with one address gets every
 //! connection, as does an IP address, which is never resolved.
 //!
 //! tonic's `Channel::balance_channel` with `Change::Insert/Remove` would balance over the
@@ -290,8 +291,26 @@ impl Inner {
         Ok(sender)
     }
 
-    /// A call on `slot`.
+    /// A call on `slot`, made again (once, on the slot's new connection) if its connection
+    /// was going away and the game service never saw it: a retired connection's GOAWAY can
+    /// cross a call that was just put on it (`service_kit::unsent`).
     async fn send(
+        &self,
+        slot: &Slot,
+        request: http::Request<()>,
+        data: Bytes,
+    ) -> Result<http::Response<H2Body>, BoxError> {
+        let again = request_like(&request);
+        match self.send_once(slot, request, data.clone()).await {
+            Err(error) if service_kit::unsent::never_reached_the_server(&*error) => {
+                tracing::debug!(%error, "call made again: the game service never saw it");
+                self.send_once(slot, again, data).await
+            }
+            answer => answer,
+        }
+    }
+
+    async fn send_once(
         &self,
         slot: &Slot,
         request: http::Request<()>,
@@ -305,6 +324,16 @@ impl Inner {
         let response = response.await?;
         Ok(response.map(|recv| H2Body { recv, done: false }))
     }
+}
+
+/// A copy of `request`'s head (h2 reads no extensions).
+fn request_like(request: &http::Request<()>) -> http::Request<()> {
+    let mut copy = http::Request::new(());
+    *copy.method_mut() = request.method().clone();
+    *copy.uri_mut() = request.uri().clone();
+    *copy.version_mut() = request.version();
+    *copy.headers_mut() = request.headers().clone();
+    copy
 }
 
 fn cached(conn: &Conn) -> Option<SendRequest<Bytes>> {
