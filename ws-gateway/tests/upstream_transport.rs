@@ -109,3 +109,59 @@ async fn a_connection_whose_pings_go_unanswered_is_dropped_after_the_keep_alive(
     );
     silent_peer.abort();
 }
+
+/// A peer that resets the first stream it gets with `first_reset` and answers every later one
+/// as a gRPC call that succeeded; it counts the streams it got.
+async fn peer_resetting_the_first_stream(
+    first_reset: h2::Reason,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let authority = listener.local_addr().unwrap().to_string();
+    let streams = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = streams.clone();
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut connection = h2::server::handshake(tcp).await.unwrap();
+        while let Some(Ok((_request, mut respond))) = connection.accept().await {
+            if counted.fetch_add(1, Ordering::Relaxed) == 0 {
+                respond.send_reset(first_reset);
+                continue;
+            }
+            let head = http::Response::builder()
+                .header("content-type", "application/grpc")
+                .body(())
+                .unwrap();
+            let mut body = respond.send_response(head, false).unwrap();
+            let mut trailers = http::HeaderMap::new();
+            trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+            body.send_trailers(trailers).unwrap();
+        }
+    });
+    (authority, streams)
+}
+
+#[tokio::test]
+async fn a_call_the_game_service_refused_unprocessed_is_made_again_once() {
+    // REFUSED_STREAM: the server never saw the call (as for one a GOAWAY crossed), so the
+    // transport sends it again and the caller gets the answer to the second try.
+    let (authority, streams) = peer_resetting_the_first_stream(h2::Reason::REFUSED_STREAM).await;
+    let mut transport = one_connection_to(&authority, Duration::from_secs(30));
+    let call = start_health_check(&mut transport, &authority).await;
+    let response = call.await.expect("the second try is answered");
+    assert_eq!(response.status(), 200);
+    assert_eq!(streams.load(std::sync::atomic::Ordering::Relaxed), 2);
+}
+
+#[tokio::test]
+async fn a_call_reset_for_another_reason_is_not_made_again() {
+    // INTERNAL_ERROR: the server may have played the call, so it must not be sent twice.
+    let (authority, streams) = peer_resetting_the_first_stream(h2::Reason::INTERNAL_ERROR).await;
+    let mut transport = one_connection_to(&authority, Duration::from_secs(30));
+    let call = start_health_check(&mut transport, &authority).await;
+    assert!(call.await.is_err(), "the reset reaches the caller");
+    // A later call shows the peer's count is settled: the failed one was sent once.
+    let later = start_health_check(&mut transport, &authority).await;
+    later.await.expect("the next call is answered");
+    assert_eq!(streams.load(std::sync::atomic::Ordering::Relaxed), 2);
+}
