@@ -133,7 +133,10 @@ async fn watch_games(channels: &[Channel], ids: &[String]) -> Vec<Streaming<Watc
         let game_id = game_id.clone();
         async move {
             let mut stream = client
-                .watch_game(WatchGameRequest { game_id })
+                .watch_game(WatchGameRequest {
+                    game_id,
+                    ..Default::default()
+                })
                 .await?
                 .into_inner();
             stream.next().await.expect("the tally now")?;

@@ -59,6 +59,19 @@ pub struct Config {
     #[arg(long, env = "GAME_SERVICE_MAX_WATCHERS", default_value_t = 10_000)]
     pub max_watchers: usize,
 
+    /// How long a member stays in a game's room (presence) unless its client renews it; the
+    /// members of a client that died leave after this long.
+    #[arg(long, env = "GAME_SERVICE_PRESENCE_LEASE", default_value = "15s", value_parser = service_kit::durations::non_zero)]
+    pub presence_lease: Duration,
+
+    /// Most members in one game's room; also the most one UpdatePresence call may list.
+    #[arg(
+        long,
+        env = "GAME_SERVICE_MAX_MEMBERS_PER_GAME",
+        default_value_t = 10_000
+    )]
+    pub max_members_per_game: usize,
+
     /// Largest request message accepted, in bytes.
     #[arg(long, env = "GAME_SERVICE_MAX_MESSAGE_SIZE", default_value_t = 16 * 1024)]
     pub max_message_size: usize,

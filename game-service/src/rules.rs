@@ -2,7 +2,10 @@
 //!
 //! A [`Game`] holds a word, the letters guessed so far and the turns left;
 //! [`Game::make_move`] applies one guess and [`Game::tally`] is what a player may
-//! see. Everything else in the service (registry, gRPC) only stores games and
+//! see. A game also keeps the guesses that changed it, in order: its version is how many
+//! there were, and [`Game::tally_at`] replays them to give back the tally of any earlier
+//! version, so a watcher that missed changes can be given every one (a game changes at most
+//! 52 times: each letter once, and each repeat after a change once). Everything else in the service (registry, gRPC) only stores games and
 //! carries tallies; no other module decides anything about play.
 
 use std::sync::Arc;
@@ -126,16 +129,28 @@ pub struct Game {
     used: Letters,
     turns_left: u8,
     state: GameState,
+    history: History,
 }
 
-/// What a store keeps of a game: the word, the letters guessed and the last move's state.
-/// Everything else follows from them, and [`Game::from_record`] checks that they agree.
+/// The changes a game has had: how many came before those known (only games stored before
+/// versions existed have any), then the guess that made each known one, in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct History {
+    pub unknown: u32,
+    /// One letter a-z per change; a letter seen before is a repeat (`already_used`).
+    pub guesses: String,
+}
+
+/// What a store keeps of a game: the word, the letters guessed, the last move's state and
+/// the history. Everything else follows from them, and [`Game::from_record`] checks that
+/// they agree.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     pub word: String,
     /// The letters guessed so far, a-z, in any order.
     pub used: String,
     pub state: GameState,
+    pub history: History,
 }
 
 /// A [`Record`] that no game played by these rules could leave.
@@ -154,6 +169,8 @@ pub struct Tally {
     pub used: Vec<char>,
     /// The word, only once the game is won or lost.
     pub word: Option<String>,
+    /// How many changes the game had when this was its tally.
+    pub version: u64,
 }
 
 impl Game {
@@ -173,11 +190,34 @@ impl Game {
             used: Letters::default(),
             turns_left: TURNS,
             state: GameState::Initializing,
+            history: History::default(),
         })
     }
 
     pub fn state(&self) -> GameState {
         self.state
+    }
+
+    /// How many changes the game has had: one per move that changed its tally.
+    pub fn version(&self) -> u64 {
+        u64::from(self.history.unknown) + self.history.guesses.len() as u64
+    }
+
+    /// The tally the game had at `version`, if its history reaches back that far: `None`
+    /// for a version it never had, or one older than the changes it knows.
+    pub fn tally_at(&self, version: u64) -> Option<Tally> {
+        if version == self.version() {
+            return Some(self.tally());
+        }
+        let known = version.checked_sub(u64::from(self.history.unknown))?;
+        if self.history.unknown > 0 || known > self.history.guesses.len() as u64 {
+            return None;
+        }
+        let mut game = Game::new(&self.word).expect("a game's word is valid");
+        for guess in self.history.guesses.bytes().take(known as usize) {
+            game.apply(guess);
+        }
+        Some(game.tally())
     }
 
     /// What a store needs to keep to give this game back with [`Game::from_record`].
@@ -186,6 +226,7 @@ impl Game {
             word: self.word.to_string(),
             used: self.used.iter().collect(),
             state: self.state,
+            history: self.history.clone(),
         }
     }
 
@@ -217,6 +258,27 @@ impl Game {
             return Err(InvalidRecord("the state does not follow from the letters"));
         }
         game.state = record.state;
+        game.history = record.history.clone();
+        // Each letter once, and each repeat after a change once.
+        if record.history.guesses.len() > 2 * 26 {
+            return Err(InvalidRecord("a longer history than a game can have"));
+        }
+        let guessed = |l: u8| l.is_ascii_lowercase() && game.used.contains(l);
+        if !record.history.guesses.bytes().all(guessed) {
+            return Err(InvalidRecord("a guess in the history is not a used letter"));
+        }
+        // A whole history must replay to the same game, each guess a change.
+        if record.history.unknown == 0 {
+            let mut replayed = Game::new(&record.word).expect("checked above");
+            for guess in record.history.guesses.bytes() {
+                if !replayed.apply(guess) {
+                    return Err(InvalidRecord("a guess in the history changed nothing"));
+                }
+            }
+            if replayed != game {
+                return Err(InvalidRecord("the history does not lead to the game"));
+            }
+        }
         Ok(game)
     }
 
@@ -229,6 +291,14 @@ impl Game {
             return Ok(self.state);
         }
         let letter = parse_guess(guess)?;
+        self.apply(letter);
+        Ok(self.state)
+    }
+
+    /// Applies a valid guess to a game not over; returns whether the game changed (and so
+    /// was given a new version).
+    fn apply(&mut self, letter: u8) -> bool {
+        let (used, state) = (self.used, self.state);
         self.state = if self.used.contains(letter) {
             GameState::AlreadyUsed
         } else {
@@ -248,7 +318,11 @@ impl Game {
                 }
             }
         };
-        Ok(self.state)
+        let changed = self.used != used || self.state != state;
+        if changed {
+            self.history.guesses.push(char::from(letter));
+        }
+        changed
     }
 
     pub fn tally(&self) -> Tally {
@@ -268,6 +342,7 @@ impl Game {
                 .collect(),
             used: self.used.iter().collect(),
             word: self.state.is_over().then(|| self.word.to_string()),
+            version: self.version(),
         }
     }
 }
@@ -415,10 +490,15 @@ mod tests {
 
     #[test]
     fn a_record_no_game_could_reach_is_refused() {
+        // A history of unknown changes, so that only the letters and the state are checked.
         let record = |word: &str, used: &str, state| Record {
             word: word.into(),
             used: used.into(),
             state,
+            history: History {
+                unknown: 1,
+                guesses: String::new(),
+            },
         };
         for bad in [
             record("bee", "e", GameState::Won),
@@ -430,6 +510,81 @@ mod tests {
             record("Bee", "e", GameState::GoodGuess),
         ] {
             assert!(Game::from_record(&bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn every_change_is_a_version_and_a_move_that_changes_nothing_is_not() {
+        let mut game = Game::new("bee").unwrap();
+        assert_eq!(game.tally().version, 0);
+        assert!(game.make_move("7").is_err());
+        assert_eq!(game.version(), 0, "an invalid guess changes nothing");
+        for (guess, version) in [("e", 1), ("e", 2), ("e", 2), ("x", 3), ("x", 4), ("b", 5)] {
+            game.make_move(guess).unwrap();
+            assert_eq!(game.tally().version, version, "after {guess:?}");
+        }
+        assert_eq!(game.state(), GameState::Won);
+        game.make_move("z").unwrap();
+        assert_eq!(game.version(), 5, "a finished game does not change");
+    }
+
+    #[test]
+    fn the_tally_of_every_earlier_version_is_given_back() {
+        let guesses = ["e", "e", "x", "b"];
+        let mut game = Game::new("bee").unwrap();
+        let mut tallies = vec![game.tally()];
+        for guess in guesses {
+            game.make_move(guess).unwrap();
+            tallies.push(game.tally());
+        }
+        for (version, tally) in tallies.iter().enumerate() {
+            assert_eq!(game.tally_at(version as u64).as_ref(), Some(tally));
+        }
+        assert_eq!(
+            game.tally_at(tallies.len() as u64),
+            None,
+            "a future version"
+        );
+        let stored = Game::from_record(&game.record()).unwrap();
+        assert_eq!(stored.tally_at(2).as_ref(), Some(&tallies[2]));
+    }
+
+    #[test]
+    fn a_game_stored_without_its_history_gives_back_only_its_current_tally() {
+        let record = Record {
+            word: "bee".into(),
+            used: "ex".into(),
+            state: GameState::BadGuess,
+            history: History {
+                unknown: 2,
+                guesses: String::new(),
+            },
+        };
+        let mut game = Game::from_record(&record).unwrap();
+        assert_eq!(game.version(), 2);
+        assert_eq!(game.tally_at(2), Some(game.tally()));
+        assert_eq!(game.tally_at(1), None);
+        game.make_move("b").unwrap();
+        assert_eq!(game.version(), 3);
+        assert_eq!(game.tally_at(2), None, "the state before is not known");
+        assert_eq!(Game::from_record(&game.record()), Ok(game));
+    }
+
+    #[test]
+    fn a_history_that_does_not_lead_to_the_game_is_refused() {
+        let game = play("bee", "ex");
+        let with = |guesses: &str| Record {
+            history: History {
+                unknown: 0,
+                guesses: guesses.into(),
+            },
+            ..game.record()
+        };
+        for good in ["ex", "eex"] {
+            assert!(Game::from_record(&with(good)).is_ok(), "{good:?}");
+        }
+        for bad in ["xe", "e", "exx", "exe", "exb", "eE"] {
+            assert!(Game::from_record(&with(bad)).is_err(), "{bad:?}");
         }
     }
 

@@ -90,18 +90,27 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         watch_buffer: config.watch_buffer,
         max_watchers_per_game: config.max_watchers_per_game,
         max_watchers: config.max_watchers,
+        presence_lease: config.presence_lease,
+        max_members_per_game: config.max_members_per_game,
     };
     match &config.store {
-        StoreConfig::Memory => serve(Arc::new(MemoryStore::new(dictionary, limits)), config).await,
+        StoreConfig::Memory => {
+            let store = MemoryStore::new(dictionary, limits.clone());
+            serve(Arc::new(store), &limits, config).await
+        }
         StoreConfig::Redis(url) => {
-            let store = RedisStore::connect(url, dictionary, limits, config.store_timeout)?;
+            let store = RedisStore::connect(url, dictionary, limits.clone(), config.store_timeout)?;
             tracing::info!(url = %redacted(url), "games are kept in Redis");
-            serve(Arc::new(store), config).await
+            serve(Arc::new(store), &limits, config).await
         }
     }
 }
 
-async fn serve<S: GameStore>(store: Arc<S>, config: Config) -> Result<RunningServer, StartError> {
+async fn serve<S: GameStore>(
+    store: Arc<S>,
+    limits: &Limits,
+    config: Config,
+) -> Result<RunningServer, StartError> {
     let bind_error = |source| StartError::Bind {
         addr: config.listen,
         source,
@@ -113,6 +122,7 @@ async fn serve<S: GameStore>(store: Arc<S>, config: Config) -> Result<RunningSer
     let api = HangmanServiceServer::new(HangmanApi::new(
         store.clone(),
         config.test_mode,
+        limits,
         shutdown.clone(),
     ))
     .max_decoding_message_size(config.max_message_size);

@@ -3,36 +3,47 @@
 //! This module only translates: proto messages to store calls and back,
 //! store errors to gRPC status codes. The rules live in `rules`.
 
-use std::{pin::Pin, sync::Arc};
+use std::{pin::Pin, sync::Arc, time::Duration};
 
 use futures::{Stream, StreamExt, stream};
 use hangman_proto::v1::{
     self as pb, CreateGameRequest, CreateGameResponse, EndGameRequest, EndGameResponse,
-    GetGameRequest, GetGameResponse, MakeMoveRequest, MakeMoveResponse, WatchGameRequest,
-    WatchGameResponse, hangman_service_server::HangmanService,
+    GetGameRequest, GetGameResponse, MakeMoveRequest, MakeMoveResponse, PresenceDiff,
+    PresenceMember, PresenceState, UpdatePresenceRequest, UpdatePresenceResponse, WatchGameRequest,
+    WatchGameResponse, hangman_service_server::HangmanService, watch_game_response::Presence,
 };
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::{
     rules::{GameState, Tally},
-    store::{GameStore, StoreError},
+    store::{Change, GameStore, Limits, Member, Recovery, StoreError, WatchOptions},
 };
 
 /// The gRPC service: a handle on the shared store plus the server's mode.
 pub struct HangmanApi<S> {
     store: Arc<S>,
     test_mode: bool,
+    /// Told to presence clients, so that they renew in time.
+    presence_lease: Duration,
+    max_members_per_game: usize,
     /// Cancelled when the server shuts down, so that watch streams end and
     /// graceful shutdown does not wait for them forever.
     shutdown: CancellationToken,
 }
 
 impl<S> HangmanApi<S> {
-    pub fn new(store: Arc<S>, test_mode: bool, shutdown: CancellationToken) -> Self {
+    pub fn new(
+        store: Arc<S>,
+        test_mode: bool,
+        limits: &Limits,
+        shutdown: CancellationToken,
+    ) -> Self {
         HangmanApi {
             store,
             test_mode,
+            presence_lease: limits.presence_lease,
+            max_members_per_game: limits.max_members_per_game,
             shutdown,
         }
     }
@@ -96,17 +107,56 @@ impl<S: GameStore> HangmanService for HangmanApi<S> {
         &self,
         request: Request<WatchGameRequest>,
     ) -> Result<Response<WatchStream>, Status> {
-        let game_id = request.into_inner().game_id;
-        let subscription = self.store.watch(&game_id).await?;
-        let message = move |tally| {
+        let WatchGameRequest {
+            game_id,
+            presence,
+            since_version,
+        } = request.into_inner();
+        let options = WatchOptions {
+            presence,
+            since_version,
+        };
+        let subscription = self.store.watch(&game_id, options).await?;
+        let (recovered, missed) = match subscription.recovery {
+            Recovery::NotAsked => (None, Vec::new()),
+            Recovery::Recovered(missed) => (Some(true), missed.into_iter().map(to_proto).collect()),
+            Recovery::Gap => (Some(false), Vec::new()),
+        };
+        let first = WatchGameResponse {
+            game_id: game_id.clone(),
+            tally: Some(to_proto(subscription.tally)),
+            recovered,
+            missed,
+            presence: None,
+        };
+        let message = move |change| {
+            let (tally, presence) = match change {
+                Change::Tally(tally) => (Some(to_proto(tally)), None),
+                Change::PresenceState(members) => (
+                    None,
+                    Some(Presence::PresenceState(PresenceState {
+                        members: members.into_iter().map(member_to_proto).collect(),
+                    })),
+                ),
+                Change::PresenceDiff { joins, leaves } => (
+                    None,
+                    Some(Presence::PresenceDiff(PresenceDiff {
+                        joins: joins.into_iter().map(member_to_proto).collect(),
+                        leaves: leaves.into_iter().map(member_to_proto).collect(),
+                    })),
+                ),
+            };
             Ok(WatchGameResponse {
                 game_id: game_id.clone(),
-                tally: Some(to_proto(tally)),
+                tally,
+                recovered: None,
+                missed: Vec::new(),
+                presence,
             })
         };
         // Dropping the stream drops `changes`, which is how the watcher leaves.
         let changes = stream::unfold(subscription.changes, |mut changes| async move {
-            changes.next().await.map(|tally| (tally, changes))
+            changes.next().await.map(|change| (change, changes))
         });
         // On shutdown the stream ends with UNAVAILABLE, not cleanly: a clean end means the
         // game ended, while here the game goes on (in Redis, on another replica) and the
@@ -120,12 +170,41 @@ impl<S: GameStore> HangmanService for HangmanApi<S> {
                     ))
                 })
             });
-        let stream = stream::once(async { subscription.tally })
-            .chain(changes)
-            .map(message)
+        let stream = stream::once(async { Ok(first) })
+            .chain(changes.map(message))
             .take_until(self.shutdown.clone().cancelled_owned())
             .chain(stopped);
         Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn update_presence(
+        &self,
+        request: Request<UpdatePresenceRequest>,
+    ) -> Result<Response<UpdatePresenceResponse>, Status> {
+        let UpdatePresenceRequest {
+            game_id,
+            renew,
+            leave,
+        } = request.into_inner();
+        let max = self.max_members_per_game;
+        if renew.len() + leave.len() > max {
+            return Err(StoreError::TooManyMembers { max }.into());
+        }
+        let renew = renew
+            .into_iter()
+            .map(|member| {
+                let member = Member {
+                    key: member.key,
+                    name: member.name,
+                    online_at: 0,
+                };
+                member.check().map(|()| member)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.store.update_presence(&game_id, renew, leave).await?;
+        Ok(Response::new(UpdatePresenceResponse {
+            lease_ms: u64::try_from(self.presence_lease.as_millis()).unwrap_or(u64::MAX),
+        }))
     }
 
     async fn end_game(
@@ -145,9 +224,11 @@ impl From<StoreError> for Status {
             StoreError::EmptyId => hangman_proto::invalid_field("game_id", message),
             StoreError::InvalidGuess(_) => hangman_proto::invalid_field("guess", message),
             StoreError::InvalidWord(_) => hangman_proto::invalid_field("word", message),
+            StoreError::InvalidMember(_) => hangman_proto::invalid_field("renew", message),
             StoreError::Full { .. }
             | StoreError::TooManyWatchers { .. }
             | StoreError::TooManyWatchStreams { .. }
+            | StoreError::TooManyMembers { .. }
             | StoreError::StoreFull(_) => Status::resource_exhausted(message),
             StoreError::Contention => Status::aborted(message),
             StoreError::Unavailable(_) => Status::unavailable(message),
@@ -163,6 +244,15 @@ pub fn to_proto(tally: Tally) -> pb::Tally {
         letters: tally.letters.iter().map(char::to_string).collect(),
         used: tally.used.iter().map(char::to_string).collect(),
         word: tally.word,
+        version: tally.version,
+    }
+}
+
+fn member_to_proto(member: Member) -> PresenceMember {
+    PresenceMember {
+        key: member.key,
+        name: member.name,
+        online_at: member.online_at,
     }
 }
 

@@ -236,6 +236,7 @@ mod tests {
             letters: letters.chars().map(String::from).collect(),
             used: used.chars().map(String::from).collect(),
             word: None,
+            version: 0,
         }
     }
 

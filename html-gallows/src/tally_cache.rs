@@ -293,6 +293,7 @@ mod tests {
             letters: vec!["_".to_owned(); 7],
             used,
             word: None,
+            version: 0,
         }
     }
 

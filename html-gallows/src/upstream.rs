@@ -179,6 +179,7 @@ impl GameService {
         self.tallies.watch(game_id, &self.watches, || {
             let watch = WatchGameRequest {
                 game_id: game_id.to_owned(),
+                ..Default::default()
             };
             traced(watch, trace)
         });

@@ -276,6 +276,7 @@ impl Upstream {
         use futures::StreamExt;
         let request = WatchGameRequest {
             game_id: game_id.to_owned(),
+            ..Default::default()
         };
         let mut stream = self
             .call(

@@ -26,7 +26,10 @@ use std::{
 use futures::StreamExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast};
 
-use super::{Changes, GameId, Limits, StoreError, Subscription, new_game_id};
+use super::{
+    Change, Changes, GameId, Limits, Member, Recovery, StoreError, Subscription, WatchOptions,
+    new_game_id,
+};
 use crate::{
     dictionary::Dictionary,
     rules::{Game, Tally},
@@ -164,7 +167,7 @@ impl MemoryStore {
 
     /// The tally now and a receiver of every later change, taken under the
     /// game's lock so that no change falls between the two.
-    pub fn watch(&self, id: &str) -> Result<Subscription, StoreError> {
+    pub fn watch(&self, id: &str, options: WatchOptions) -> Result<Subscription, StoreError> {
         let slot = self.slot(id)?;
         let mut state = lock(&slot.state);
         self.check_alive(&state)?;
@@ -179,6 +182,7 @@ impl MemoryStore {
             }
         })?;
         let tally = state.game.tally();
+        let recovery = Recovery::of(&state.game, options.since_version);
         let buffer = self.limits.watch_buffer.max(1);
         let changes = state
             .changes
@@ -190,12 +194,29 @@ impl MemoryStore {
         };
         // Dropping the stream drops `changes`, which is how the watcher leaves.
         let changes = futures::stream::unfold(changes, |mut changes| async move {
-            changes.next().await.map(|tally| (tally, changes))
+            changes
+                .next()
+                .await
+                .map(|tally| (Change::Tally(tally), changes))
         });
         Ok(Subscription {
             tally,
+            recovery,
             changes: Changes::new(changes.boxed()),
         })
+    }
+
+    /// Adds or renews members of a game's room and removes others (see [`GameStore`]).
+    ///
+    /// [`GameStore`]: super::GameStore
+    pub fn update_presence(
+        &self,
+        id: &str,
+        renew: Vec<Member>,
+        leave: Vec<String>,
+    ) -> Result<(), StoreError> {
+        let _ = (id, renew, leave);
+        Err(StoreError::Unavailable("presence: not yet".into()))
     }
 
     /// Removes a game; its watchers' streams end.
@@ -280,6 +301,8 @@ mod tests {
                 watch_buffer: 4,
                 max_watchers_per_game: 2,
                 max_watchers: 3,
+                presence_lease: Duration::from_secs(15),
+                max_members_per_game: 4,
             },
         )
     }
@@ -329,10 +352,10 @@ mod tests {
     fn watchers_are_capped_per_game() {
         let registry = registry(10, Duration::from_secs(60));
         let (id, _) = registry.create(None).unwrap();
-        let _a = registry.watch(&id).unwrap();
-        let _b = registry.watch(&id).unwrap();
+        let _a = registry.watch(&id, WatchOptions::default()).unwrap();
+        let _b = registry.watch(&id, WatchOptions::default()).unwrap();
         assert!(matches!(
-            registry.watch(&id),
+            registry.watch(&id, WatchOptions::default()),
             Err(StoreError::TooManyWatchers { max: 2 })
         ));
     }
@@ -342,22 +365,22 @@ mod tests {
         let registry = registry(10, Duration::from_secs(60));
         let (one, _) = registry.create(None).unwrap();
         let (other, _) = registry.create(None).unwrap();
-        let _a = registry.watch(&one).unwrap();
-        let b = registry.watch(&one).unwrap();
-        let _c = registry.watch(&other).unwrap();
+        let _a = registry.watch(&one, WatchOptions::default()).unwrap();
+        let b = registry.watch(&one, WatchOptions::default()).unwrap();
+        let _c = registry.watch(&other, WatchOptions::default()).unwrap();
         assert!(matches!(
-            registry.watch(&other),
+            registry.watch(&other, WatchOptions::default()),
             Err(StoreError::TooManyWatchStreams { max: 3 })
         ));
         drop(b);
-        assert!(registry.watch(&other).is_ok());
+        assert!(registry.watch(&other, WatchOptions::default()).is_ok());
     }
 
     #[test]
     fn a_slow_watcher_skips_to_the_oldest_buffered_change() {
         let registry = registry(10, Duration::from_secs(60));
         let (id, _) = registry.create(None).unwrap();
-        let mut sub = registry.watch(&id).unwrap();
+        let mut sub = registry.watch(&id, WatchOptions::default()).unwrap();
         // Ten changes to "hangman" (the last one loses it), four buffered.
         let played: Vec<Tally> = "abcdefghij"
             .chars()
@@ -366,7 +389,7 @@ mod tests {
         for expected in &played[6..] {
             assert_eq!(
                 sub.changes.next().now_or_never(),
-                Some(Some(expected.clone()))
+                Some(Some(Change::Tally(expected.clone())))
             );
         }
         assert_eq!(sub.changes.next().now_or_never(), None, "nothing more yet");
@@ -382,8 +405,8 @@ mod tests {
         let (id, _) = registry.create(None).unwrap();
         registry.make_move(&id, "a").unwrap();
         assert!(!holds_a_change_buffer(&registry, &id));
-        let first = registry.watch(&id).unwrap();
-        let second = registry.watch(&id).unwrap();
+        let first = registry.watch(&id, WatchOptions::default()).unwrap();
+        let second = registry.watch(&id, WatchOptions::default()).unwrap();
         assert!(holds_a_change_buffer(&registry, &id));
         drop(first);
         assert!(holds_a_change_buffer(&registry, &id));
@@ -391,9 +414,12 @@ mod tests {
         assert!(!holds_a_change_buffer(&registry, &id));
 
         // A later watcher gets a buffer again, and every change after it.
-        let mut again = registry.watch(&id).unwrap();
+        let mut again = registry.watch(&id, WatchOptions::default()).unwrap();
         let tally = registry.make_move(&id, "h").unwrap();
-        assert_eq!(again.changes.next().now_or_never(), Some(Some(tally)));
+        assert_eq!(
+            again.changes.next().now_or_never(),
+            Some(Some(Change::Tally(tally)))
+        );
         registry.end(&id).unwrap();
         assert_eq!(
             again.changes.next().now_or_never(),

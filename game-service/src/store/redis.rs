@@ -26,9 +26,12 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, Script, Value};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc, oneshot};
 
-use super::{Changes, GameId, Limits, StoreError, Subscription, new_game_id};
+use super::{
+    Change, Changes, GameId, Limits, Member, Recovery, StoreError, Subscription, WatchOptions,
+    new_game_id,
+};
 use crate::dictionary::Dictionary;
-use crate::rules::{Game, GameState, Record, Tally};
+use crate::rules::{Game, GameState, History, Record, Tally};
 
 /// How many times a move is tried against concurrent moves on the same game before the
 /// caller is told to try again. Each retry follows a move that did succeed, and a game has at
@@ -209,7 +212,7 @@ impl RedisStore {
 
     /// Subscribes first and reads second, so that no change falls between the two; changes
     /// up to the version read are skipped.
-    pub async fn watch(&self, id: &str) -> Result<Subscription, StoreError> {
+    pub async fn watch(&self, id: &str, options: WatchOptions) -> Result<Subscription, StoreError> {
         check_id(id)?;
         let permit = Arc::clone(&self.watch_streams)
             .try_acquire_owned()
@@ -246,7 +249,7 @@ impl RedisStore {
                     match receiver.recv().await {
                         Ok((version, tally)) if version > seen => {
                             seen = version;
-                            return Some((tally, (receiver, seen, leave)));
+                            return Some((Change::Tally(tally), (receiver, seen, leave)));
                         }
                         Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
                         Err(broadcast::error::RecvError::Closed) => return None,
@@ -256,8 +259,22 @@ impl RedisStore {
         );
         Ok(Subscription {
             tally: game.tally(),
+            recovery: Recovery::of(&game, options.since_version),
             changes: Changes::new(changes.boxed()),
         })
+    }
+
+    /// Adds or renews members of a game's room and removes others (see [`GameStore`]).
+    ///
+    /// [`GameStore`]: super::GameStore
+    pub async fn update_presence(
+        &self,
+        id: &str,
+        renew: Vec<Member>,
+        leave: Vec<String>,
+    ) -> Result<(), StoreError> {
+        let _ = (id, renew, leave);
+        Err(StoreError::Unavailable("presence: not yet".into()))
     }
 
     /// Whether Redis answers.
@@ -378,21 +395,47 @@ fn id_of_channel(channel: &[u8]) -> Option<&str> {
 
 /// `state used word`, e.g. `good_guess ex bee` (letters and word are a-z, so spaces
 /// separate them unambiguously, and `used` may be empty).
+/// `<state> <used> <word> <unknown>:<guesses>`: the history after the word, so that a game
+/// stored before histories existed (three fields) still reads, as one whose history is
+/// unknown.
 fn encode(game: &Game) -> String {
-    let Record { word, used, state } = game.record();
-    format!("{} {used} {word}", state.name())
+    let Record {
+        word,
+        used,
+        state,
+        history: History { unknown, guesses },
+    } = game.record();
+    format!("{} {used} {word} {unknown}:{guesses}", state.name())
 }
 
 fn decode(text: &str) -> Result<Game, StoreError> {
     let corrupt = || StoreError::Corrupt(text.chars().take(64).collect());
-    let mut parts = text.splitn(3, ' ');
+    let mut parts = text.splitn(4, ' ');
     let (Some(state), Some(used), Some(word)) = (parts.next(), parts.next(), parts.next()) else {
         return Err(corrupt());
+    };
+    let state = GameState::from_name(state).ok_or_else(corrupt)?;
+    let history = match parts.next() {
+        Some(history) => {
+            let (unknown, guesses) = history.split_once(':').ok_or_else(corrupt)?;
+            History {
+                unknown: unknown.parse().map_err(|_| corrupt())?,
+                guesses: guesses.to_owned(),
+            }
+        }
+        // Stored before histories: its version starts at one per letter used, and one more
+        // for a repeat, which keeps versions growing from here on.
+        None => History {
+            unknown: u32::try_from(used.len()).map_err(|_| corrupt())?
+                + u32::from(state == GameState::AlreadyUsed),
+            guesses: String::new(),
+        },
     };
     let record = Record {
         word: word.to_owned(),
         used: used.to_owned(),
-        state: GameState::from_name(state).ok_or_else(corrupt)?,
+        state,
+        history,
     };
     Game::from_record(&record).map_err(|_| corrupt())
 }
@@ -632,13 +675,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_game_is_stored_as_state_letters_and_word() {
+    fn a_game_is_stored_as_state_letters_word_and_history() {
         let mut game = Game::new("otter").unwrap();
-        assert_eq!(encode(&game), "initializing  otter");
+        assert_eq!(encode(&game), "initializing  otter 0:");
+        game.make_move("x").unwrap();
         game.make_move("t").unwrap();
         game.make_move("x").unwrap();
-        assert_eq!(encode(&game), "bad_guess tx otter");
+        assert_eq!(encode(&game), "already_used tx otter 0:xtx");
         assert_eq!(decode(&encode(&game)).unwrap(), game);
+    }
+
+    #[test]
+    fn a_game_stored_before_histories_reads_with_an_unknown_one() {
+        let game = decode("already_used tx otter").unwrap();
+        assert_eq!(game.version(), 3);
+        assert_eq!(game.tally().used, ['t', 'x']);
+        assert_eq!(game.tally_at(2), None);
+        assert_eq!(encode(&game), "already_used tx otter 3:");
     }
 
     #[test]
@@ -650,6 +703,10 @@ mod tests {
             "winning e bee",
             "won e bee",
             "good_guess e Bee",
+            "good_guess e bee 0",
+            "good_guess e bee x:e",
+            "good_guess e bee 0:x",
+            "good_guess e bee 0:ee",
         ] {
             assert!(decode(text).is_err(), "{text:?}");
         }

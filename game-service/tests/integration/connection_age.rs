@@ -38,6 +38,7 @@ async fn a_watch_outlives_its_connections_age_until_the_grace_is_over() {
     let mut watch = watcher
         .watch_game(WatchGameRequest {
             game_id: game_id.clone(),
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -57,6 +57,7 @@ mod tests {
     #[test]
     fn word_only_when_present() {
         let mut tally = Tally {
+            version: 0,
             game_state: GameState::GoodGuess as i32,
             turns_left: 6,
             letters: vec!["_".into(), "e".into()],
@@ -76,6 +77,7 @@ mod tests {
     #[test]
     fn encoded_once_reads_as_the_json_value() {
         let tally = Tally {
+            version: 0,
             game_state: GameState::Won as i32,
             turns_left: 3,
             letters: vec!["b".into(), "e".into()],

@@ -68,6 +68,7 @@ pub async fn watch(
 ) -> Result<Streaming<WatchGameResponse>, Status> {
     let request = WatchGameRequest {
         game_id: game_id.into(),
+        ..Default::default()
     };
     Ok(client.watch_game(request).await?.into_inner())
 }
