@@ -1,8 +1,12 @@
 // The session's promises about guesses (web/README.md, "Resilience"): a guess
 // typed while the channel is not joined waits and is sent after the rejoin, one
 // lost in transit is queued again, and one that can no longer be played is
-// reported. `phoenix` is replaced by a fake whose replies the tests give by hand.
+// reported; and about tallies: a room is rejoined with the version shown and
+// its missed changes are shown in order, and a tally older than the one shown
+// never is. `phoenix`'s Socket is replaced by a fake whose channels' replies and
+// pushes the tests give by hand; its Presence is the real one.
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
+import { watch } from 'vue'
 import type { Tally } from '../src/game/tally'
 
 const fake = vi.hoisted(() => {
@@ -44,6 +48,9 @@ const fake = vi.hoisted(() => {
       this.pushes.push({ event, payload, push })
       return push
     }
+    joinRef() {
+      return '1'
+    }
     /** The params the channel joins with (phoenix calls a closure on every join). */
     joinParams() {
       return typeof this.params === 'function' ? this.params() : this.params
@@ -63,15 +70,9 @@ const fake = vi.hoisted(() => {
       return channel
     }
   }
-  class Presence {
-    onSync() {}
-    list() {
-      return []
-    }
-  }
-  return { channels, Socket, Presence }
+  return { channels, Socket }
 })
-vi.mock('phoenix', () => ({ Socket: fake.Socket, Presence: fake.Presence }))
+vi.mock('phoenix', async (importOriginal) => ({ ...(await importOriginal<object>()), Socket: fake.Socket }))
 
 const { GAME_ID_KEY, openSession } = await import('../src/game/session')
 
@@ -97,11 +98,27 @@ const tally = (used: string[], over: Partial<Tally> = {}): Tally => ({
   ...over,
 })
 
+/** The tally at `version`: one more letter used per version. */
+const at = (version: number): Tally => tally('abcdefg'.slice(0, version).split(''), { version })
+/** Version 3 repeats a letter of version 2: only the version tells which is newer. */
+const repeated: Tally = { ...at(2), game_state: 'already_used', version: 3 }
+
 let session: ReturnType<typeof openSession>
 function open(storage = memoryStorage({ [GAME_ID_KEY]: 'g1' })) {
   session = openSession({ socketUrl: 'ws://h/socket', player: 'ann', storage })
   const own = fake.channels.find((c) => c.topic === 'hangman:game')!
   return { own, storage }
+}
+/** A session in the shared room `game:r1` (a share link), and that room's channel. */
+function openRoom() {
+  session = openSession({ socketUrl: 'ws://h/socket', player: 'ann', storage: memoryStorage(), roomId: 'r1' })
+  return fake.channels.find((c) => c.topic === 'game:r1')!
+}
+/** Every version the session shows from now on, in order. */
+function shownVersions() {
+  const seen: (number | undefined)[] = []
+  watch(() => session.state.tally, (shown) => seen.push(shown?.version), { flush: 'sync' })
+  return seen
 }
 const moves = (channel: { pushes: { event: string; payload: unknown }[] }) =>
   channel.pushes.filter((p) => p.event === 'make_move').map((p) => p.payload)
@@ -206,5 +223,88 @@ describe('game session', () => {
     expect(session.state.tally?.used).toEqual(['a', 'q'])
     own.events.tally(tally(['a', 'q'], { game_state: 'already_used' }))
     expect(session.state.tally?.game_state).toBe('already_used')
+  })
+})
+
+describe('tally versions', () => {
+  it('never shows a tally older than the one shown: one delivered late is dropped', () => {
+    const room = openRoom()
+    room.joinPush.reply('ok', { game_id: 'r1', tally: at(1) })
+    room.events.tally(repeated)
+    room.events.tally(at(2))
+    expect(session.state.tally).toEqual(repeated)
+
+    session.guess('z')
+    room.pushes[0].push.reply('ok', at(4))
+    room.events.tally(repeated)
+    expect(session.state.tally).toEqual(at(4))
+  })
+
+  it('drops an older tally from the other channel of the own game, whichever comes first', () => {
+    const { own } = open()
+    own.joinPush.reply('ok', { game_id: 'g1', tally: at(1) })
+    const room = fake.channels.find((c) => c.topic === 'game:g1')!
+    room.events.tally(repeated)
+    own.events.tally(at(2))
+    expect(session.state.tally).toEqual(repeated)
+    own.events.tally(at(4))
+    room.events.tally(at(4))
+    expect(session.state.tally).toEqual(at(4))
+  })
+
+  it('joins the room with the version shown, as phoenix evaluates the params at every rejoin', () => {
+    const room = openRoom()
+    expect(room.joinParams()).toEqual({})
+    room.joinPush.reply('ok', { game_id: 'r1', tally: at(1) })
+    expect(room.joinParams()).toEqual({ version: 1 })
+    room.events.tally(at(3))
+    expect(room.joinParams()).toEqual({ version: 3 })
+    room.events.tally(at(2))
+    expect(room.joinParams()).toEqual({ version: 3 })
+  })
+
+  it("the own game's room too, and a new game's room starts from that game's version", () => {
+    const { own } = open()
+    own.joinPush.reply('ok', { game_id: 'g1', tally: at(2) })
+    expect(fake.channels.find((c) => c.topic === 'game:g1')!.joinParams()).toEqual({ version: 2 })
+    session.newGame()
+    own.pushes[0].push.reply('ok', { game_id: 'g2', tally: at(0) })
+    const next = fake.channels.find((c) => c.topic === 'game:g2')!
+    expect(next.joinParams()).toEqual({ version: 0 })
+    expect(session.state.tally).toEqual(at(0))
+  })
+
+  it('shows the changes missed while away in order, then the tally now', () => {
+    const room = openRoom()
+    room.joinPush.reply('ok', { game_id: 'r1', tally: at(1) })
+    const seen = shownVersions()
+    room.errored()
+    room.joinPush.reply('ok', { game_id: 'r1', tally: at(4), recovered: true, missed: [at(2), at(3)] })
+    expect(seen).toEqual([2, 3, 4])
+    room.events.tally(at(5))
+    expect(seen).toEqual([2, 3, 4, 5])
+  })
+
+  it('shows the tally now when the missed changes cannot be recovered, even one of a lower version', () => {
+    const room = openRoom()
+    room.joinPush.reply('ok', { game_id: 'r1', tally: at(5) })
+    room.errored()
+    room.joinPush.reply('ok', { game_id: 'r1', tally: at(2), recovered: false })
+    expect(session.state.tally).toEqual(at(2))
+  })
+})
+
+describe('players in the room', () => {
+  const meta = (ref: string) => ({ phx_ref: ref, online_at: '1700000000' })
+
+  it('lists each player name once however many tabs it has, until its last tab leaves', () => {
+    const room = openRoom()
+    room.joinPush.reply('ok', { game_id: 'r1', tally: at(0) })
+    room.events.presence_state({ cy: { metas: [meta('1'), meta('2')] }, ann: { metas: [meta('3')] } })
+    expect(session.state.players).toEqual(['ann', 'cy'])
+    room.events.presence_diff({ joins: { bob: { metas: [meta('4')] } }, leaves: { cy: { metas: [meta('1')] } } })
+    expect(session.state.players).toEqual(['ann', 'bob', 'cy'])
+    room.events.presence_diff({ joins: {}, leaves: { cy: { metas: [meta('2')] } } })
+    expect(session.state.players).toEqual(['ann', 'bob'])
   })
 })

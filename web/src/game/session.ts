@@ -13,10 +13,15 @@
  * Guesses made while the channel is not joined are queued and sent once the
  * join succeeds again; a guess the server refuses, or one that cannot be
  * played any more, is reported in `state.notice`. Nothing is dropped silently.
+ *
+ * Tallies carry the game's version: a room is rejoined with the version shown
+ * (its join params are a closure phoenix calls at every join), so the reply
+ * brings the changes missed while away, and a tally older than the one shown is
+ * never shown.
  */
 import { Presence, Socket, type Channel, type Push } from 'phoenix'
 import { reactive, readonly } from 'vue'
-import { isOver, normalizeGuess, type Tally } from './tally'
+import { isNewer, isOver, normalizeGuess, type Tally } from './tally'
 
 export type Connection = 'connecting' | 'connected' | 'reconnecting' | 'offline'
 
@@ -29,7 +34,7 @@ export interface SessionState {
   pending: string[]
   /** A message the player must see: a refused or dropped guess, an expired game. */
   notice: string | null
-  /** Presence keys (player names) in the shared room. */
+  /** Presence keys (player names) in the shared room, each once however many tabs it has, sorted. */
   players: string[]
   /** The shared room's game does not exist (unknown or expired id). */
   roomMissing: boolean
@@ -75,6 +80,20 @@ export function socketUrlFor(pageUrl: string): string {
   url.search = ''
   url.hash = ''
   return url.toString()
+}
+
+/** A join (or `new_game`) reply. */
+interface JoinReply {
+  game_id: string
+  /** The tally now. */
+  tally: Tally
+  /**
+   * Only when a `game:<id>` join gave `{version}`: whether `missed` holds every change since
+   * that version. False when the gap cannot be filled: `tally` is then all there is.
+   */
+  recovered?: boolean
+  /** When recovered: the tallies after the version the join gave and before `tally`, oldest first. */
+  missed?: Tally[]
 }
 
 /** Replies to `make_move`/`tally` carry the tally itself; joins and `new_game` wrap it. */
@@ -127,24 +146,50 @@ export function openSession(options: SessionOptions): GameSession {
   socket.onError(lost)
 
   /**
-   * Accepts a tally unless it is older than the one shown: `used` only grows
-   * within a game, and the own game hears each move twice (its own channel and
-   * the watched room), so the room copy must bring something new.
+   * Accepts a tally of the game shown unless it is older than the one shown (`isNewer`).
+   * The own game hears each move twice (its own channel and the watched room), so without
+   * versions the room copy must bring something new (`mustGrow`).
    */
   function applyTally(tally: Tally, mustGrow = false) {
-    const shown = state.tally?.used.length ?? -1
-    if (tally.used.length > shown || (!mustGrow && tally.used.length === shown)) {
-      state.tally = tally
+    if (isNewer(tally, state.tally, mustGrow)) state.tally = tally
+  }
+
+  /**
+   * A rejoin's reply for the game shown: the changes missed while away, in order, then the
+   * tally now. A reply that could not recover (`recovered: false`: the server never had the
+   * version the join gave, or no longer keeps the changes since) is shown as it is, even if
+   * its version is lower: it is the game as the server has it.
+   */
+  function applyRejoin(reply: JoinReply, mustGrow = false) {
+    if (reply.recovered === false) {
+      state.tally = reply.tally
+      return
+    }
+    for (const missed of reply.missed ?? []) applyTally(missed, mustGrow)
+    applyTally(reply.tally, mustGrow)
+  }
+
+  /**
+   * The join params of the room `game:<gameId>`, as a closure phoenix calls at every
+   * (re)join: the version of the tally shown, once one of this game is, so a rejoin after a
+   * reconnect is answered with the changes missed meanwhile.
+   */
+  function roomParams(gameId: string) {
+    return () => {
+      const version = state.gameId === gameId ? state.tally?.version : undefined
+      return version === undefined ? {} : { version }
     }
   }
 
   // The shared room an own game watches for other players' moves and Presence.
   let watched: Channel | null = null
 
-  function adoptGame(gameId: string, tally: Tally) {
+  function adoptGame(reply: JoinReply) {
+    const { game_id: gameId } = reply
     const changed = gameId !== state.gameId
     state.gameId = gameId
-    state.tally = tally
+    if (changed) state.tally = reply.tally
+    else applyRejoin(reply)
     if (state.mode === 'own') {
       storage.setItem(GAME_ID_KEY, gameId)
       if (changed || !watched) watchRoom(gameId)
@@ -153,10 +198,9 @@ export function openSession(options: SessionOptions): GameSession {
   }
 
   // The channel moves go through.
-  const primary: Channel =
-    state.mode === 'room'
-      ? socket.channel(`game:${roomId}`, {})
-      : socket.channel('hangman:game', () => (state.gameId ? { game_id: state.gameId } : {}))
+  const primary: Channel = roomId
+    ? socket.channel(`game:${roomId}`, roomParams(roomId))
+    : socket.channel('hangman:game', () => (state.gameId ? { game_id: state.gameId } : {}))
   primary.on('tally', (tally: Tally) => applyTally(tally))
   primary.onError(() => {
     link.joined = false
@@ -166,8 +210,8 @@ export function openSession(options: SessionOptions): GameSession {
 
   primary
     .join()
-    .receive('ok', (response: { game_id: string; tally: Tally }) => {
-      const switchedGame = adoptGame(response.game_id, response.tally)
+    .receive('ok', (reply: JoinReply) => {
+      const switchedGame = adoptGame(reply)
       link.joined = true
       refreshConnection()
       flushPending(switchedGame)
@@ -188,22 +232,23 @@ export function openSession(options: SessionOptions): GameSession {
 
   function watchRoom(gameId: string) {
     watched?.leave()
-    const room = socket.channel(`game:${gameId}`, {})
+    const room = socket.channel(`game:${gameId}`, roomParams(gameId))
     watched = room
     state.players = []
     room.on('tally', (tally: Tally) => {
       if (watched === room) applyTally(tally, true)
     })
     trackPresence(room)
-    room.join().receive('ok', (response: { tally: Tally }) => {
-      if (watched === room) applyTally(response.tally, true)
+    room.join().receive('ok', (reply: JoinReply) => {
+      if (watched === room) applyRejoin(reply, true)
     })
   }
 
   function trackPresence(channel: Channel) {
     const presence = new Presence(channel)
     presence.onSync(() => {
-      if (channel === primary || channel === watched) state.players = presence.list((key) => key)
+      // One key per player name, however many tabs (metas) it has.
+      if (channel === primary || channel === watched) state.players = presence.list((key) => key).sort()
     })
   }
 
@@ -286,9 +331,7 @@ export function openSession(options: SessionOptions): GameSession {
     state.pending.splice(0)
     primary
       .push('new_game', {}, MOVE_TIMEOUT_MS)
-      .receive('ok', (response: { game_id: string; tally: Tally }) =>
-        adoptGame(response.game_id, response.tally),
-      )
+      .receive('ok', (reply: JoinReply) => adoptGame(reply))
       .receive('error', ({ reason }: { reason: string }) => {
         state.notice = `No new game was started: ${describe(reason)}.`
       })

@@ -19,6 +19,24 @@ export interface Tally {
   used: string[]
   /** Present only once the game is won or lost. */
   word?: string
+  /**
+   * How many changes the game has had (0 for a new game): of two tallies of one game the
+   * higher version is the newer. Absent from an older gateway's tallies.
+   */
+  version?: number
+}
+
+/**
+ * Whether `tally` may replace `shown` (both of one game): only a newer one may, so a tally
+ * delivered late never hides a later move. With versions, the higher is newer (an equal
+ * one is the same tally). Without (an older gateway), `used` only grows within a game, so
+ * a longer one is newer, and one as long is taken unless `mustGrow` (a copy heard twice).
+ */
+export function isNewer(tally: Tally, shown: Tally | null, mustGrow = false): boolean {
+  if (!shown) return true
+  if (tally.version !== undefined && shown.version !== undefined) return tally.version > shown.version
+  const [length, shownLength] = [tally.used.length, shown.used.length]
+  return length > shownLength || (!mustGrow && length === shownLength)
 }
 
 export const ALPHABET = 'abcdefghijklmnopqrstuvwxyz'.split('')
