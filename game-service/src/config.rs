@@ -64,6 +64,11 @@ pub struct Config {
     #[arg(long, env = "GAME_SERVICE_PRESENCE_LEASE", default_value = "15s", value_parser = service_kit::durations::non_zero)]
     pub presence_lease: Duration,
 
+    /// How often members whose lease ran out are removed from their rooms (each removal is
+    /// a leave for the room's watchers), so a member leaves at most this long after its lease.
+    #[arg(long, env = "GAME_SERVICE_PRESENCE_SWEEP_INTERVAL", default_value = "1s", value_parser = service_kit::durations::non_zero)]
+    pub presence_sweep_interval: Duration,
+
     /// Most members in one game's room; also the most one UpdatePresence call may list.
     #[arg(
         long,
@@ -163,6 +168,9 @@ mod tests {
         assert_eq!(config.listen.to_string(), "127.0.0.1:50051");
         assert_eq!(config.game_ttl, Duration::from_secs(3600));
         assert_eq!(config.max_games, 100_000);
+        assert_eq!(config.presence_lease, Duration::from_secs(15));
+        assert_eq!(config.presence_sweep_interval, Duration::from_secs(1));
+        assert_eq!(config.max_members_per_game, 10_000);
         assert!(!config.test_mode);
     }
 
@@ -172,6 +180,8 @@ mod tests {
             "--store-timeout",
             "--game-ttl",
             "--sweep-interval",
+            "--presence-lease",
+            "--presence-sweep-interval",
             "--request-timeout",
             "--header-read-timeout",
             "--max-connection-age",

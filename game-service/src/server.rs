@@ -1,5 +1,6 @@
 //! Assembles and runs the gRPC server: the Hangman API, health, reflection
-//! (v1 and v1alpha), `/metrics`, the TTL sweeper, and graceful shutdown.
+//! (v1 and v1alpha), `/metrics`, the sweepers of expired games and presence leases, and
+//! graceful shutdown.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -142,10 +143,28 @@ async fn serve<S: GameStore>(
         .layer(middleware::from_fn(oversized::as_resource_exhausted))
         .layer(middleware::from_fn(telemetry::observe));
 
-    tokio::spawn(sweep_expired_games(
+    tokio::spawn(every(
         store.clone(),
         config.sweep_interval,
         shutdown.clone(),
+        async |store: &S| {
+            let removed = store.sweep().await;
+            if removed > 0 {
+                tracing::info!(removed, "expired games dropped");
+            }
+        },
+    ));
+    tokio::spawn(every(
+        store.clone(),
+        config.presence_sweep_interval,
+        shutdown.clone(),
+        async |store: &S| {
+            let expired = store.expire_presence().await;
+            if expired > 0 {
+                metrics::counter!("hangman_presence_expired_total").increment(expired as u64);
+                tracing::debug!(expired, "presence leases ran out");
+            }
+        },
     ));
     // Serving follows the store: NOT_SERVING while it cannot answer (Redis down).
     let health_checks = report_health(
@@ -292,21 +311,19 @@ async fn grace_expired(shutdown: &CancellationToken, grace: Duration) {
     tokio::time::sleep(grace).await;
 }
 
-async fn sweep_expired_games<S: GameStore>(
+/// Runs `task` on the store every `period` (the first time at once) until shutdown: the
+/// store's sweeps.
+async fn every<S>(
     store: Arc<S>,
-    every: Duration,
+    period: Duration,
     shutdown: CancellationToken,
+    task: impl AsyncFn(&S),
 ) {
-    let mut ticks = tokio::time::interval(every);
+    let mut ticks = tokio::time::interval(period);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = ticks.tick() => {
-                let removed = store.sweep().await;
-                if removed > 0 {
-                    tracing::info!(removed, "expired games dropped");
-                }
-            }
+            _ = ticks.tick() => task(&store).await,
             () = shutdown.cancelled() => return,
         }
     }
