@@ -7,6 +7,8 @@ mod connection_age;
 mod grpc_api;
 mod half_open_connections;
 mod health_and_reflection;
+mod presence;
 mod readme_walkthrough;
+mod recovery;
 mod redis_replicas;
 mod rules_properties;

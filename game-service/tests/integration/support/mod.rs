@@ -73,6 +73,15 @@ pub async fn watch(
     Ok(client.watch_game(request).await?.into_inner())
 }
 
+/// The stream's next message, within ten seconds; panics if the stream ends or fails.
+pub async fn next_message(stream: &mut Streaming<WatchGameResponse>) -> WatchGameResponse {
+    tokio::time::timeout(Duration::from_secs(10), stream.message())
+        .await
+        .expect("a message within ten seconds")
+        .expect("the stream goes on")
+        .expect("a message, not the end")
+}
+
 /// A connection of its own to `server`, for clients other than the game client.
 pub async fn channel(server: &TestGameService) -> Channel {
     Channel::from_shared(server.url())
