@@ -7,6 +7,8 @@ import { launchChromium, screenshot } from './support/browser.mjs'
 import {
   clickLetter,
   expectConnection,
+  expectLeft,
+  expectPlayingTogether,
   expectText,
   gameIdOf,
   openSpa,
@@ -129,19 +131,10 @@ describe('the whole stack, started with scripts/run', () => {
     const bob = await open(link)
     for (const { page } of [alice, bob]) await expectText(page.getByTestId('presence-count'), '2')
 
-    await clickLetter(alice.page, 'g')
-    assert.equal(await playedKey(bob.page, 'g'), 'right', "Alice's move reaches Bob")
-    assert.deepEqual(await wordOf(bob.page), ['', '', '', 'g', '', '', ''])
-
-    await clickLetter(bob.page, 'q')
-    assert.equal(await playedKey(alice.page, 'q'), 'wrong', "Bob's move reaches Alice")
-    assert.equal(await turnsLeftOf(alice.page), 6)
-
+    await expectPlayingTogether(alice, bob, WORD, { hit: 'g', miss: 'q' })
     await screenshot(alice.page, 'spa-shared-room-owner')
     await screenshot(bob.page, 'spa-shared-room-guest')
-
-    await bob.context.close()
-    await expectText(alice.page.getByTestId('presence-count'), '1')
+    await expectLeft(alice, bob)
     assert.deepEqual([...alice.problems, ...bob.problems], [])
   })
 

@@ -65,3 +65,24 @@ export async function typeLetter(page, letter) {
 }
 
 export const gameIdOf = (page) => page.evaluate(() => sessionStorage.getItem('hangman.game_id'))
+
+/**
+ * Two players in one shared room of a new game of `word` see each other's moves: the first
+ * plays `hit` (a letter of the word), the second `miss` (one not in it); each page shows the
+ * other's move.
+ */
+export async function expectPlayingTogether(first, second, word, { hit, miss }) {
+  await clickLetter(first.page, hit)
+  assert.equal(await playedKey(second.page, hit), 'right', "the first player's move reaches the second")
+  assert.deepEqual(await wordOf(second.page), [...word].map((l) => (l === hit ? l : '')))
+
+  await clickLetter(second.page, miss)
+  assert.equal(await playedKey(first.page, miss), 'wrong', "the second player's move reaches the first")
+  assert.equal(await turnsLeftOf(first.page), 6)
+}
+
+/** The second player closes its tab: the first is alone in the player list. */
+export async function expectLeft(first, second) {
+  await second.context.close()
+  await expectText(first.page.getByTestId('presence'), '1 player in this game')
+}

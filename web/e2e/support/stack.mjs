@@ -178,12 +178,13 @@ export async function startBinary(name, env) {
 /**
  * game-service (one-word dictionary) and ws-gateway serving web/dist, started
  * directly on free ports. `gatewayEnv` adds or overrides WS_GATEWAY_* settings;
- * `restartGateway` and `restartGameService` bring one back on the address it had.
+ * `restartGateway` and `restartGameService` bring one back on the address it had;
+ * `addGateway` starts one more gateway replica on the same game service.
  */
 export async function startServicesDirectly(word, gatewayEnv = {}) {
   buildForDirectStart()
   const dictionary = oneWordDictionary(word)
-  const services = { dictionary }
+  const services = { dictionary, moreGateways: [] }
   try {
     const gameServiceEnv = { GAME_SERVICE_LISTEN: '127.0.0.1:0', GAME_SERVICE_DICTIONARY: dictionary.file }
     services.gameService = await startBinary('game-service', gameServiceEnv)
@@ -203,6 +204,11 @@ export async function startServicesDirectly(word, gatewayEnv = {}) {
       services.gateway = await startBinary('ws-gateway', { ...env, WS_GATEWAY_LISTEN: services.gateway.address })
       return services.gateway
     }
+    services.addGateway = async () => {
+      const gateway = await startBinary('ws-gateway', { ...env, WS_GATEWAY_LISTEN: '127.0.0.1:0' })
+      services.moreGateways.push(gateway)
+      return gateway
+    }
   } catch (error) {
     await stopServices(services)
     throw error
@@ -210,8 +216,9 @@ export async function startServicesDirectly(word, gatewayEnv = {}) {
   return services
 }
 
-export async function stopServices({ gateway, gameService, dictionary }) {
+export async function stopServices({ gateway, moreGateways = [], gameService, dictionary }) {
   await gateway?.stop()
+  for (const more of moreGateways) await more.stop()
   await gameService?.stop()
   dictionary?.remove()
 }
