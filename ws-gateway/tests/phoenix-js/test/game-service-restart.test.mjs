@@ -4,62 +4,7 @@
 // again.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, connect as tcpConnect } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { WORD, connect, ok, sleep, start, startGateway, stop, until } from '../lib/harness.mjs';
-
-/** A free loopback port (the kernel's pick, released again). */
-function freePort() {
-  return new Promise((res, rej) => {
-    const server = createServer();
-    server.once('error', rej);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => res(port));
-    });
-  });
-}
-
-/** Whether something answers PING with PONG on `port`. */
-function pong(port) {
-  return new Promise((res) => {
-    const socket = tcpConnect(port, '127.0.0.1');
-    let reply = '';
-    socket.once('connect', () => socket.write('PING\r\n'));
-    socket.on('data', (chunk) => {
-      reply += chunk;
-      if (reply.includes('\r\n')) {
-        socket.destroy();
-        res(reply.startsWith('+PONG'));
-      }
-    });
-    socket.once('error', () => res(false));
-  });
-}
-
-/** Debian's redis-server on a free port, without persistence, in a directory of its own. */
-async function startRedis(dir) {
-  const port = await freePort();
-  const child = spawn(
-    'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir],
-    { stdio: 'ignore' },
-  );
-  child.port = port;
-  await until(() => pong(port), `redis-server answers on ${port}`);
-  return child;
-}
-
-function kill9(child) {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((res) => {
-    child.once('exit', () => res());
-    child.kill('SIGKILL');
-  });
-}
+import { connect, gameServiceFlags, ok, sleep, start, startGateway, startRedis, stop, until, WORD } from '../lib/harness.mjs';
 
 /** A push sent again while the gateway answers `unavailable`; the reasons seen on the way. */
 async function pushUntilOk(channel, event, payload, refusals) {
@@ -80,11 +25,8 @@ async function pushUntilOk(channel, event, payload, refusals) {
 
 describe('game service restart', () => {
   test('the client keeps playing the same game while the game service is killed and restarted', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'ws-gateway-js-redis-'));
-    const dictionary = join(dir, 'words.txt');
-    writeFileSync(dictionary, `${WORD}\n`);
-    const redis = await startRedis(dir);
-    const flags = ['--store', `redis://127.0.0.1:${redis.port}`, '--test-mode', '--dictionary', dictionary];
+    const redis = await startRedis();
+    const flags = ['--store', redis.url, ...gameServiceFlags()];
     let games = await start('game-service', ['--listen', '127.0.0.1:0', ...flags]);
     const gateway = await startGateway(games);
     const socket = connect(gateway);
@@ -105,7 +47,7 @@ describe('game service restart', () => {
 
       // SIGKILL: no graceful anything. The game lives on in Redis.
       const addr = games.addr;
-      await kill9(games);
+      await stop(games, 'SIGKILL');
       const refusals = [];
       const during = pushUntilOk(channel, 'make_move', { guess: 'e' }, refusals);
       await until(() => refusals.length > 0, 'a push during the outage is refused');
@@ -135,9 +77,8 @@ describe('game service restart', () => {
     } finally {
       socket.disconnect();
       await stop(gateway);
-      await kill9(games);
-      await kill9(redis);
-      rmSync(dir, { recursive: true, force: true });
+      await stop(games, 'SIGKILL');
+      await stop(redis, 'SIGKILL');
     }
   });
 });

@@ -29,11 +29,11 @@ describe('ws-gateway with the official phoenix client', () => {
     const channel = open().channel('hangman:game', {});
     const joined = await ok(channel.join());
     assert.equal(typeof joined.game_id, 'string');
-    assert.deepEqual(joined.tally, { game_state: 'initializing', turns_left: 7, letters: ['_', '_', '_', '_', '_'], used: [] });
+    assert.deepEqual(joined.tally, { game_state: 'initializing', turns_left: 7, letters: ['_', '_', '_', '_', '_'], used: [], version: 0 });
 
     const pushed = next(channel, 'tally');
     const tally = await ok(channel.push('make_move', { guess: 'l' }));
-    assert.deepEqual(tally, { game_state: 'good_guess', turns_left: 7, letters: ['_', '_', 'l', 'l', '_'], used: ['l'] });
+    assert.deepEqual(tally, { game_state: 'good_guess', turns_left: 7, letters: ['_', '_', 'l', 'l', '_'], used: ['l'], version: 1 });
     assert.deepEqual(await pushed, tally);
 
     // The original course client: a bare letter, and it only listens for `tally`.
