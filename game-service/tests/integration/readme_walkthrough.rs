@@ -1,7 +1,8 @@
 //! The grpcurl and `buf curl` walkthroughs of game-service/README.md, run as written against a
 //! real game service with the real tools: grpcurl 1.8.6 (v1alpha reflection,
 //! from `.venv`) and `buf curl` (v1 reflection, from `tools/node_modules`).
-//! `scripts/setup` installs both. The grpcurl walkthrough also runs with games in Redis.
+//! `scripts/setup` installs both. The grpcurl walkthrough also runs with games in Redis; the
+//! presence one (UpdatePresence, WatchGame with presence and recovery) with games in memory.
 
 use std::{
     path::{Path, PathBuf},
@@ -125,6 +126,23 @@ fn assert_the_grpcurl_walkthrough_printed(out: &str) {
     );
     assert!(out.contains("\"used\": [\n      \"e\"\n    ]"), "{out}");
     assert!(out.contains("\"status\": \"SERVING\""), "health:\n{out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_presence_walkthrough_works_as_written() {
+    let out = run_against_a_server("presence", Store::Memory).await;
+    assert_eq!(out.matches("\"leaseMs\": \"15000\"").count(), 2, "{out}");
+    // The stream's first message: the tally at version 2, then (in field order) what was
+    // missed since version 0: version 1 only. The room comes next.
+    let (first, room) = out.split_once("\"presenceState\"").expect("the room");
+    let (current, missed) = first.split_once("\"recovered\": true").expect("recovered");
+    assert!(current.contains("\"version\": \"2\""), "{out}");
+    assert!(missed.contains("\"version\": \"1\""), "{out}");
+    assert!(!missed.contains("\"version\": \"2\""), "{out}");
+    assert!(
+        room.contains("\"key\": \"k1\"") && room.contains("\"name\": \"ann\""),
+        "{out}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
