@@ -16,14 +16,40 @@
 //! the version and the whole game, so a watcher that missed messages (a version jump) is
 //! current again with the next one; after a reconnect, every watched game is read again,
 //! since a message lost while disconnected may have been the last one.
+//!
+//! # Presence
+//!
+//! A game's room is two more keys in the game's slot: the sorted set `hangman:{<id>}:presence`
+//! of member keys scored by the end of their lease (Redis time, in milliseconds), and the hash
+//! `hangman:{<id>}:members` of member key to `<online_at> <name>` (seconds since the epoch, a
+//! space, the name as given). Every update gives both an expiry of two leases, so the room of
+//! a game nobody renews vanishes by itself; ending the game deletes them.
+//!
+//! Every join and leave goes through one Lua script (an update, or the expiry of leases run
+//! out) that changes both keys, numbers the change with the game hash's counter `p` and
+//! publishes it on the game's channel in the same atomic step, so two replicas expiring the
+//! same lease publish its leave once. The message is `presence ` and a JSON object:
+//!
+//! ```text
+//! presence {"seq":7,"joins":{"k1":"1733475952 ada"},"leaves":{"k0":"1733475900 "}}
+//! ```
+//!
+//! A presence watcher first gets the room as read after subscribing, with its number, then
+//! every change numbered after it; a watcher that fell behind in this replica's buffer reads
+//! the room again, and so does every watched game after a reconnect. The numbers order a room
+//! read against the changes delivered around it, so neither an older state nor a change
+//! already in the state is handed out.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, Script, Value};
+use redis::{
+    IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, RedisResult, Script, ScriptInvocation,
+    Value,
+};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc, oneshot};
 
 use super::{
@@ -41,33 +67,169 @@ const MAX_MOVE_ATTEMPTS: usize = 64;
 /// How long the estimate of live games is trusted before `DBSIZE` is asked again.
 const GAME_COUNT_TTL: Duration = Duration::from_secs(1);
 
+/// How many times a room is read again, after a reconnect, when changes newer than the read
+/// were handed to watchers meanwhile.
+const MAX_ROOM_READS: usize = 4;
+
 /// Checks the version, writes the game, refreshes the expiry and publishes the change.
 /// KEYS: the game, its channel. ARGV: the version read, the new version, the new record,
 /// the TTL in milliseconds. Returns 1 when written, 0 when the version moved on (or the game
 /// is gone).
-const COMPARE_AND_SET: &str = r"
+static COMPARE_AND_SET: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
 if redis.call('HGET', KEYS[1], 'v') ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'v', ARGV[2], 'g', ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('PUBLISH', KEYS[2], ARGV[2] .. ' ' .. ARGV[3])
 return 1
+",
+    )
+});
+
+/// What the scripts on a game's room share. KEYS: the game, its presence, its members, its
+/// channel ([`room_script`]). `now` is Redis' clock in milliseconds, the one every lease is
+/// measured on whichever replica renews or expires it; `remove` and `publish` keep the two
+/// keys in step and tell watchers.
+const ROOM_PRELUDE: &str = r"
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local joins, leaves = {}, {}
+local function remove(key)
+  leaves[key] = redis.call('HGET', KEYS[3], key) or ''
+  redis.call('ZREM', KEYS[2], key)
+  redis.call('HDEL', KEYS[3], key)
+end
+local function remove_expired(kept, limit)
+  for _, key in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, limit)) do
+    if not kept[key] then remove(key) end
+  end
+end
+local function publish()
+  if next(joins) == nil and next(leaves) == nil then return end
+  local seq = redis.call('HINCRBY', KEYS[1], 'p', 1)
+  local change = cjson.encode({seq = seq, joins = joins, leaves = leaves})
+  redis.call('PUBLISH', KEYS[4], 'presence ' .. change)
+end
 ";
 
-/// Deletes the game and tells its watchers. KEYS: the game, its channel. Returns 1 when the
-/// game existed.
-const END: &str = r"
-if redis.call('DEL', KEYS[1]) == 0 then return 0 end
-redis.call('PUBLISH', KEYS[2], 'end')
+/// Deletes the game and its room, and tells its watchers. Returns 1 when the game existed.
+static END: LazyLock<Script> = LazyLock::new(|| {
+    room_script(
+        r"
+local existed = redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[2], KEYS[3])
+if existed == 0 then return 0 end
+redis.call('PUBLISH', KEYS[4], 'end')
 return 1
-";
+",
+    )
+});
+
+/// Renews and adds members, removes the leaving ones and those whose lease ran out, and
+/// publishes who joined and left. ARGV: the lease and the keys' expiry in milliseconds, the
+/// most members, how many members are renewed, their keys and names in pairs, then the keys
+/// of those leaving (a key both renewed and leaving leaves). A member renewed after its lease
+/// ran out but before anyone removed it stays, as it was. Returns 0, or -1 when the game does
+/// not exist, -2 when the room would hold more than the most members (nothing is written).
+static UPDATE_PRESENCE: LazyLock<Script> = LazyLock::new(|| {
+    room_script(
+        r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local lease, max, renewing = tonumber(ARGV[1]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local function live(key)
+  local expiry = redis.call('ZSCORE', KEYS[2], key)
+  return expiry and tonumber(expiry) > now
+end
+local count = redis.call('ZCOUNT', KEYS[2], '(' .. now, '+inf')
+local leaving, renewed = {}, {}
+for i = 5 + 2 * renewing, #ARGV do
+  local key = ARGV[i]
+  if not leaving[key] then
+    leaving[key] = true
+    if live(key) then count = count - 1 end
+  end
+end
+for i = 5, 4 + 2 * renewing, 2 do
+  local key = ARGV[i]
+  if not leaving[key] and not renewed[key] then
+    renewed[key] = ARGV[i + 1]
+    if not live(key) then count = count + 1 end
+  end
+end
+if count > max then return -2 end
+remove_expired(renewed, max)
+for key in pairs(leaving) do
+  if redis.call('ZSCORE', KEYS[2], key) then remove(key) end
+end
+for key, name in pairs(renewed) do
+  if redis.call('ZADD', KEYS[2], now + lease, key) == 1 then
+    joins[key] = time[1] .. ' ' .. name
+    redis.call('HSET', KEYS[3], key, joins[key])
+  end
+end
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+redis.call('PEXPIRE', KEYS[3], ARGV[2])
+publish()
+return 0
+",
+    )
+});
+
+/// Removes the members whose lease ran out (at most ARGV[1]) and publishes their leaves;
+/// returns how many. The room of a game that no longer exists is deleted.
+static EXPIRE_PRESENCE: LazyLock<Script> = LazyLock::new(|| {
+    room_script(
+        r"
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('DEL', KEYS[2], KEYS[3])
+  return 0
+end
+remove_expired({}, ARGV[1])
+publish()
+local left = 0
+for _ in pairs(leaves) do left = left + 1 end
+return left
+",
+    )
+});
+
+/// Reads the room: the number of its latest change, then each member whose lease runs (at
+/// most ARGV[1]) as its key and its info (nil when missing).
+static READ_ROOM: LazyLock<Script> = LazyLock::new(|| {
+    room_script(
+        r"
+local room = {redis.call('HGET', KEYS[1], 'p') or '0'}
+local live = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. now, '+inf', 'LIMIT', 0, ARGV[1])
+for _, key in ipairs(live) do
+  room[#room + 1] = key
+  room[#room + 1] = redis.call('HGET', KEYS[3], key) or false
+end
+return room
+",
+    )
+});
+
+fn room_script(body: &str) -> Script {
+    Script::new(&[ROOM_PRELUDE, body].concat())
+}
+
+/// A call of a room script on game `id`, with its keys.
+fn on_room<'a>(script: &'a Script, id: &str) -> ScriptInvocation<'a> {
+    let mut invocation = script.prepare_invoke();
+    invocation
+        .key(game_key(id))
+        .key(presence_key(id))
+        .key(members_key(id))
+        .key(channel(id));
+    invocation
+}
 
 /// Games in Redis (see the module docs).
 pub struct RedisStore {
     connection: ConnectionManager,
     dictionary: Dictionary,
     limits: Limits,
-    compare_and_set: Script,
-    end: Script,
     watched: Arc<Watched>,
     subscriptions: mpsc::UnboundedSender<Subscriptions>,
     watch_streams: Arc<Semaphore>,
@@ -111,6 +273,7 @@ impl RedisStore {
             received,
             Arc::downgrade(&watched),
             connection.clone(),
+            limits.max_members_per_game,
         ));
         let (subscriptions, requests) = mpsc::unbounded_channel();
         tokio::spawn(manage_subscriptions(
@@ -123,8 +286,6 @@ impl RedisStore {
             dictionary,
             watch_streams: Arc::new(Semaphore::new(limits.max_watchers)),
             limits,
-            compare_and_set: Script::new(COMPARE_AND_SET),
-            end: Script::new(END),
             watched,
             subscriptions,
             game_count: Mutex::new(None),
@@ -175,8 +336,7 @@ impl RedisStore {
                     .map_err(unavailable)?;
                 return Ok(game.tally());
             }
-            let written: i64 = self
-                .compare_and_set
+            let written: i64 = COMPARE_AND_SET
                 .key(&key)
                 .key(channel(id))
                 .arg(version)
@@ -195,10 +355,7 @@ impl RedisStore {
 
     pub async fn end(&self, id: &str) -> Result<(), StoreError> {
         check_id(id)?;
-        let ended: i64 = self
-            .end
-            .key(game_key(id))
-            .key(channel(id))
+        let ended: i64 = on_room(&END, id)
             .invoke_async(&mut self.connection.clone())
             .await
             .map_err(unavailable)?;
@@ -211,7 +368,8 @@ impl RedisStore {
     }
 
     /// Subscribes first and reads second, so that no change falls between the two; changes
-    /// up to the version read are skipped.
+    /// up to the version read (and, with presence, the room's changes up to the room read)
+    /// are skipped.
     pub async fn watch(&self, id: &str, options: WatchOptions) -> Result<Subscription, StoreError> {
         check_id(id)?;
         let permit = Arc::clone(&self.watch_streams)
@@ -242,21 +400,29 @@ impl RedisStore {
         }
         let (version, game) = self.read(&id).await?;
         self.watched.seen(&id, version);
-        let changes = futures::stream::unfold(
-            (receiver, version, leave),
-            |(mut receiver, mut seen, leave)| async move {
-                loop {
-                    match receiver.recv().await {
-                        Ok((version, tally)) if version > seen => {
-                            seen = version;
-                            return Some((Change::Tally(tally), (receiver, seen, leave)));
-                        }
-                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                        Err(broadcast::error::RecvError::Closed) => return None,
-                    }
-                }
-            },
-        );
+        let room = Room {
+            id: id.clone(),
+            connection: self.connection.clone(),
+            max_members: self.limits.max_members_per_game,
+        };
+        let (presence, first) = if options.presence {
+            let (seq, members) = room.read().await?;
+            (Some(seq), Some(Change::PresenceState(members)))
+        } else {
+            (None, None)
+        };
+        let watcher = Watcher {
+            receiver,
+            version,
+            presence,
+            first,
+            room,
+            _leave: leave,
+        };
+        let changes = futures::stream::unfold(watcher, |mut watcher| async move {
+            let change = watcher.next().await?;
+            Some((change, watcher))
+        });
         Ok(Subscription {
             tally: game.tally(),
             recovery: Recovery::of(&game, options.since_version),
@@ -264,7 +430,8 @@ impl RedisStore {
         })
     }
 
-    /// Adds or renews members of a game's room and removes others (see [`GameStore`]).
+    /// Adds or renews members of a game's room and removes others (see [`GameStore`]), in one
+    /// script ([`UPDATE_PRESENCE`]).
     ///
     /// [`GameStore`]: super::GameStore
     pub async fn update_presence(
@@ -273,15 +440,71 @@ impl RedisStore {
         renew: Vec<Member>,
         leave: Vec<String>,
     ) -> Result<(), StoreError> {
-        let _ = (id, renew, leave);
-        Err(StoreError::Unavailable("presence: not yet".into()))
+        check_id(id)?;
+        let max = self.limits.max_members_per_game;
+        if renew.len() + leave.len() > max {
+            return Err(StoreError::TooManyMembers { max });
+        }
+        renew.iter().try_for_each(Member::check)?;
+        let lease = millis(self.limits.presence_lease);
+        let mut update = on_room(&UPDATE_PRESENCE, id);
+        update
+            .arg(lease)
+            .arg(lease.saturating_mul(2))
+            .arg(max)
+            .arg(renew.len());
+        for member in &renew {
+            update.arg(&member.key).arg(&member.name);
+        }
+        update.arg(&leave);
+        let outcome: i64 = update
+            .invoke_async(&mut self.connection.clone())
+            .await
+            .map_err(unavailable)?;
+        match outcome {
+            0 => Ok(()),
+            -1 => Err(StoreError::NotFound),
+            -2 => Err(StoreError::TooManyMembers { max }),
+            other => Err(StoreError::Corrupt(format!("presence update: {other}"))),
+        }
     }
 
-    /// Removes the members whose lease ran out (see [`GameStore`]).
-    ///
-    /// [`GameStore`]: super::GameStore
+    /// Removes the members whose lease ran out from the rooms of the games this replica
+    /// watches, in one pipeline of [`EXPIRE_PRESENCE`] scripts; returns how many. Replicas
+    /// watching the same game may both run it: the script is atomic, so a leave is published
+    /// once. The rooms nobody watches need no sweeping: an update removes their expired
+    /// members, and their keys expire.
     pub async fn expire_presence(&self) -> usize {
-        0
+        let ids = self.watched.ids();
+        if ids.is_empty() {
+            return 0;
+        }
+        let max = self.limits.max_members_per_game;
+        let mut pipe = redis::pipe();
+        // In a pipeline, redis-rs does not load a script Redis lost (a restart) by itself.
+        pipe.load_script(&EXPIRE_PRESENCE).ignore();
+        for id in &ids {
+            pipe.invoke_script(on_room(&EXPIRE_PRESENCE, id).arg(max));
+        }
+        let expired: Vec<RedisResult<usize>> = match pipe
+            .ignore_errors()
+            .query_async(&mut self.connection.clone())
+            .await
+        {
+            Ok(expired) => expired,
+            Err(error) => {
+                tracing::warn!(%error, "presence leases could not be expired");
+                return 0;
+            }
+        };
+        expired
+            .into_iter()
+            .filter_map(|expired| {
+                expired
+                    .inspect_err(|error| tracing::warn!(%error, "a room could not be expired"))
+                    .ok()
+            })
+            .sum()
     }
 
     /// Whether Redis answers.
@@ -355,8 +578,12 @@ impl RedisStore {
     }
 
     fn ttl_ms(&self) -> i64 {
-        i64::try_from(self.limits.game_ttl.as_millis()).unwrap_or(i64::MAX)
+        millis(self.limits.game_ttl)
     }
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
 fn check_id(id: &str) -> Result<(), StoreError> {
@@ -390,6 +617,16 @@ fn game_key(id: &str) -> String {
 
 fn channel(id: &str) -> String {
     format!("hangman:{{{id}}}:changes")
+}
+
+/// The room's members by the end of their lease.
+fn presence_key(id: &str) -> String {
+    format!("hangman:{{{id}}}:presence")
+}
+
+/// The room's members by key: `<online_at> <name>`.
+fn members_key(id: &str) -> String {
+    format!("hangman:{{{id}}}:members")
 }
 
 /// The game id a channel name carries.
@@ -447,6 +684,94 @@ fn decode(text: &str) -> Result<Game, StoreError> {
     Game::from_record(&record).map_err(|_| corrupt())
 }
 
+/// A message on a game's channel.
+#[derive(Debug, PartialEq)]
+enum Message {
+    /// `end`: the game ended.
+    End,
+    /// `<version> <record>`: a move changed the game.
+    Tally(u64, Game),
+    /// `presence <json>`: members joined or left the room, in its change numbered `seq`
+    /// ([`PresenceChange`]).
+    Presence(u64, Change),
+}
+
+/// The JSON of a presence message: member key to `<online_at> <name>`, as in the room's hash.
+#[derive(serde::Deserialize)]
+struct PresenceChange {
+    seq: u64,
+    joins: BTreeMap<String, String>,
+    leaves: BTreeMap<String, String>,
+}
+
+impl Message {
+    fn parse(text: &str) -> Result<Message, StoreError> {
+        let corrupt = || StoreError::Corrupt(text.chars().take(64).collect());
+        if text == "end" {
+            return Ok(Message::End);
+        }
+        if let Some(json) = text.strip_prefix("presence ") {
+            let change: PresenceChange = serde_json::from_str(json).map_err(|_| corrupt())?;
+            let members = |members: BTreeMap<String, String>| {
+                members
+                    .into_iter()
+                    .map(|(key, info)| member(key, &info))
+                    .collect::<Result<Vec<_>, _>>()
+            };
+            let diff = Change::PresenceDiff {
+                joins: members(change.joins)?,
+                leaves: members(change.leaves)?,
+            };
+            return Ok(Message::Presence(change.seq, diff));
+        }
+        let (version, record) = text.split_once(' ').ok_or_else(corrupt)?;
+        let version = version.parse().map_err(|_| corrupt())?;
+        Ok(Message::Tally(version, decode(record)?))
+    }
+}
+
+/// A member of a room from its key and its info in the room's hash, `<online_at> <name>`.
+fn member(key: String, info: &str) -> Result<Member, StoreError> {
+    let corrupt = || StoreError::Corrupt(format!("member {key:?}: {info:?}"));
+    let (online_at, name) = info.split_once(' ').ok_or_else(corrupt)?;
+    Ok(Member {
+        online_at: online_at.parse().map_err(|_| corrupt())?,
+        name: name.to_owned(),
+        key,
+    })
+}
+
+/// Reads a game's room.
+#[derive(Clone)]
+struct Room {
+    id: GameId,
+    connection: ConnectionManager,
+    max_members: usize,
+}
+
+impl Room {
+    /// The number of the room's latest change, and the members whose lease runs, by key.
+    async fn read(&self) -> Result<(u64, Vec<Member>), StoreError> {
+        let read: Vec<Option<String>> = on_room(&READ_ROOM, &self.id)
+            .arg(self.max_members)
+            .invoke_async(&mut self.connection.clone())
+            .await
+            .map_err(unavailable)?;
+        let corrupt = || StoreError::Corrupt(format!("the room of game {}", self.id));
+        let (seq, members) = read.split_first().ok_or_else(corrupt)?;
+        let seq = seq.as_deref().and_then(|seq| seq.parse().ok());
+        let mut members = members
+            .chunks(2)
+            .map(|member_read| match member_read {
+                [Some(key), Some(info)] => member(key.clone(), info),
+                _ => Err(corrupt()),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        members.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok((seq.ok_or_else(corrupt)?, members))
+    }
+}
+
 fn unavailable(error: redis::RedisError) -> StoreError {
     if error.code() == Some("OOM") {
         StoreError::StoreFull(error.to_string())
@@ -461,10 +786,31 @@ struct Watched {
     games: Mutex<HashMap<GameId, WatchedGame>>,
 }
 
+/// What a replica hands the watchers of a game.
+#[derive(Clone)]
+enum Published {
+    /// A tally and its version.
+    Tally(u64, Tally),
+    /// A room's change ([`Change::PresenceDiff`]) or, read again, the whole room
+    /// ([`Change::PresenceState`]), with the number of the room's change it follows.
+    Presence(u64, Arc<Change>),
+}
+
+/// Whether a room change numbered `seq` is news to whoever has seen up to `seen`: a diff
+/// when it is later, the whole room when it is no older.
+fn is_news(change: &Change, seq: u64, seen: u64) -> bool {
+    match change {
+        Change::PresenceState(_) => seq >= seen,
+        _ => seq > seen,
+    }
+}
+
 struct WatchedGame {
-    changes: broadcast::Sender<(u64, Tally)>,
+    changes: broadcast::Sender<Published>,
     /// The newest version handed to watchers.
     version: u64,
+    /// The number of the newest room change handed to watchers.
+    presence: u64,
     /// The connection dropped since: read the game again once resubscribed.
     stale: bool,
 }
@@ -481,7 +827,7 @@ impl Watched {
         id: &GameId,
         buffer: usize,
         max_per_game: usize,
-    ) -> Result<(broadcast::Receiver<(u64, Tally)>, bool), StoreError> {
+    ) -> Result<(broadcast::Receiver<Published>, bool), StoreError> {
         let mut games = self.lock();
         if let Some(game) = games.get(id) {
             if game.changes.receiver_count() >= max_per_game {
@@ -495,15 +841,20 @@ impl Watched {
             WatchedGame {
                 changes,
                 version: 0,
+                presence: 0,
                 stale: false,
             },
         );
         Ok((receiver, true))
     }
 
+    /// The first watcher read the game at `version`: later versions are news. (A later
+    /// watcher's read is not: a change in flight may be news to the watchers before it.)
     fn seen(&self, id: &str, version: u64) {
-        if let Some(game) = self.lock().get_mut(id) {
-            game.version = game.version.max(version);
+        if let Some(game) = self.lock().get_mut(id)
+            && game.version == 0
+        {
+            game.version = version;
         }
     }
 
@@ -522,7 +873,26 @@ impl Watched {
             metrics::counter!("hangman_watch_gaps_total").increment(1);
         }
         watched.version = version;
-        let _ = watched.changes.send((version, game.tally()));
+        let _ = watched
+            .changes
+            .send(Published::Tally(version, game.tally()));
+    }
+
+    /// Hands a room change numbered `seq` to the game's watchers if it is news
+    /// ([`is_news`]); `false` when the room changed since (a room read is then read again).
+    fn offer_presence(&self, id: &str, seq: u64, change: Change) -> bool {
+        let mut games = self.lock();
+        let Some(watched) = games.get_mut(id) else {
+            return true;
+        };
+        if !is_news(&change, seq, watched.presence) {
+            return false;
+        }
+        watched.presence = seq;
+        let _ = watched
+            .changes
+            .send(Published::Presence(seq, Arc::new(change)));
+        true
     }
 
     /// The game ended or expired: its watchers' streams end.
@@ -536,6 +906,12 @@ impl Watched {
 
     fn mark_all_stale(&self) {
         for game in self.lock().values_mut() {
+            game.stale = true;
+        }
+    }
+
+    fn mark_stale(&self, id: &str) {
+        if let Some(game) = self.lock().get_mut(id) {
             game.stale = true;
         }
     }
@@ -558,6 +934,61 @@ impl Watched {
             return true;
         }
         false
+    }
+}
+
+/// One watcher's stream: the game's changes from this replica's buffer, in order, less those
+/// it has seen.
+struct Watcher {
+    receiver: broadcast::Receiver<Published>,
+    /// The newest tally version given.
+    version: u64,
+    /// With presence: the number of the newest room change given.
+    presence: Option<u64>,
+    /// The room as read when the watch began, given first.
+    first: Option<Change>,
+    room: Room,
+    /// After the receiver: the last watcher to leave unwatches the game.
+    _leave: Leave,
+}
+
+impl Watcher {
+    /// The next change, or `None` once the game has ended or expired.
+    async fn next(&mut self) -> Option<Change> {
+        if let Some(first) = self.first.take() {
+            return Some(first);
+        }
+        loop {
+            match self.receiver.recv().await {
+                Ok(Published::Tally(version, tally)) if version > self.version => {
+                    self.version = version;
+                    return Some(Change::Tally(tally));
+                }
+                Ok(Published::Presence(seq, change)) => {
+                    if let Some(seen) = self.presence.as_mut()
+                        && is_news(&change, seq, *seen)
+                    {
+                        *seen = seq;
+                        return Some(Change::clone(&change));
+                    }
+                }
+                Ok(Published::Tally(..)) => {}
+                // The room changes skipped cannot be given back, but the whole room can. (If
+                // it cannot be read, Redis is likely gone: every watched room is read again
+                // once it is back.)
+                Err(broadcast::error::RecvError::Lagged(_)) if self.presence.is_some() => {
+                    match self.room.read().await {
+                        Ok((seq, members)) => {
+                            self.presence = Some(seq);
+                            return Some(Change::PresenceState(members));
+                        }
+                        Err(error) => tracing::warn!(%error, "a lagging watcher's room is unread"),
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
     }
 }
 
@@ -619,6 +1050,7 @@ async fn deliver_changes(
     mut pushes: mpsc::UnboundedReceiver<PushInfo>,
     watched: Weak<Watched>,
     connection: ConnectionManager,
+    max_members: usize,
 ) {
     while let Some(push) = pushes.recv().await {
         let Some(watched) = watched.upgrade() else {
@@ -633,13 +1065,13 @@ async fn deliver_changes(
                     Value::BulkString(bytes) => String::from_utf8_lossy(bytes),
                     _ => continue,
                 };
-                if message == "end" {
-                    watched.close(id);
-                } else if let Some((version, game)) = message
-                    .split_once(' ')
-                    .and_then(|(v, g)| Some((v.parse().ok()?, decode(g).ok()?)))
-                {
-                    watched.offer(id, version, &game);
+                match Message::parse(&message) {
+                    Ok(Message::End) => watched.close(id),
+                    Ok(Message::Tally(version, game)) => watched.offer(id, version, &game),
+                    Ok(Message::Presence(seq, diff)) => {
+                        watched.offer_presence(id, seq, diff);
+                    }
+                    Err(error) => tracing::warn!(%error, game = id, "unreadable game message"),
                 }
             }
             (PushKind::Disconnection, _) => watched.mark_all_stale(),
@@ -647,11 +1079,12 @@ async fn deliver_changes(
                 if let Some(id) = id_of_channel(channel)
                     && watched.take_stale(id)
                 {
-                    tokio::spawn(resync(
-                        connection.clone(),
-                        Arc::downgrade(&watched),
-                        id.into(),
-                    ));
+                    let room = Room {
+                        id: id.into(),
+                        connection: connection.clone(),
+                        max_members,
+                    };
+                    tokio::spawn(resync(room, Arc::downgrade(&watched)));
                 }
             }
             _ => {}
@@ -659,20 +1092,32 @@ async fn deliver_changes(
     }
 }
 
-/// Reads a watched game again, after messages may have been lost.
-async fn resync(mut connection: ConnectionManager, watched: Weak<Watched>, id: GameId) {
-    let read = read(&mut connection, &id).await;
-    let Some(watched) = watched.upgrade() else {
+/// Reads a watched game and its room again, after messages may have been lost.
+async fn resync(room: Room, watched: Weak<Watched>) {
+    let read = read(&mut room.connection.clone(), &room.id).await;
+    let Some(game_watched) = watched.upgrade() else {
         return;
     };
     match read {
-        Ok(Some((version, game))) => watched.offer(&id, version, &game),
-        Ok(None) => watched.close(&id),
+        Ok(Some((version, game))) => game_watched.offer(&room.id, version, &game),
+        Ok(None) => return game_watched.close(&room.id),
         // Still disconnected: the next resubscription reads it again.
-        Err(_) => {
-            if let Some(game) = watched.lock().get_mut(&id) {
-                game.stale = true;
+        Err(_) => return game_watched.mark_stale(&room.id),
+    }
+    drop(game_watched);
+    // A room read older than a change handed out meanwhile would undo it: read it again.
+    for _ in 0..MAX_ROOM_READS {
+        let read = room.read().await;
+        let Some(watched) = watched.upgrade() else {
+            return;
+        };
+        match read {
+            Ok((seq, members)) => {
+                if watched.offer_presence(&room.id, seq, Change::PresenceState(members)) {
+                    return;
+                }
             }
+            Err(_) => return watched.mark_stale(&room.id),
         }
     }
 }
@@ -720,8 +1165,58 @@ mod tests {
     }
 
     #[test]
-    fn key_and_channel_share_a_hash_tag() {
+    fn a_game_message_is_end_a_tally_or_a_presence_change() {
+        assert_eq!(Message::parse("end").unwrap(), Message::End);
+        let game = Game::new("otter").unwrap();
+        assert_eq!(
+            Message::parse("1 initializing  otter 0:").unwrap(),
+            Message::Tally(1, game)
+        );
+        // As Redis' cjson writes it: `/` escaped, an empty table as `{}`.
+        let presence = r#"presence {"seq":7,"joins":{"k\/1":"1733475952 ada l","k2":"1733475953 "},"leaves":{}}"#;
+        let member = |key: &str, name: &str, online_at| Member {
+            key: key.into(),
+            name: name.into(),
+            online_at,
+        };
+        let diff = Change::PresenceDiff {
+            joins: vec![
+                member("k/1", "ada l", 1733475952),
+                member("k2", "", 1733475953),
+            ],
+            leaves: vec![],
+        };
+        assert_eq!(
+            Message::parse(presence).unwrap(),
+            Message::Presence(7, diff)
+        );
+    }
+
+    #[test]
+    fn a_game_message_that_is_not_one_is_refused() {
+        for text in [
+            "",
+            "ended",
+            "1",
+            "x initializing  otter 0:",
+            "presence",
+            "presence {}",
+            "presence []",
+            r#"presence {"seq":-1,"joins":{},"leaves":{}}"#,
+            r#"presence {"seq":1,"joins":[],"leaves":{}}"#,
+            r#"presence {"seq":1,"joins":{"k":"ada"},"leaves":{}}"#,
+            r#"presence {"seq":1,"joins":{},"leaves":{"k":""}}"#,
+            r#"presence {"seq":1,"joins":{"k":"-1 ada"},"leaves":{}}"#,
+        ] {
+            assert!(Message::parse(text).is_err(), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn game_room_and_channel_share_a_hash_tag() {
         assert_eq!(game_key("abc"), "hangman:{abc}");
+        assert_eq!(presence_key("abc"), "hangman:{abc}:presence");
+        assert_eq!(members_key("abc"), "hangman:{abc}:members");
         assert_eq!(channel("abc"), "hangman:{abc}:changes");
         assert_eq!(id_of_channel(b"hangman:{abc}:changes"), Some("abc"));
         assert_eq!(id_of_channel(b"other"), None);

@@ -10,5 +10,6 @@ mod health_and_reflection;
 mod presence;
 mod readme_walkthrough;
 mod recovery;
+mod redis_presence;
 mod redis_replicas;
 mod rules_properties;

@@ -205,28 +205,26 @@ fn redis_as(redis: &RedisServer, user: &str, password: &str, commands: &[&str]) 
     replies
 }
 
-#[tokio::test]
-async fn a_change_published_while_a_replica_was_cut_off_from_redis_reaches_its_watcher() {
-    let a = server(Store::Redis, &["--test-mode", "--store-timeout", "300ms"]).await;
+/// Replica B of `a` (its Redis, test mode), logged in as a user of its own, so that A alone
+/// can be shut out of Redis ([`shut_out`]).
+pub(crate) async fn replica_with_a_user_of_its_own(a: &TestGameService) -> TestGameService {
     let redis = a.redis().unwrap();
-    // Replica B logs in as a user of its own, so that A alone can be shut out.
     assert!(
         redis
             .command("ACL SETUSER b on >pw ~* &* +@all")
             .contains("OK")
     );
     let b_store = redis.url().replace("redis://", "redis://b:pw@");
-    let b = TestGameService::builder()
+    TestGameService::builder()
         .flags(&["--test-mode"])
         .store(&b_store)
         .spawn()
-        .await;
-    let (mut via_a, mut via_b) = (a.client().await, b.client().await);
-    let id = new_game(&mut via_a, "otter").await;
-    let mut watch = watch(&mut via_a, &id).await.unwrap();
-    watch.next().await.unwrap().unwrap();
+        .await
+}
 
-    // Cut A off: its connection is killed and it cannot log in again.
+/// Cuts the replicas logged in as the default user off: their connection is killed and they
+/// cannot log in again until [`let_in`].
+pub(crate) fn shut_out(redis: &RedisServer) {
     let cut = redis_as(
         redis,
         "b",
@@ -234,10 +232,26 @@ async fn a_change_published_while_a_replica_was_cut_off_from_redis_reaches_its_w
         &["ACL SETUSER default off", "CLIENT KILL USER default"],
     );
     assert!(cut.contains("+OK"), "{cut}");
-    let missed = try_guess(&mut via_b, &id, "t").await.unwrap();
-    // Let A in again: it reconnects, subscribes again and reads the game it watches.
+}
+
+pub(crate) fn let_in(redis: &RedisServer) {
     let back = redis_as(redis, "b", "pw", &["ACL SETUSER default on"]);
     assert!(back.contains("+OK"), "{back}");
+}
+
+#[tokio::test]
+async fn a_change_published_while_a_replica_was_cut_off_from_redis_reaches_its_watcher() {
+    let a = server(Store::Redis, &["--test-mode", "--store-timeout", "300ms"]).await;
+    let b = replica_with_a_user_of_its_own(&a).await;
+    let (mut via_a, mut via_b) = (a.client().await, b.client().await);
+    let id = new_game(&mut via_a, "otter").await;
+    let mut watch = watch(&mut via_a, &id).await.unwrap();
+    watch.next().await.unwrap().unwrap();
+
+    shut_out(a.redis().unwrap());
+    let missed = try_guess(&mut via_b, &id, "t").await.unwrap();
+    // Let A in again: it reconnects, subscribes again and reads the game it watches.
+    let_in(a.redis().unwrap());
     let change = next_change(
         &mut watch,
         "the change made while A was cut off reaches A's watcher",
