@@ -1,0 +1,114 @@
+// Issue 13: a shared room spans every gateway replica. Two gateway processes on
+// one game service, each serving the SPA; Alice plays her game through one, Bob
+// opens its share link through the other. Each sees the other in the player list
+// and each other's moves, and Bob leaving shows on Alice's page. When Bob's
+// gateway goes away while Alice plays, Bob's page rejoins the room with the
+// version it showed and is given the moves it missed.
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import { launchChromium, screenshot } from './support/browser.mjs'
+import {
+  clickLetter,
+  expectConnection,
+  expectLeft,
+  expectPlayingTogether,
+  expectText,
+  gameIdOf,
+  openSpa,
+  playedKey,
+} from './support/page.mjs'
+import { startServicesDirectly, stopServices } from './support/stack.mjs'
+
+const WORD = 'gallows'
+
+describe('a shared room across two gateway replicas', () => {
+  let services
+  let second
+  let browser
+  const contexts = []
+
+  before(async () => {
+    services = await startServicesDirectly(WORD)
+    second = await services.addGateway()
+    browser = await launchChromium()
+  })
+
+  after(async () => {
+    await Promise.allSettled(contexts.map((c) => c.close()))
+    await browser?.close()
+    if (services) await stopServices(services)
+  })
+
+  async function open(url) {
+    const opened = await openSpa(browser, url)
+    contexts.push(opened.context)
+    opened.name = await opened.page.evaluate(() => sessionStorage.getItem('hangman.player'))
+    return opened
+  }
+
+  it('players on different gateways see each other and each other\'s moves', async () => {
+    assert.notEqual(second.address, services.gateway.address)
+    const alice = await open(`http://${services.gateway.address}/`)
+    const id = await gameIdOf(alice.page)
+    const bob = await open(`http://${second.address}/?game=${encodeURIComponent(id)}`)
+    assert.notEqual(alice.name, bob.name)
+
+    await expectText(alice.page.getByTestId('presence'), `2 players in this game — you (${alice.name}) with ${bob.name}`)
+    await expectText(bob.page.getByTestId('presence'), `2 players in this game — you (${bob.name}) with ${alice.name}`)
+
+    await expectPlayingTogether(alice, bob, WORD, { hit: 'g', miss: 'q' })
+    await screenshot(alice.page, 'spa-across-gateways-owner')
+    await screenshot(bob.page, 'spa-across-gateways-guest')
+    await expectLeft(alice, bob)
+    assert.deepEqual([...alice.problems, ...bob.problems], [])
+  })
+
+  it('a player whose gateway restarts rejoins with the version shown and gets the moves missed meanwhile', async () => {
+    const alice = await open(`http://${second.address}/`)
+    const id = await gameIdOf(alice.page)
+    const bob = await open(`http://${services.gateway.address}/?game=${encodeURIComponent(id)}`)
+    await clickLetter(alice.page, 'g')
+    assert.equal(await playedKey(bob.page, 'g'), 'right')
+
+    const frames = roomFrames(bob.page, `game:${id}`) // on the sockets opened from now on
+    await services.gateway.stop()
+    await expectConnection(bob.page, 'reconnecting')
+    await clickLetter(alice.page, 'q')
+    await clickLetter(alice.page, 'a')
+    await services.restartGateway()
+    await expectConnection(bob.page, 'connected')
+    assert.equal(await playedKey(bob.page, 'q'), 'wrong')
+    assert.equal(await playedKey(bob.page, 'a'), 'right')
+
+    const [rejoin, reply] = frames.joined()
+    assert.deepEqual(rejoin.payload, { version: 1 }, 'the rejoin gives the version Bob showed')
+    assert.equal(reply.recovered, true)
+    assert.deepEqual(reply.missed.map((t) => [t.version, t.used]), [[2, ['g', 'q']]])
+    assert.deepEqual([reply.tally.version, reply.tally.used], [3, ['a', 'g', 'q']])
+    await expectText(bob.page.getByTestId('presence-count'), '2')
+    assert.deepEqual([...alice.problems, ...bob.problems], [])
+  })
+})
+
+/** The frames (serializer V2: `[join_ref, ref, topic, event, payload]`) of `topic` a page sends and gets. */
+function roomFrames(page, topic) {
+  const sent = []
+  const received = []
+  const keep = (into) => (frame) => {
+    const message = JSON.parse(frame.payload)
+    if (message[2] === topic) into.push({ ref: message[1], event: message[3], payload: message[4] })
+  }
+  page.on('websocket', (ws) => {
+    ws.on('framesent', keep(sent))
+    ws.on('framereceived', keep(received))
+  })
+  const replyTo = (push) => received.find((m) => m.event === 'phx_reply' && m.ref === push.ref)?.payload
+  return {
+    /** The last join answered ok, and the response. */
+    joined() {
+      const join = sent.findLast((m) => m.event === 'phx_join' && replyTo(m)?.status === 'ok')
+      assert.ok(join, `no join of ${topic} was answered ok: ${JSON.stringify({ sent, received })}`)
+      return [join, replyTo(join).response]
+    },
+  }
+}
