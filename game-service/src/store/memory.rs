@@ -320,28 +320,26 @@ impl MemoryStore {
         let mut state = lock(&slot.state);
         self.check_alive(&state)?;
         let leaving: HashSet<&str> = leave.iter().map(String::as_str).collect();
-        let mut renewed = HashSet::new();
-        let renew: Vec<Member> = renew
-            .into_iter()
-            .filter(|member| !leaving.contains(member.key.as_str()))
-            .filter(|member| renewed.insert(member.key.clone()))
-            .collect();
-        let joining = renew
+        let joining: HashSet<&str> = renew
             .iter()
-            .filter(|member| !state.room.0.contains_key(&member.key))
-            .count();
+            .map(|member| member.key.as_str())
+            .filter(|key| !leaving.contains(key) && !state.room.0.contains_key(*key))
+            .collect();
         let left = leaving
             .iter()
             .filter(|key| state.room.0.contains_key(**key))
             .count();
         let max = self.limits.max_members_per_game;
-        if state.room.0.len() + joining - left > max {
+        if state.room.0.len() + joining.len() - left > max {
             return Err(StoreError::TooManyMembers { max });
         }
 
         let expires_at = Instant::now() + self.limits.presence_lease;
         let online_at = unix_seconds();
         let mut joins = Vec::new();
+        let renew = renew
+            .into_iter()
+            .filter(|member| !leaving.contains(member.key.as_str()));
         for Member { key, name, .. } in renew {
             match state.room.0.get_mut(&key) {
                 Some(lease) => lease.expires_at = expires_at,
@@ -356,8 +354,8 @@ impl MemoryStore {
                 }
             }
         }
-        let leaves: Vec<Member> = leaving
-            .into_iter()
+        let leaves: Vec<Member> = leave
+            .iter()
             .filter_map(|key| state.room.0.remove_entry(key))
             .map(|(key, lease)| lease.member(&key))
             .collect();
@@ -777,6 +775,33 @@ mod tests {
             next_diff(&mut sub),
             (vec!["k4".into(), "k5".into()], vec!["k1".into()])
         );
+    }
+
+    #[test]
+    fn a_key_listed_twice_counts_once_and_a_key_also_leaving_leaves() {
+        let registry = registry(10, Duration::from_secs(60));
+        let (id, _) = registry.create(None).unwrap();
+        let mut sub = registry.watch(&id, with_presence()).unwrap();
+        next_state(&mut sub);
+        let three: Vec<_> = ["k1", "k2", "k3"].map(|key| member(key, "")).into();
+        registry.update_presence(&id, three, vec![]).unwrap();
+        next_diff(&mut sub);
+
+        // Room for one more: k4 twice is one join, and k9, in both lists, none.
+        let renew = vec![
+            member("k4", "first"),
+            member("k4", "second"),
+            member("k9", ""),
+        ];
+        registry
+            .update_presence(&id, renew, vec!["k9".into()])
+            .unwrap();
+        let (joins, leaves) = match sub.changes.next().now_or_never() {
+            Some(Some(Change::PresenceDiff { joins, leaves })) => (joins, leaves),
+            other => panic!("expected a presence diff, got {other:?}"),
+        };
+        assert_eq!((keys(&joins), keys(&leaves)), (vec!["k4"], vec![]));
+        assert_eq!(joins[0].name, "first");
     }
 
     #[test]
