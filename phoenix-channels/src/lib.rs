@@ -1,7 +1,7 @@
 //! A Phoenix Channels server for axum, with no application in it: the wire protocol the npm
-//! `phoenix` client speaks (V1 and V2 JSON, V2 binary), sockets, channels and presence. An
-//! application declares its channels on a [`Router`](channel::Router), accepts or refuses
-//! connections with a [`Connect`](transport::Connect) hook, and mounts the
+//! `phoenix` client speaks (V1 and V2 JSON, V2 binary), sockets, channels and Presence
+//! payloads. An application declares its channels on a [`Router`](channel::Router), accepts or
+//! refuses connections with a [`Connect`](transport::Connect) hook, and mounts the
 //! [`Endpoint`](transport::Endpoint)'s routes in its axum app.
 //!
 //! Layers, outermost first:
@@ -12,7 +12,7 @@
 //! - [`socket`]: one connection: heartbeats, joins, leaves, routing, idle timeout; its
 //!   message rate limit (`rate_limit`, a token bucket) and the [`close_code`]s it sends.
 //! - [`channel`]: the [`Channel`](channel::Channel) trait and the topic [`Router`](channel::Router).
-//! - [`presence`]: who is on a topic, in Phoenix Presence's wire format.
+//! - [`presence`]: Phoenix Presence's payloads (`presence_state`, `presence_diff`).
 //! - [`telemetry`]: the [`Metrics`](telemetry::Metrics) recorded, under names the user chooses.
 //! - `test_client` (feature `test-client`): a raw WebSocket client for tests of a server built
 //!   on the crate, that writes and reads the wire format by hand.

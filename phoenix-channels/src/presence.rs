@@ -1,134 +1,58 @@
-//! Phoenix Presence for one gateway: who is on a topic, as `presence_state` and
-//! `presence_diff` payloads in the shape the npm client's `Presence` class reads:
-//! `{key: {metas: [{phx_ref, ...}]}}` and `{joins: {...}, leaves: {...}}`.
+//! Phoenix Presence's wire format: the `presence_state` and `presence_diff` payloads the npm
+//! client's `Presence` class reads.
 //!
-//! The tracker lives in this process: players on other replicas are not listed (Phoenix would
-//! replicate through PubSub; the gRPC contract has no presence API).
+//! - `presence_state`: `{key: {"metas": [meta, ...]}, ...}`, one meta per presence of the key
+//!   (a user's connections, say), each with a `phx_ref` unique to it;
+//! - `presence_diff`: `{"joins": {...}, "leaves": {...}}`, each in the state's shape.
+//!
+//! Who is present is the application's to know: Phoenix tracks it in a CRDT replicated over
+//! PubSub, ws-gateway asks its game service, so that every node lists the same. These build the
+//! payloads from what it knows.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-
-use rand::Rng;
 use serde_json::{Map, Value, json};
-use tokio::sync::broadcast;
 
-struct TopicPresences {
-    /// Per key, the metas of each of its presences (one per joined channel).
-    entries: HashMap<String, Vec<Map<String, Value>>>,
-    diffs: broadcast::Sender<Arc<Value>>,
-}
-
-/// Tracks presences per topic and broadcasts their diffs.
+/// One presence: the key the client groups presences by, and the meta of this one.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Presence {
-    topics: Mutex<HashMap<String, TopicPresences>>,
-    /// Diffs a slow subscriber may miss before it must resynchronise from the full state.
-    diff_buffer: usize,
-}
-
-/// One tracked presence; dropping it untracks it and broadcasts the leave.
-pub struct Tracked {
-    presence: Arc<Presence>,
-    topic: String,
     key: String,
-    phx_ref: String,
+    meta: Map<String, Value>,
 }
 
 impl Presence {
-    /// A tracker whose subscribers may fall `diff_buffer` diffs behind (at least 1).
-    pub fn new(diff_buffer: usize) -> Arc<Self> {
-        Arc::new(Presence {
-            topics: Mutex::default(),
-            diff_buffer: diff_buffer.max(1),
-        })
-    }
-
-    /// Tracks `key` on `topic` with `meta` (a `phx_ref` is added) and broadcasts the join.
-    /// The receiver gets every later diff, this join included.
-    pub fn track(
-        self: &Arc<Self>,
-        topic: &str,
-        key: &str,
-        mut meta: Map<String, Value>,
-    ) -> (Tracked, broadcast::Receiver<Arc<Value>>) {
-        let phx_ref = new_ref();
-        meta.insert("phx_ref".into(), Value::String(phx_ref.clone()));
-        let mut topics = self.topics.lock().expect("presence lock");
-        let presences = topics
-            .entry(topic.to_owned())
-            .or_insert_with(|| TopicPresences {
-                entries: HashMap::new(),
-                diffs: broadcast::channel(self.diff_buffer).0,
-            });
-        let receiver = presences.diffs.subscribe();
-        let _ = presences.diffs.send(Arc::new(
-            json!({"joins": {key: {"metas": [meta.clone()]}}, "leaves": {}}),
-        ));
-        presences
-            .entries
-            .entry(key.to_owned())
-            .or_default()
-            .push(meta);
-        let tracked = Tracked {
-            presence: Arc::clone(self),
-            topic: topic.to_owned(),
-            key: key.to_owned(),
-            phx_ref,
-        };
-        (tracked, receiver)
-    }
-
-    /// The `presence_state` payload of `topic`.
-    pub fn list(&self, topic: &str) -> Value {
-        let topics = self.topics.lock().expect("presence lock");
-        let state: Map<String, Value> = topics
-            .get(topic)
-            .map(|p| {
-                p.entries
-                    .iter()
-                    .map(|(key, metas)| (key.clone(), json!({"metas": metas})))
-                    .collect()
-            })
-            .unwrap_or_default();
-        Value::Object(state)
-    }
-
-    fn untrack(&self, topic: &str, key: &str, phx_ref: &str) {
-        let mut topics = self.topics.lock().expect("presence lock");
-        let Some(presences) = topics.get_mut(topic) else {
-            return;
-        };
-        let Some(metas) = presences.entries.get_mut(key) else {
-            return;
-        };
-        let Some(index) = metas
-            .iter()
-            .position(|m| m.get("phx_ref").and_then(Value::as_str) == Some(phx_ref))
-        else {
-            return;
-        };
-        let meta = metas.remove(index);
-        if metas.is_empty() {
-            presences.entries.remove(key);
+    /// A presence of `key` whose meta holds `phx_ref`.
+    pub fn new(key: impl Into<String>, phx_ref: impl Into<String>) -> Self {
+        let meta = Map::from_iter([("phx_ref".to_owned(), Value::String(phx_ref.into()))]);
+        Presence {
+            key: key.into(),
+            meta,
         }
-        let _ = presences.diffs.send(Arc::new(
-            json!({"joins": {}, "leaves": {key: {"metas": [meta]}}}),
-        ));
-        if presences.entries.is_empty() {
-            topics.remove(topic);
-        }
+    }
+
+    /// Adds `field` to the meta.
+    pub fn with(mut self, field: &str, value: impl Into<Value>) -> Self {
+        self.meta.insert(field.to_owned(), value.into());
+        self
     }
 }
 
-impl Drop for Tracked {
-    fn drop(&mut self) {
-        self.presence.untrack(&self.topic, &self.key, &self.phx_ref);
+/// The `presence_state` payload of `presences`: their metas grouped by key, in their order.
+pub fn state(presences: impl IntoIterator<Item = Presence>) -> Value {
+    let mut state = Map::new();
+    for Presence { key, meta } in presences {
+        let entry = state.entry(key).or_insert_with(|| json!({"metas": []}));
+        if let Some(metas) = entry["metas"].as_array_mut() {
+            metas.push(Value::Object(meta));
+        }
     }
+    Value::Object(state)
 }
 
-fn new_ref() -> String {
-    use base64::Engine;
-    let bytes: [u8; 12] = rand::rng().random();
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+/// The `presence_diff` payload of `joins` and `leaves`.
+pub fn diff(
+    joins: impl IntoIterator<Item = Presence>,
+    leaves: impl IntoIterator<Item = Presence>,
+) -> Value {
+    json!({"joins": state(joins), "leaves": state(leaves)})
 }
 
 #[cfg(test)]
@@ -136,47 +60,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn track_list_and_untrack_broadcast_diffs() {
-        let presence = Presence::new(64);
-        let (alice, mut diffs) = presence.track("room", "alice", Map::new());
-        let joined = diffs.try_recv().unwrap();
-        let alice_ref = joined["joins"]["alice"]["metas"][0]["phx_ref"].clone();
-        assert!(alice_ref.is_string());
-        let (bob, _) = presence.track("room", "bob", Map::new());
+    fn a_state_groups_the_metas_of_each_key() {
+        let presences = [
+            Presence::new("alice", "1").with("online_at", "1700000000"),
+            Presence::new("bob", "2"),
+            Presence::new("alice", "3"),
+        ];
         assert_eq!(
-            diffs.try_recv().unwrap()["joins"]["bob"]["metas"]
-                .as_array()
-                .unwrap()
-                .len(),
-            1
+            state(presences),
+            json!({
+                "alice": {"metas": [{"phx_ref": "1", "online_at": "1700000000"}, {"phx_ref": "3"}]},
+                "bob": {"metas": [{"phx_ref": "2"}]},
+            })
         );
-        let state = presence.list("room");
-        assert_eq!(state.as_object().unwrap().len(), 2);
-        assert_eq!(state["alice"]["metas"][0]["phx_ref"], alice_ref);
-        drop(alice);
-        let left = diffs.try_recv().unwrap();
-        assert_eq!(left["leaves"]["alice"]["metas"][0]["phx_ref"], alice_ref);
-        assert_eq!(left["joins"], json!({}));
-        drop(bob);
-        assert_eq!(presence.list("room"), json!({}));
-        assert!(presence.topics.lock().unwrap().is_empty());
+        assert_eq!(state([]), json!({}));
     }
 
     #[test]
-    fn a_subscriber_behind_by_more_than_the_buffer_is_told_it_lagged() {
-        let presence = Presence::new(2);
-        let (_alice, mut diffs) = presence.track("room", "alice", Map::new());
-        let _others: Vec<_> = ["bob", "carol"]
-            .into_iter()
-            .map(|key| presence.track("room", key, Map::new()).0)
-            .collect();
-        // Three joins in a buffer of two: the oldest is gone, and the room channel then
-        // resends the whole state.
+    fn a_diff_holds_joins_and_leaves_in_the_states_shape() {
         assert_eq!(
-            diffs.try_recv().unwrap_err(),
-            broadcast::error::TryRecvError::Lagged(1)
+            diff([Presence::new("bob", "2")], []),
+            json!({"joins": {"bob": {"metas": [{"phx_ref": "2"}]}}, "leaves": {}})
         );
-        assert!(diffs.try_recv().unwrap()["joins"].get("bob").is_some());
-        assert!(diffs.try_recv().unwrap()["joins"].get("carol").is_some());
+        assert_eq!(
+            diff([], [Presence::new("bob", "2"), Presence::new("bob", "4")]),
+            json!({"joins": {}, "leaves": {"bob": {"metas": [{"phx_ref": "2"}, {"phx_ref": "4"}]}}})
+        );
     }
 }

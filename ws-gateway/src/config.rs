@@ -89,10 +89,11 @@ pub struct Config {
     #[arg(long, env = "WS_GATEWAY_CHANNEL_INBOX", default_value_t = 64, value_parser = at_least_one)]
     pub channel_inbox: usize,
 
-    /// Presence diffs of a room a member may fall behind by before it is sent the room's
-    /// whole `presence_state` again.
-    #[arg(long, env = "WS_GATEWAY_PRESENCE_BUFFER", default_value_t = 64, value_parser = at_least_one)]
-    pub presence_buffer: usize,
+    /// At most this long between two renewals of the room members this gateway carries (their
+    /// presence is a lease in the game service); a third of the lease the game service gives
+    /// when that is shorter.
+    #[arg(long, env = "WS_GATEWAY_PRESENCE_RENEW_INTERVAL", default_value = "5s", value_parser = service_kit::durations::non_zero)]
+    pub presence_renew_interval: Duration,
 
     /// Messages per second per connection (burst of as many); over it: `rate_limited` replies,
     /// and a further second's worth of refused messages closes the socket with 1008.
@@ -166,12 +167,10 @@ mod tests {
     use super::Config;
 
     #[test]
-    fn queue_lengths_must_be_at_least_one() {
-        for flag in ["--channel-inbox", "--presence-buffer"] {
-            let err = Config::try_parse_from(["ws-gateway", flag, "0"]).unwrap_err();
-            assert!(err.to_string().contains("at least 1"), "{flag}: {err}");
-            assert!(Config::try_parse_from(["ws-gateway", flag, "1"]).is_ok());
-        }
+    fn the_channel_inbox_must_hold_at_least_one_event() {
+        let err = Config::try_parse_from(["ws-gateway", "--channel-inbox", "0"]).unwrap_err();
+        assert!(err.to_string().contains("at least 1"), "{err}");
+        assert!(Config::try_parse_from(["ws-gateway", "--channel-inbox", "1"]).is_ok());
     }
 
     #[test]
@@ -195,6 +194,7 @@ mod tests {
             "--grpc-request-timeout",
             "--grpc-keep-alive",
             "--grpc-resolve-interval",
+            "--presence-renew-interval",
         ] {
             let err = Config::try_parse_from(["ws-gateway", flag, "0s"]).unwrap_err();
             assert!(

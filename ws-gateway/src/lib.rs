@@ -5,8 +5,8 @@
 //! - [`http`]: `/healthz`, `/readyz`, `/version`, `/metrics` and the SPA's files.
 //! - [`config`]: flags and their environment twins.
 //!
-//! The Phoenix Channels protocol itself (transport, serializers, socket, channels, presence)
-//! is the [`phoenix_channels`] crate, which has no Hangman in it.
+//! The Phoenix Channels protocol itself (transport, serializers, socket, channels, presence's
+//! wire format) is the [`phoenix_channels`] crate, which has no Hangman in it.
 //!
 //! [`start`] wires them into a running server; `main.rs` only adds telemetry and signals.
 
@@ -20,10 +20,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 pub use config::Config;
-use phoenix_channels::presence::Presence;
+use hangman::members::Members;
 use phoenix_channels::socket::SocketLimits;
 use phoenix_channels::telemetry::Metrics;
 use phoenix_channels::transport::{AllowedOrigins, Endpoint, TransportConfig};
@@ -54,6 +54,9 @@ pub struct Server {
     endpoint: Arc<Endpoint<hangman::HangmanSocket>>,
     stop_http: CancellationToken,
     serve: JoinHandle<()>,
+    /// Stops the renewal of the room members (also when the server is dropped unstopped).
+    stop_members: DropGuard,
+    members: JoinHandle<()>,
     drain: Duration,
 }
 
@@ -78,18 +81,22 @@ impl Server {
         self.endpoint.connections()
     }
 
-    /// Graceful stop: sockets are closed with the shutdown close code (1001 by default), then
-    /// HTTP stops; waits at most the drain time.
+    /// Graceful stop: sockets are closed with the shutdown close code (1001 by default), the
+    /// leaves of their room members are sent, then HTTP stops; waits at most the drain time.
     pub async fn stop(self) {
         let Server {
             endpoint,
             stop_http,
             serve,
+            stop_members,
+            members,
             drain,
             ..
         } = self;
         let graceful = async move {
             endpoint.shutdown().await;
+            stop_members.disarm().cancel();
+            let _ = members.await;
             stop_http.cancel();
             let _ = serve.await;
         };
@@ -133,7 +140,8 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
             Metrics::with_prefix(METRICS_PREFIX)
         },
     };
-    let router = hangman::router(upstream.clone(), Presence::new(config.presence_buffer));
+    let members = Members::new(upstream.clone(), config.presence_renew_interval);
+    let router = hangman::router(upstream.clone(), members.clone());
     let endpoint = Endpoint::new(hangman::HangmanSocket, router, transport);
     let app = endpoint
         .routes(&config.mounts)
@@ -150,6 +158,8 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
     let addr = listener.local_addr().map_err(listen_error)?;
     tracing::info!(mounts = ?config.mounts, game_service = %config.game_service, "listening on {addr}");
 
+    let stop_members = CancellationToken::new();
+    let renewals = members.run(stop_members.clone());
     let stop_http = CancellationToken::new();
     let limits = ConnectionLimits {
         header_read_timeout: config.header_read_timeout,
@@ -166,6 +176,8 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         endpoint,
         stop_http,
         serve,
+        stop_members: stop_members.drop_guard(),
+        members: renewals,
         drain: config.shutdown_timeout,
     })
 }

@@ -7,9 +7,12 @@ mod transport;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use futures::{Stream, StreamExt};
 use hangman_proto::v1::hangman_service_client::HangmanServiceClient;
+use hangman_proto::v1::watch_game_response::Presence;
 use hangman_proto::v1::{
-    CreateGameRequest, GetGameRequest, MakeMoveRequest, Tally, WatchGameRequest,
+    CreateGameRequest, GetGameRequest, MakeMoveRequest, PresenceMember, Tally,
+    UpdatePresenceRequest, WatchGameRequest, WatchGameResponse,
 };
 use service_kit::trace_context::TRACEPARENT;
 /// The trace every call carries: one per socket connection, a new span per call.
@@ -118,6 +121,7 @@ static CREATE_GAME: Method = Method::new("CreateGame");
 static GET_GAME: Method = Method::new("GetGame");
 static MAKE_MOVE: Method = Method::new("MakeMove");
 static WATCH_GAME: Method = Method::new("WatchGame");
+static UPDATE_PRESENCE: Method = Method::new("UpdatePresence");
 static HEALTH_CHECK: Method = Method::new("Health/Check");
 
 /// A game service URL the gateway cannot use.
@@ -139,6 +143,62 @@ pub struct UpstreamConfig {
     pub connections: usize,
     /// How often host names are resolved again (also whenever a connection was closed).
     pub resolve_interval: Duration,
+}
+
+/// What a watch asks for besides the tallies.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WatchOptions {
+    /// Also who is in the game's room: a [`WatchEvent::PresenceState`] first, then diffs.
+    pub presence: bool,
+    /// The version of the last tally the watcher saw: the first message then says what it
+    /// missed since.
+    pub since_version: Option<u64>,
+}
+
+/// The first message of a watch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Watched {
+    /// The tally now.
+    pub tally: Tally,
+    /// What was missed since [`WatchOptions::since_version`]; `None` when none was given.
+    pub recovery: Option<Recovery>,
+}
+
+/// Whether the changes a watcher missed could be given back.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Recovery {
+    /// The tallies after the watcher's version and before [`Watched::tally`], oldest first.
+    Recovered(Vec<Tally>),
+    /// The game service cannot fill the gap (a version the game never had, or history it no
+    /// longer keeps): only the tally now is known.
+    Gap,
+}
+
+/// A change a watch streams after its first message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WatchEvent {
+    /// Someone moved.
+    Tally(Tally),
+    /// Everyone in the room: first, and again after the watcher fell behind.
+    PresenceState(Vec<PresenceMember>),
+    /// Who joined and left since the last presence message.
+    PresenceDiff {
+        joins: Vec<PresenceMember>,
+        leaves: Vec<PresenceMember>,
+    },
+}
+
+impl From<WatchGameResponse> for WatchEvent {
+    fn from(message: WatchGameResponse) -> Self {
+        match message.presence {
+            Some(Presence::PresenceState(state)) => WatchEvent::PresenceState(state.members),
+            Some(Presence::PresenceDiff(diff)) => WatchEvent::PresenceDiff {
+                joins: diff.joins,
+                leaves: diff.leaves,
+            },
+            None => WatchEvent::Tally(message.tally.unwrap_or_default()),
+        }
+    }
 }
 
 /// The shared client; cloning it shares its HTTP/2 connections.
@@ -260,23 +320,52 @@ impl Upstream {
         Ok(response.tally.unwrap_or_default())
     }
 
-    /// Watches a game: its tally now, then a stream of every later tally. The stream has no
-    /// timeout (it lasts as long as the game); only getting the first tally does.
+    /// Puts the members of `renew` in the game's room for another lease (a member new to it
+    /// joins) and takes those of `leave` out; returns the lease the game service gives.
+    pub async fn update_presence(
+        &self,
+        trace: &TraceContext,
+        game_id: &str,
+        renew: Vec<PresenceMember>,
+        leave: Vec<String>,
+    ) -> Result<Duration, UpstreamError> {
+        let request = UpdatePresenceRequest {
+            game_id: game_id.to_owned(),
+            renew,
+            leave,
+        };
+        let response = self
+            .call(
+                &UPDATE_PRESENCE,
+                trace,
+                request,
+                |mut c, r| async move { c.update_presence(r).await },
+                &self.games,
+            )
+            .await?;
+        Ok(Duration::from_millis(response.lease_ms))
+    }
+
+    /// Watches a game: its tally now (with what was missed since `options.since_version`),
+    /// then a stream of every later change, and of who comes and goes in its room when
+    /// `options.presence`. The stream has no timeout (it lasts as long as the game); only
+    /// getting the first message does. It ends after its first error.
     pub async fn watch_game(
         &self,
         trace: &TraceContext,
         game_id: &str,
+        options: WatchOptions,
     ) -> Result<
         (
-            Tally,
-            impl futures::Stream<Item = Result<Tally, UpstreamError>> + Send + 'static,
+            Watched,
+            impl Stream<Item = Result<WatchEvent, UpstreamError>> + Send + 'static,
         ),
         UpstreamError,
     > {
-        use futures::StreamExt;
         let request = WatchGameRequest {
             game_id: game_id.to_owned(),
-            ..Default::default()
+            presence: options.presence,
+            since_version: options.since_version,
         };
         let mut stream = self
             .call(
@@ -294,7 +383,7 @@ impl Upstream {
             .ok_or(UpstreamError::GameNotFound)?;
         let rest = futures::stream::unfold(stream, |mut stream| async move {
             match stream.message().await {
-                Ok(Some(msg)) => Some((Ok(msg.tally.unwrap_or_default()), stream)),
+                Ok(Some(msg)) => Some((Ok(WatchEvent::from(msg)), stream)),
                 Ok(None) => None,
                 Err(status) => Some((
                     Err(UpstreamError::from_status(&WATCH_GAME, &status)),
@@ -308,7 +397,18 @@ impl Upstream {
             *failed = out.as_ref().is_some_and(Result::is_err);
             futures::future::ready(out)
         });
-        Ok((first.tally.unwrap_or_default(), rest))
+        let recovery = first.recovered.map(|recovered| {
+            if recovered {
+                Recovery::Recovered(first.missed)
+            } else {
+                Recovery::Gap
+            }
+        });
+        let watched = Watched {
+            tally: first.tally.unwrap_or_default(),
+            recovery,
+        };
+        Ok((watched, rest))
     }
 
     /// Whether the game service answers a gRPC health check with SERVING.

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Client, System, WORD, system};
+use common::{Client, System, WORD, diff_of, meta, names, system, until};
 use hangman_proto::v1::EndGameRequest;
 use hangman_proto::v1::hangman_service_client::HangmanServiceClient;
 use serde_json::{Value, json};
@@ -26,7 +26,7 @@ async fn a_join_starts_a_private_game() {
     assert!(joined["game_id"].as_str().is_some_and(|id| !id.is_empty()));
     assert_eq!(
         joined["tally"],
-        json!({"game_state": "initializing", "turns_left": 7, "letters": vec!["_"; WORD.len()], "used": []})
+        json!({"game_state": "initializing", "turns_left": 7, "letters": vec!["_"; WORD.len()], "used": [], "version": 0})
     );
     let (_, _, other) = on_a_new_game(&sys).await;
     assert_ne!(
@@ -42,7 +42,7 @@ async fn moves_reply_with_the_tally_and_push_it_for_the_original_client() {
 
     // The original course client sends the bare letter and only listens for `tally`.
     let (reply, pushes) = client.call(&join_ref, GAME, "make_move", json!("l")).await;
-    let expected = json!({"game_state": "good_guess", "turns_left": 7, "letters": ["_", "_", "l", "l", "_"], "used": ["l"]});
+    let expected = json!({"game_state": "good_guess", "turns_left": 7, "letters": ["_", "_", "l", "l", "_"], "used": ["l"], "version": 1});
     assert_eq!(reply, json!({"status": "ok", "response": expected}));
     assert_eq!(
         pushes,
@@ -55,12 +55,17 @@ async fn moves_reply_with_the_tally_and_push_it_for_the_original_client() {
         .await;
     assert_eq!(reply["response"]["game_state"], "bad_guess");
     assert_eq!(reply["response"]["turns_left"], 6);
+    assert_eq!(reply["response"]["version"], 2);
 
     let (reply, _) = client
         .call(&join_ref, GAME, "make_move", json!({"guess": "z"}))
         .await;
     assert_eq!(reply["response"]["game_state"], "already_used");
     assert_eq!(reply["response"]["turns_left"], 6);
+    assert_eq!(
+        reply["response"]["version"], 3,
+        "a repeated guess changes the state"
+    );
 
     let (reply, pushes) = client.call(&join_ref, GAME, "tally", json!({})).await;
     assert_eq!(reply["response"]["used"], json!(["l", "z"]));
@@ -253,7 +258,15 @@ async fn only_a_refused_guess_is_invalid_guess_an_invalid_game_id_is_invalid_pay
     let refusals = [
         upstream.make_move(&trace, "", "a").await.unwrap_err(),
         upstream.get_game(&trace, "").await.unwrap_err(),
-        upstream.watch_game(&trace, "").await.err().unwrap(),
+        upstream
+            .watch_game(&trace, "", Default::default())
+            .await
+            .err()
+            .unwrap(),
+        upstream
+            .update_presence(&trace, "", Vec::new(), Vec::new())
+            .await
+            .unwrap_err(),
     ];
     for refusal in refusals {
         assert_eq!(refusal.reason(), "invalid_payload", "{refusal}");
@@ -297,18 +310,6 @@ fn room_of(joined: &Value) -> (String, String) {
     (game_id, room)
 }
 
-/// Collects frames until one matches; the others are returned too.
-async fn until(client: &mut Client, pred: impl Fn(&Value) -> bool) -> (Value, Vec<Value>) {
-    let mut seen = Vec::new();
-    loop {
-        let frame = client.recv().await;
-        if pred(&frame) {
-            return (frame, seen);
-        }
-        seen.push(frame);
-    }
-}
-
 #[tokio::test]
 async fn a_shared_room_pushes_every_move_to_every_member_with_presence() {
     let sys = system(&[]).await;
@@ -319,30 +320,22 @@ async fn a_shared_room_pushes_every_move_to_every_member_with_presence() {
     let (alice_ref, room_joined) = alice.join_ok(&room, json!({})).await;
     assert_eq!(
         room_joined,
-        json!({"game_id": game_id, "tally": joined["tally"]})
+        json!({"game_id": game_id, "tally": joined["tally"]}),
+        "without a version, the reply is the game and its tally"
     );
+    // The joiner is in the room before its first `presence_state`.
     let (state, _) = until(&mut alice, |f| f[3] == "presence_state").await;
     assert_eq!(state[0], alice_ref);
-    assert!(
-        state[4]["alice"]["metas"][0]["phx_ref"].is_string(),
-        "{state}"
-    );
-    assert!(
-        state[4]["alice"]["metas"][0]["online_at"].is_string(),
-        "{state}"
-    );
+    assert_eq!(names(&state[4]), ["alice"]);
+    let alice_meta = meta(&state[4], "alice");
 
     let mut bob = Client::connect(&sys.socket_url("vsn=2.0.0&player=bob")).await;
     let (bob_ref, _) = bob.join_ok(&room, json!({})).await;
     let (state, _) = until(&mut bob, |f| f[3] == "presence_state").await;
-    let mut keys: Vec<_> = state[4].as_object().unwrap().keys().cloned().collect();
-    keys.sort();
-    assert_eq!(keys, ["alice", "bob"]);
-    let (diff, _) = until(&mut alice, |f| {
-        f[3] == "presence_diff" && f[4]["joins"].get("bob").is_some()
-    })
-    .await;
-    assert_eq!(diff[4]["leaves"], json!({}));
+    assert_eq!(names(&state[4]), ["alice", "bob"]);
+    assert_eq!(meta(&state[4], "alice"), alice_meta);
+    let bob_meta = meta(&state[4], "bob");
+    assert_eq!(diff_of(&mut alice, "bob", true).await, bob_meta);
 
     // Bob moves: everyone in the room gets the tally, Bob gets his reply too.
     let (reply, _) = bob
@@ -352,6 +345,7 @@ async fn a_shared_room_pushes_every_move_to_every_member_with_presence() {
         reply["response"]["letters"],
         json!(["_", "_", "_", "_", "o"])
     );
+    assert_eq!(reply["response"]["version"], 1);
     let (pushed, _) = until(&mut alice, |f| f[3] == "tally").await;
     assert_eq!(
         pushed,
@@ -365,13 +359,113 @@ async fn a_shared_room_pushes_every_move_to_every_member_with_presence() {
     owner.reply_to(&msg_ref).await;
     let (pushed, _) = until(&mut alice, |f| f[3] == "tally").await;
     assert_eq!(pushed[4]["used"], json!(["h", "o"]));
+    assert_eq!(pushed[4]["version"], 2);
 
     bob.close().await;
-    let (diff, _) = until(&mut alice, |f| {
-        f[3] == "presence_diff" && f[4]["leaves"].get("bob").is_some()
-    })
-    .await;
-    assert_eq!(diff[4]["joins"], json!({}));
+    assert_eq!(diff_of(&mut alice, "bob", false).await, bob_meta);
+}
+
+/// Two tabs of one player are two members of one name: the npm client lists the name once,
+/// with both metas, and one tab leaving leaves the other.
+#[tokio::test]
+async fn one_player_in_two_tabs_is_one_name_with_two_metas() {
+    let sys = system(&[]).await;
+    let (_owner, _, joined) = on_a_new_game(&sys).await;
+    let (_, room) = room_of(&joined);
+    let mut tab1 = Client::connect(&sys.socket_url("vsn=2.0.0&player=carol")).await;
+    tab1.join_ok(&room, json!({})).await;
+    let mut tab2 = Client::connect(&sys.socket_url("vsn=2.0.0&player=carol")).await;
+    tab2.join_ok(&room, json!({})).await;
+    let (state, _) = until(&mut tab2, |f| f[3] == "presence_state").await;
+    assert_eq!(names(&state[4]), ["carol"]);
+    let metas = state[4]["carol"]["metas"].as_array().unwrap();
+    assert_eq!(metas.len(), 2, "{state}");
+    assert_ne!(metas[0]["phx_ref"], metas[1]["phx_ref"]);
+    let second = diff_of(&mut tab1, "carol", true).await;
+    tab2.close().await;
+    assert_eq!(diff_of(&mut tab1, "carol", false).await, second);
+}
+
+/// A client that lost its socket rejoins with the version of the last tally it saw and gets
+/// every tally it missed, oldest first, then the current one in the reply.
+#[tokio::test]
+async fn a_rejoin_with_the_last_version_seen_recovers_every_missed_tally_in_order() {
+    let sys = system(&[]).await;
+    let (mut owner, owner_ref, joined) = on_a_new_game(&sys).await;
+    let (game_id, room) = room_of(&joined);
+    let mut member = sys.client().await;
+    let (_, room_joined) = member.join_ok(&room, json!({})).await;
+    let seen = room_joined["tally"]["version"].clone();
+    assert_eq!(seen, 0);
+    member.close().await;
+
+    let mut moves = Vec::new();
+    for letter in ["h", "z", "z", "e"] {
+        let (reply, _) = owner
+            .call(&owner_ref, GAME, "make_move", json!(letter))
+            .await;
+        moves.push(reply["response"].clone());
+    }
+    let versions: Vec<_> = moves.iter().map(|t| t["version"].clone()).collect();
+    assert_eq!(versions, [1, 2, 3, 4], "a repeated guess is a change too");
+
+    let mut member = sys.client().await;
+    let (_, rejoined) = member.join_ok(&room, json!({"version": seen})).await;
+    assert_eq!(
+        rejoined,
+        json!({"game_id": game_id, "tally": moves[3], "recovered": true, "missed": moves[..3]})
+    );
+    // Up to date: nothing missed.
+    let mut member = sys.client().await;
+    let (_, rejoined) = member.join_ok(&room, json!({"version": 4})).await;
+    assert_eq!(
+        rejoined,
+        json!({"game_id": game_id, "tally": moves[3], "recovered": true, "missed": []})
+    );
+    // A version this game never had: the gap cannot be filled, the tally now is all there is.
+    let mut member = sys.client().await;
+    let (_, rejoined) = member.join_ok(&room, json!({"version": 99})).await;
+    assert_eq!(
+        rejoined,
+        json!({"game_id": game_id, "tally": moves[3], "recovered": false})
+    );
+}
+
+/// A room join's `version` is a non-negative integer; anything else is refused before any call,
+/// and joins nothing: no channel, no member in the room.
+#[tokio::test]
+async fn a_room_join_with_a_version_that_is_not_a_count_is_invalid_payload() {
+    let sys = system(&[]).await;
+    let (_owner, _, joined) = on_a_new_game(&sys).await;
+    let (_, room) = room_of(&joined);
+    let mut client = Client::connect(&sys.socket_url("vsn=2.0.0&player=dave")).await;
+    for version in [
+        json!(-1),
+        json!(1.5),
+        json!("3"),
+        json!(null),
+        json!([1]),
+        json!({}),
+    ] {
+        let (join_ref, reply) = client.join(&room, json!({"version": version})).await;
+        assert_eq!(
+            reply,
+            json!([join_ref, join_ref, room, "phx_reply", {"status": "error", "response": {"reason": "invalid_payload"}}]),
+            "version {version}"
+        );
+    }
+    let msg_ref = client.push(None, &room, "tally", json!({})).await;
+    assert_eq!(
+        client.reply_to(&msg_ref).await.0[4]["response"]["reason"],
+        "unmatched topic"
+    );
+    let (_, _) = client.join_ok(&room, json!({})).await;
+    let (state, _) = until(&mut client, |f| f[3] == "presence_state").await;
+    assert_eq!(
+        state[4]["dave"]["metas"].as_array().map(Vec::len),
+        Some(1),
+        "only the accepted join is a member: {state}"
+    );
 }
 
 #[tokio::test]

@@ -8,17 +8,16 @@
 //!   `{"ms": n}` then replies with its payload, `shout` sends its payload to every channel
 //!   joined on the topic (each pushes it as `shout`), `crash` crashes the channel; any other
 //!   is `unknown_event`.
-//! - `presence:*`: tracks the connection's `user` param in Presence, pushes `presence_state`
-//!   after the join and `presence_diff` as members come and go.
+//! - `presence:*`: after the join, pushes the `presence_state` that lists the connection's
+//!   `user` param (its `phx_ref` the join's ref), then the `presence_diff` of that join, built
+//!   with the crate's `presence` payloads. Who is present is the application's to know (ws-gateway
+//!   asks its game service), so this room knows only its own member.
 //!
 //! The connect hook refuses a connection whose params carry `refuse`.
 //!
 //! These channels are written as a user of the crate writes one, on purpose (the tests use the
 //! crate's API as it is): what they share with each other and with ws-gateway's channels is the
-//! shape of the `Channel` trait. The Presence wiring of `presence:*` (track in the join, push
-//! `presence_state` after it, then each `presence_diff`) is left to each channel, as Phoenix
-//! leaves `presence_state` to it: ws-gateway's `game:*` room does the same with its own key and
-//! metas, and resends the whole state when it missed diffs.
+//! shape of the `Channel` trait.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -29,13 +28,13 @@ use std::time::Duration;
 use futures::StreamExt;
 use phoenix_channels::channel::{Channel, ChannelContext, Crash, InfoSender, Join, Reply, Router};
 use phoenix_channels::message::Payload;
-use phoenix_channels::presence::{Presence, Tracked};
+use phoenix_channels::presence::{self, Presence};
 use phoenix_channels::socket::SocketLimits;
 use phoenix_channels::telemetry::Metrics;
 use phoenix_channels::transport::{
     AllowedOrigins, Connect, ConnectInfo, ConnectRefused, Endpoint, TransportConfig,
 };
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
 
@@ -137,64 +136,42 @@ impl Channel for Echo {
 }
 
 /// `presence:*`.
-pub struct PresenceJoin(pub Arc<Presence>);
+pub struct PresenceJoin;
 
-pub enum PresenceInfo {
-    AfterJoin,
-    Diff(Arc<Value>),
-}
-
-pub struct Member {
-    presence: Arc<Presence>,
-    _tracked: Tracked,
-}
+/// A `presence:*` member: the connection's user.
+pub struct Member(String);
 
 impl Join<String> for PresenceJoin {
     type Channel = Member;
 
     async fn join(
         &self,
-        topic: &str,
+        _topic: &str,
         _payload: Payload,
         user: &String,
-        info: &InfoSender<PresenceInfo>,
+        info: &InfoSender<()>,
     ) -> Result<(Member, Value), Value> {
-        info.send(PresenceInfo::AfterJoin);
-        let (tracked, diffs) = self.0.track(topic, user, Map::new());
-        let diffs = BroadcastStream::new(diffs).filter_map(|d| async { d.ok() });
-        info.forward(diffs, PresenceInfo::Diff, None);
-        let member = Member {
-            presence: Arc::clone(&self.0),
-            _tracked: tracked,
-        };
-        Ok((member, json!({})))
+        info.send(());
+        Ok((Member(user.clone()), json!({})))
     }
 }
 
 impl Channel for Member {
-    type Info = PresenceInfo;
+    type Info = ();
 
     async fn handle_in(
         &mut self,
         _event: &str,
         _payload: Payload,
-        _ctx: &ChannelContext<PresenceInfo>,
+        _ctx: &ChannelContext<()>,
     ) -> Result<Reply, Crash> {
         Ok(Reply::error("unknown_event"))
     }
 
-    async fn handle_info(
-        &mut self,
-        info: PresenceInfo,
-        ctx: &ChannelContext<PresenceInfo>,
-    ) -> Result<(), Crash> {
-        match info {
-            PresenceInfo::AfterJoin => {
-                ctx.push("presence_state", self.presence.list(ctx.topic()))
-                    .await
-            }
-            PresenceInfo::Diff(diff) => ctx.push("presence_diff", (*diff).clone()).await,
-        }
+    async fn handle_info(&mut self, _info: (), ctx: &ChannelContext<()>) -> Result<(), Crash> {
+        let me = || Presence::new(self.0.clone(), ctx.join_ref());
+        ctx.push("presence_state", presence::state([me()])).await;
+        ctx.push("presence_diff", presence::diff([me()], [])).await;
         Ok(())
     }
 }
@@ -238,7 +215,7 @@ pub async fn serve(config: TransportConfig) -> Server {
 pub async fn serve_at(config: TransportConfig, mounts: &[&str]) -> Server {
     let router = Router::new()
         .channel("echo:*", EchoJoin::default())
-        .channel("presence:*", PresenceJoin(Presence::new(64)));
+        .channel("presence:*", PresenceJoin);
     let endpoint = Endpoint::new(App, router, config);
     let mounts: Vec<String> = mounts.iter().map(|m| (*m).to_owned()).collect();
     let app: axum::Router = endpoint.routes(&mounts);

@@ -2,14 +2,15 @@
 //! channels of docs/design.md §5.
 //!
 //! - [`game_channel`]: `hangman:game`, a private game per join (or resumed by id).
-//! - [`room_channel`]: `game:<id>`, a shared room with Presence.
+//! - [`room_channel`]: `game:<id>`, a shared room with Presence, and recovery of the tallies a
+//!   rejoining client missed.
+//! - [`members`]: the room members this process carries, kept in the game service's presence.
 //! - [`tally`]: the tally as channel JSON.
 
 pub mod game_channel;
+pub mod members;
 pub mod room_channel;
 pub mod tally;
-
-use std::sync::Arc;
 
 use rand::Rng;
 use serde_json::Value;
@@ -17,7 +18,6 @@ use serde_json::Value;
 use crate::upstream::{TraceContext, Upstream, UpstreamError};
 use phoenix_channels::channel::{Reply, Router};
 use phoenix_channels::message::Payload;
-use phoenix_channels::presence::Presence;
 use phoenix_channels::transport::{Connect, ConnectInfo, ConnectRefused};
 
 /// The longest presence key kept from the `player` connect param, in characters.
@@ -26,7 +26,8 @@ pub const MAX_PLAYER_LEN: usize = 64;
 /// What a connection carries: who the player is and the trace its calls belong to.
 #[derive(Debug, Clone)]
 pub struct Player {
-    /// The presence key: the `player` param (trimmed, bounded) or a random id.
+    /// The player's name, the key presence groups by: the `player` param (trimmed, bounded)
+    /// or a random id.
     pub key: String,
     pub trace: TraceContext,
 }
@@ -57,7 +58,7 @@ impl Connect for HangmanSocket {
 }
 
 /// `channel "hangman:game"` and `channel "game:*"`.
-pub fn router(upstream: Upstream, presence: Arc<Presence>) -> Router<Player> {
+pub fn router(upstream: Upstream, members: members::Members) -> Router<Player> {
     Router::new()
         .channel(
             game_channel::TOPIC,
@@ -67,7 +68,7 @@ pub fn router(upstream: Upstream, presence: Arc<Presence>) -> Router<Player> {
         )
         .channel(
             room_channel::TOPIC_PATTERN,
-            room_channel::RoomJoin { upstream, presence },
+            room_channel::RoomJoin { upstream, members },
         )
 }
 

@@ -1,6 +1,7 @@
 //! A tally as the channels send it:
-//! `{"game_state":"good_guess","turns_left":6,"letters":["_","e","_"],"used":["a","e"]}`,
-//! plus `"word"` once the game is won or lost.
+//! `{"game_state":"good_guess","turns_left":6,"letters":["_","e","_"],"used":["a","e"],"version":2}`,
+//! plus `"word"` once the game is won or lost. Of two tallies of one game, the one with the
+//! higher `version` is the newer.
 
 use hangman_proto::v1::{GameState, Tally};
 use serde::Serialize;
@@ -29,6 +30,7 @@ impl Serialize for TallyJson<'_> {
         map.serialize_entry("letters", &tally.letters)?;
         map.serialize_entry("turns_left", &tally.turns_left)?;
         map.serialize_entry("used", &tally.used)?;
+        map.serialize_entry("version", &tally.version)?;
         if let Some(word) = &tally.word {
             map.serialize_entry("word", word)?;
         }
@@ -55,9 +57,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn word_only_when_present() {
+    fn the_version_always_and_the_word_only_when_present() {
         let mut tally = Tally {
-            version: 0,
+            version: 2,
             game_state: GameState::GoodGuess as i32,
             turns_left: 6,
             letters: vec!["_".into(), "e".into()],
@@ -66,7 +68,7 @@ mod tests {
         };
         assert_eq!(
             to_json(&tally),
-            json!({"game_state":"good_guess","turns_left":6,"letters":["_","e"],"used":["a","e"]})
+            json!({"game_state":"good_guess","turns_left":6,"letters":["_","e"],"used":["a","e"],"version":2})
         );
         tally.word = Some("be".into());
         tally.game_state = GameState::Lost as i32;

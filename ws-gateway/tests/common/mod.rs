@@ -5,6 +5,7 @@
 
 use clap::Parser;
 use game_service::testing::TestGameService;
+use serde_json::{Value, json};
 // Each test file uses what it needs of these.
 #[allow(unused_imports)]
 pub use phoenix_channels::test_client::{Client, PATIENCE, try_connect};
@@ -72,6 +73,82 @@ impl System {
     }
 }
 
+/// Collects frames until one matches; the others are returned too.
+pub async fn until(client: &mut Client, pred: impl Fn(&Value) -> bool) -> (Value, Vec<Value>) {
+    let mut seen = Vec::new();
+    loop {
+        let frame = client.recv().await;
+        if pred(&frame) {
+            return (frame, seen);
+        }
+        seen.push(frame);
+    }
+}
+
+/// A client of the gateway at `ws_url` (`ws://ADDR`) connected as `player`.
+pub async fn player(ws_url: &str, player: &str) -> Client {
+    Client::connect(&format!(
+        "{ws_url}/socket/websocket?vsn=2.0.0&player={player}"
+    ))
+    .await
+}
+
+/// The names a presence payload lists (a `presence_state`, or the `joins` or `leaves` of a
+/// `presence_diff`), sorted.
+pub fn names(presences: &Value) -> Vec<String> {
+    let mut names: Vec<_> = presences
+        .as_object()
+        .unwrap_or_else(|| panic!("presences are an object: {presences}"))
+        .keys()
+        .cloned()
+        .collect();
+    names.sort();
+    names
+}
+
+/// The one meta a presence payload lists for `name` (one connection), checked to be as the
+/// gateway makes it: `phx_ref` the member key (32 hex digits), `online_at` the Unix seconds of
+/// the join, as a string.
+pub fn meta(presences: &Value, name: &str) -> Value {
+    let metas = &presences[name]["metas"];
+    let [meta] = metas.as_array().map(Vec::as_slice).unwrap_or_default() else {
+        panic!("one meta for {name}: {presences}");
+    };
+    let key = meta["phx_ref"].as_str().unwrap_or_default();
+    assert!(
+        key.len() == 32 && key.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{meta}"
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let online_at: u64 = meta["online_at"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("online_at is seconds as a string: {meta}"));
+    assert!(now.abs_diff(online_at) < 600, "{meta}, now {now}");
+    assert_eq!(meta.as_object().unwrap().len(), 2, "{meta}");
+    meta.clone()
+}
+
+/// Waits for the `presence_diff` in which `name` joins (or leaves, with `joined` false) and
+/// nobody else comes or goes; returns that meta.
+pub async fn diff_of(client: &mut Client, name: &str, joined: bool) -> Value {
+    let (side, other) = if joined {
+        ("joins", "leaves")
+    } else {
+        ("leaves", "joins")
+    };
+    let (diff, _) = until(client, |f| {
+        f[3] == "presence_diff" && f[4][side].get(name).is_some()
+    })
+    .await;
+    assert_eq!(names(&diff[4][side]), [name], "{diff}");
+    assert_eq!(diff[4][other], json!({}), "{diff}");
+    meta(&diff[4][side], name)
+}
+
 /// `GET path` on the gateway: `(status, content-type, body)`.
 pub async fn http_get(base: &str, path: &str) -> (u16, String, String) {
     let response = reqwest::get(format!("{base}{path}")).await.expect("GET");
@@ -130,8 +207,17 @@ impl GatewayProcess {
         format!("ws://{}/socket/websocket?vsn=2.0.0", self.addr)
     }
 
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}", self.addr)
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id().unwrap()
+    }
+
+    /// `kill -9` (SIGKILL): the gateway closes nothing and tells the game service nothing.
+    pub async fn kill_9(&mut self) {
+        self.child.kill().await.expect("SIGKILL");
     }
 
     /// A metric's value from `/metrics` (0 when absent).

@@ -1,0 +1,320 @@
+//! The `game:<id>` room members this gateway process carries, kept in the game service's
+//! presence as leases.
+//!
+//! Presence lives in the game service (`UpdatePresence`, `WatchGame{presence}`), so a room
+//! lists its members whatever gateway replica they are on. This registry knows which members
+//! are this process's (game id → member key → name); one task renews them all before their
+//! lease runs out, in one `UpdatePresence` call per game (more when a game has more than
+//! [`MAX_MEMBERS_PER_CALL`] here), and sends the leaves of the channels that ended. If this
+//! process dies, nobody renews its members and the game service lets them go within a lease.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use futures::StreamExt;
+use hangman_proto::v1::PresenceMember;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::upstream::{TraceContext, Upstream, UpstreamError};
+
+/// The most members (renewed and leaving) one `UpdatePresence` call lists. A member is at most
+/// about 300 bytes (a 32-byte key, a name of 64 characters of up to 4 bytes), so a call stays
+/// well under the game service's default 16 KiB message limit.
+pub const MAX_MEMBERS_PER_CALL: usize = 32;
+
+/// The most `UpdatePresence` calls one renewal (or flush of leaves) has in flight at once.
+pub const MAX_CONCURRENT_CALLS: usize = 8;
+
+/// The shortest time between two renewals, whatever lease the game service gives: a tiny
+/// lease must not make the task spin.
+pub const MIN_RENEW_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The registry of this process's room members; cloning it shares it.
+#[derive(Clone)]
+pub struct Members {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    upstream: Upstream,
+    rooms: Mutex<Rooms>,
+    /// The lease the game service last answered, in milliseconds; 0 until its first answer.
+    lease_ms: AtomicU64,
+    /// The longest time between two renewals (`--presence-renew-interval`).
+    max_renew_interval: Duration,
+    /// Leaves are waiting to be sent, or the lease changed.
+    wake: Notify,
+}
+
+#[derive(Default)]
+struct Rooms {
+    /// Game id → member key → the member's name.
+    members: HashMap<String, HashMap<String, String>>,
+    /// Game id → keys of members whose channel ended, not yet told to the game service.
+    leaving: HashMap<String, Vec<String>>,
+}
+
+/// One member of a room, from its join until its channel ends: dropping it (the channel's
+/// end, however it ends) takes the member out of the registry and queues its leave.
+pub struct Membership {
+    inner: Arc<Inner>,
+    game_id: String,
+    key: String,
+    /// Whether the game service may hold the member (a leave is then owed).
+    announced: bool,
+}
+
+/// A new member key: 128 random bits, as 32 hex digits (the contract allows 1 to 64 characters).
+fn new_key() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+impl Members {
+    /// A registry renewing at most every `max_renew_interval` (sooner when a third of the lease
+    /// the game service gives is shorter). Its task runs from [`Members::run`].
+    pub fn new(upstream: Upstream, max_renew_interval: Duration) -> Self {
+        Members {
+            inner: Arc::new(Inner {
+                upstream,
+                rooms: Mutex::default(),
+                lease_ms: AtomicU64::new(0),
+                max_renew_interval,
+                wake: Notify::new(),
+            }),
+        }
+    }
+
+    /// Puts a new member named `name` in the room of `game_id`: registers it, then has the game
+    /// service add it (so that the watch opened next lists it). On an error the member is
+    /// taken out again.
+    pub async fn join(
+        &self,
+        trace: &TraceContext,
+        game_id: &str,
+        name: &str,
+    ) -> Result<Membership, UpstreamError> {
+        let key = new_key();
+        self.inner
+            .rooms()
+            .members
+            .entry(game_id.to_owned())
+            .or_default()
+            .insert(key.clone(), name.to_owned());
+        let mut membership = Membership {
+            inner: Arc::clone(&self.inner),
+            game_id: game_id.to_owned(),
+            key,
+            announced: true,
+        };
+        let member = PresenceMember {
+            key: membership.key.clone(),
+            name: name.to_owned(),
+            online_at: 0,
+        };
+        match self
+            .inner
+            .upstream
+            .update_presence(trace, game_id, vec![member], Vec::new())
+            .await
+        {
+            Ok(lease) => {
+                self.inner.note_lease(lease);
+                Ok(membership)
+            }
+            Err(err) => {
+                // No such game: nothing to leave. Any other failure may have reached it.
+                membership.announced = err != UpstreamError::GameNotFound;
+                Err(err)
+            }
+        }
+    }
+
+    /// Starts the task that renews the members and sends their leaves, until `stop`; it sends
+    /// the leaves queued by then before it ends.
+    pub fn run(&self, stop: CancellationToken) -> JoinHandle<()> {
+        let inner = Arc::clone(&self.inner);
+        tokio::spawn(async move {
+            let mut renewed = Instant::now();
+            loop {
+                // Again each time round: a lease answered since may have brought it closer.
+                let next_renewal = renewed + inner.renew_interval();
+                tokio::select! {
+                    biased;
+                    () = stop.cancelled() => break,
+                    () = inner.wake.notified() => inner.update(false).await,
+                    () = tokio::time::sleep_until(next_renewal) => {
+                        renewed = Instant::now();
+                        inner.update(true).await;
+                    }
+                }
+            }
+            inner.update(false).await;
+        })
+    }
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        let mut rooms = self.inner.rooms();
+        let Some(room) = rooms.members.get_mut(&self.game_id) else {
+            // The game was found gone: nothing to leave.
+            return;
+        };
+        room.remove(&self.key);
+        if room.is_empty() {
+            rooms.members.remove(&self.game_id);
+        }
+        if self.announced {
+            let key = std::mem::take(&mut self.key);
+            rooms
+                .leaving
+                .entry(std::mem::take(&mut self.game_id))
+                .or_default()
+                .push(key);
+            drop(rooms);
+            self.inner.wake.notify_one();
+        }
+    }
+}
+
+impl Inner {
+    fn rooms(&self) -> MutexGuard<'_, Rooms> {
+        self.rooms.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Keeps the lease the game service answered; a new one wakes the task, whose next
+    /// renewal may be due sooner (the first lease, a game service restarted with another).
+    fn note_lease(&self, lease: Duration) {
+        let ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX);
+        if self.lease_ms.swap(ms, Ordering::Relaxed) != ms {
+            self.wake.notify_one();
+        }
+    }
+
+    /// A third of the last lease answered (two renewals may fail before a member lapses), at
+    /// most the configured interval, at least [`MIN_RENEW_INTERVAL`].
+    fn renew_interval(&self) -> Duration {
+        let lease = Duration::from_millis(self.lease_ms.load(Ordering::Relaxed));
+        let interval = if lease.is_zero() {
+            self.max_renew_interval
+        } else {
+            self.max_renew_interval.min(lease / 3)
+        };
+        interval.max(MIN_RENEW_INTERVAL)
+    }
+
+    /// Sends the queued leaves and, when `renew`, renews every member: one call per game (or
+    /// per [`MAX_MEMBERS_PER_CALL`] of it), [`MAX_CONCURRENT_CALLS`] at once. The leaves and
+    /// the members renewed are taken under one lock, so no call renews a member that left.
+    async fn update(&self, renew: bool) {
+        let calls = {
+            let mut rooms = self.rooms();
+            let leaving = std::mem::take(&mut rooms.leaving);
+            let mut calls = Vec::new();
+            if renew {
+                for (game_id, members) in &rooms.members {
+                    let members = members.iter().map(|(key, name)| PresenceMember {
+                        key: key.clone(),
+                        name: name.clone(),
+                        online_at: 0,
+                    });
+                    let members: Vec<_> = members.collect();
+                    for chunk in members.chunks(MAX_MEMBERS_PER_CALL) {
+                        calls.push((game_id.clone(), chunk.to_vec(), Vec::new()));
+                    }
+                }
+            }
+            for (game_id, keys) in leaving {
+                for chunk in keys.chunks(MAX_MEMBERS_PER_CALL) {
+                    calls.push((game_id.clone(), Vec::new(), chunk.to_vec()));
+                }
+            }
+            calls
+        };
+        if calls.is_empty() {
+            return;
+        }
+        let trace = TraceContext::new();
+        let results = futures::stream::iter(calls)
+            .map(|(game_id, renew, leave)| {
+                let trace = &trace;
+                async move {
+                    let result = self
+                        .upstream
+                        .update_presence(trace, &game_id, renew, leave)
+                        .await;
+                    (game_id, result)
+                }
+            })
+            .buffer_unordered(MAX_CONCURRENT_CALLS);
+        let mut results = std::pin::pin!(results);
+        while let Some((game_id, result)) = results.next().await {
+            match result {
+                Ok(lease) => self.note_lease(lease),
+                // The game is gone: so is its room, and its members' channels end with it.
+                Err(UpstreamError::GameNotFound) => {
+                    self.rooms().members.remove(&game_id);
+                }
+                // Kept: the next renewal tries again, before the lease runs out.
+                Err(err) => tracing::warn!(%game_id, %err, "presence update failed"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::upstream::UpstreamConfig;
+
+    fn members(max_renew_interval: Duration) -> Members {
+        let upstream = Upstream::new(&UpstreamConfig {
+            url: "http://127.0.0.1:9".into(),
+            connect_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(1),
+            keep_alive: Duration::from_secs(30),
+            connections: 1,
+            resolve_interval: Duration::from_secs(30),
+        })
+        .unwrap();
+        Members::new(upstream, max_renew_interval)
+    }
+
+    #[test]
+    fn renewals_come_every_third_of_the_lease_within_the_configured_bounds() {
+        let members = members(Duration::from_secs(5));
+        let interval = || members.inner.renew_interval();
+        assert_eq!(interval(), Duration::from_secs(5), "no lease answered yet");
+        members.inner.note_lease(Duration::from_secs(3));
+        assert_eq!(interval(), Duration::from_secs(1));
+        members.inner.note_lease(Duration::from_secs(60));
+        assert_eq!(interval(), Duration::from_secs(5), "the flag bounds it");
+        members.inner.note_lease(Duration::from_millis(1));
+        assert_eq!(interval(), MIN_RENEW_INTERVAL);
+    }
+
+    #[test]
+    fn member_keys_are_random_and_fit_the_contract() {
+        let (a, b) = (new_key(), new_key());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 32);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()), "{a}");
+    }
+
+    #[tokio::test]
+    async fn a_membership_that_ends_leaves_the_registry_and_owes_its_leave() {
+        let members = members(Duration::from_secs(5));
+        let trace = TraceContext::new();
+        // Nothing listens at the game service's address: the join fails, and as the call
+        // may have reached it, its leave is queued.
+        let err = members.join(&trace, "g", "alice").await.err().unwrap();
+        assert_eq!(err.reason(), "unavailable");
+        assert!(members.inner.rooms().members.is_empty());
+        assert_eq!(members.inner.rooms().leaving["g"].len(), 1);
+    }
+}
