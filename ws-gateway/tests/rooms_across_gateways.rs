@@ -171,3 +171,30 @@ async fn the_players_of_a_gateway_shut_down_gracefully_leave_at_once() {
     two.stop().await;
     assert_eq!(diff_of(&mut alice.client, "bob", false).await, bob_meta);
 }
+
+/// More members of one room on one gateway than one `UpdatePresence` call lists: the gateway's
+/// renewals are split over several calls, and every member stays over several leases.
+#[tokio::test]
+async fn a_room_with_more_members_on_a_gateway_than_one_call_lists_keeps_them_all() {
+    const LEASE: Duration = Duration::from_secs(1);
+    let games = common::game_service_with(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--presence-lease",
+        "1s",
+        "--presence-sweep-interval",
+        "100ms",
+    ])
+    .await;
+    let gateway = common::gateway(&games.url(), &[]).await;
+    let ws_url = gateway.ws_url();
+    let game_id = new_game(&ws_url).await;
+    let many = ws_gateway::hangman::members::MAX_MEMBERS_PER_CALL + 8;
+    let mut members = Vec::new();
+    for i in 0..many {
+        members.push(Member::join(&ws_url, &format!("p{i}"), &game_id).await.0);
+    }
+    tokio::time::sleep(3 * LEASE).await;
+    let (_, state) = Member::join(&ws_url, "newcomer", &game_id).await;
+    assert_eq!(names(&state).len(), many + 1, "{state}");
+}

@@ -271,10 +271,13 @@ impl Inner {
 mod tests {
     use super::*;
     use crate::upstream::UpstreamConfig;
+    use game_service::testing::TestGameService;
+    use hangman_proto::v1::EndGameRequest;
 
-    fn members(max_renew_interval: Duration) -> Members {
+    /// A registry whose game service is at `url`.
+    fn members(url: &str, max_renew_interval: Duration) -> Members {
         let upstream = Upstream::new(&UpstreamConfig {
-            url: "http://127.0.0.1:9".into(),
+            url: url.into(),
             connect_timeout: Duration::from_secs(1),
             request_timeout: Duration::from_secs(1),
             keep_alive: Duration::from_secs(30),
@@ -285,9 +288,12 @@ mod tests {
         Members::new(upstream, max_renew_interval)
     }
 
+    /// Nothing listens there.
+    const NO_GAME_SERVICE: &str = "http://127.0.0.1:9";
+
     #[test]
     fn renewals_come_every_third_of_the_lease_within_the_configured_bounds() {
-        let members = members(Duration::from_secs(5));
+        let members = members(NO_GAME_SERVICE, Duration::from_secs(5));
         let interval = || members.inner.renew_interval();
         assert_eq!(interval(), Duration::from_secs(5), "no lease answered yet");
         members.inner.note_lease(Duration::from_secs(3));
@@ -307,14 +313,39 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_membership_that_ends_leaves_the_registry_and_owes_its_leave() {
-        let members = members(Duration::from_secs(5));
+    async fn a_join_that_may_have_reached_the_game_service_owes_its_leave() {
+        let members = members(NO_GAME_SERVICE, Duration::from_secs(5));
         let trace = TraceContext::new();
-        // Nothing listens at the game service's address: the join fails, and as the call
-        // may have reached it, its leave is queued.
         let err = members.join(&trace, "g", "alice").await.err().unwrap();
         assert_eq!(err.reason(), "unavailable");
-        assert!(members.inner.rooms().members.is_empty());
-        assert_eq!(members.inner.rooms().leaving["g"].len(), 1);
+        let rooms = members.inner.rooms();
+        assert!(rooms.members.is_empty());
+        assert_eq!(rooms.leaving["g"].len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_renewal_that_finds_the_game_gone_drops_its_members_who_owe_no_leave() {
+        let games = TestGameService::builder()
+            .flags(&["--presence-lease", "300ms"])
+            .spawn()
+            .await;
+        let members = members(&games.url(), Duration::from_secs(5));
+        let stop = CancellationToken::new();
+        let task = members.run(stop.clone());
+        let trace = TraceContext::new();
+        let (game_id, _) = members.inner.upstream.create_game(&trace).await.unwrap();
+        let alice = members.join(&trace, &game_id, "alice").await.unwrap();
+        let request = EndGameRequest { game_id };
+        games.client().await.end_game(request).await.unwrap();
+        // The next renewal (a third of the lease later) finds the game gone.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !members.inner.rooms().members.is_empty() {
+            assert!(Instant::now() < deadline, "the game's members are dropped");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        drop(alice);
+        assert!(members.inner.rooms().leaving.is_empty());
+        stop.cancel();
+        task.await.unwrap();
     }
 }
