@@ -64,6 +64,23 @@ impl Member {
     }
 }
 
+/// The presence lease of [`game_service_with_a_short_lease`].
+const LEASE: Duration = Duration::from_secs(1);
+
+/// A game service whose members leave [`LEASE`] after their last renewal (it looks for them
+/// every 100 ms).
+async fn game_service_with_a_short_lease() -> game_service::testing::TestGameService {
+    common::game_service_with(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--presence-lease",
+        "1s",
+        "--presence-sweep-interval",
+        "100ms",
+    ])
+    .await
+}
+
 /// A new game, made through the gateway at `ws_url`.
 async fn new_game(ws_url: &str) -> String {
     let mut owner = common::player(ws_url, "owner").await;
@@ -120,16 +137,7 @@ async fn players_on_two_gateways_of_two_game_service_replicas_over_redis_see_eac
 /// list when their lease runs out, which its renewals no longer extend.
 #[tokio::test]
 async fn the_players_of_a_gateway_killed_with_kill_9_leave_within_the_lease() {
-    const LEASE: Duration = Duration::from_secs(1);
-    let games = common::game_service_with(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--presence-lease",
-        "1s",
-        "--presence-sweep-interval",
-        "100ms",
-    ])
-    .await;
+    let games = game_service_with_a_short_lease().await;
     let gateway = common::gateway(&games.url(), &[]).await;
     let mut doomed = GatewayProcess::spawn(&games.url(), &[]).await;
     let game_id = new_game(&gateway.ws_url()).await;
@@ -176,16 +184,7 @@ async fn the_players_of_a_gateway_shut_down_gracefully_leave_at_once() {
 /// renewals are split over several calls, and every member stays over several leases.
 #[tokio::test]
 async fn a_room_with_more_members_on_a_gateway_than_one_call_lists_keeps_them_all() {
-    const LEASE: Duration = Duration::from_secs(1);
-    let games = common::game_service_with(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--presence-lease",
-        "1s",
-        "--presence-sweep-interval",
-        "100ms",
-    ])
-    .await;
+    let games = game_service_with_a_short_lease().await;
     let gateway = common::gateway(&games.url(), &[]).await;
     let ws_url = gateway.ws_url();
     let game_id = new_game(&ws_url).await;
