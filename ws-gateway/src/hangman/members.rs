@@ -165,11 +165,11 @@ impl Drop for Membership {
             // The game was found gone: nothing to leave.
             return;
         };
-        room.remove(&self.key);
+        let registered = room.remove(&self.key).is_some();
         if room.is_empty() {
             rooms.members.remove(&self.game_id);
         }
-        if self.announced {
+        if registered && self.announced {
             let key = std::mem::take(&mut self.key);
             rooms
                 .leaving
