@@ -1,6 +1,7 @@
 //! Who is in a game's room, as a client sees it over gRPC: `UpdatePresence` keeps members as
 //! leases, and a `WatchGame` that asks for presence streams the room, then its joins and
-//! leaves in order between the tallies. A watch that does not ask sees tallies only.
+//! leaves in order between the tallies. A watch that does not ask sees tallies only. The suite
+//! runs once with games in memory and once in a Redis of its own.
 
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use hangman_proto::v1::{
 use tonic::{Code, Status, Streaming};
 use tonic_types::StatusExt;
 
-use crate::support::{Store, assert_refused, guess, new_game, next_message, server};
+use crate::support::{Store, assert_refused, guess, new_game, next_message, server, store_suite};
 
 fn member(key: &str, name: &str) -> PresenceMember {
     PresenceMember {
@@ -280,28 +281,9 @@ async fn bad_presence_updates_are_refused_and_change_nothing(store: Store) {
     server.stop().await;
 }
 
-// The Redis store's presence is tested here too once it has one.
-mod memory {
-    use crate::support::Store;
-
-    #[tokio::test]
-    async fn a_presence_watcher_sees_the_room_then_joins_and_leaves_between_tallies() {
-        super::a_presence_watcher_sees_the_room_then_joins_and_leaves_between_tallies(Store::Memory)
-            .await
-    }
-
-    #[tokio::test]
-    async fn a_member_whose_lease_runs_out_leaves() {
-        super::a_member_whose_lease_runs_out_leaves(Store::Memory).await
-    }
-
-    #[tokio::test]
-    async fn a_watch_without_presence_sees_tallies_only() {
-        super::a_watch_without_presence_sees_tallies_only(Store::Memory).await
-    }
-
-    #[tokio::test]
-    async fn bad_presence_updates_are_refused_and_change_nothing() {
-        super::bad_presence_updates_are_refused_and_change_nothing(Store::Memory).await
-    }
-}
+store_suite!(
+    a_presence_watcher_sees_the_room_then_joins_and_leaves_between_tallies,
+    a_member_whose_lease_runs_out_leaves,
+    a_watch_without_presence_sees_tallies_only,
+    bad_presence_updates_are_refused_and_change_nothing,
+);

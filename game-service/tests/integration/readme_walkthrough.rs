@@ -1,8 +1,8 @@
 //! The grpcurl and `buf curl` walkthroughs of game-service/README.md, run as written against a
 //! real game service with the real tools: grpcurl 1.8.6 (v1alpha reflection,
 //! from `.venv`) and `buf curl` (v1 reflection, from `tools/node_modules`).
-//! `scripts/setup` installs both. The grpcurl walkthrough also runs with games in Redis; the
-//! presence one (UpdatePresence, WatchGame with presence and recovery) with games in memory.
+//! `scripts/setup` installs both. The grpcurl walkthrough and the presence one (UpdatePresence,
+//! WatchGame with presence and recovery) also run with games in Redis.
 
 use std::{
     path::{Path, PathBuf},
@@ -130,7 +130,13 @@ fn assert_the_grpcurl_walkthrough_printed(out: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_presence_walkthrough_works_as_written() {
-    let out = run_against_a_server("presence", Store::Memory).await;
+    for store in [Store::Memory, Store::Redis] {
+        let out = run_against_a_server("presence", store).await;
+        assert_the_presence_walkthrough_printed(&out);
+    }
+}
+
+fn assert_the_presence_walkthrough_printed(out: &str) {
     assert_eq!(out.matches("\"leaseMs\": \"15000\"").count(), 2, "{out}");
     // The stream's first message: the tally at version 2, then (in field order) what was
     // missed since version 0: version 1 only. The room comes next.
