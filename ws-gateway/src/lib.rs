@@ -1,6 +1,7 @@
 //! ws-gateway: a Phoenix Channels server that plays Hangman through the `hangman.v1` gRPC API.
 //!
-//! - [`hangman`]: the connect hook and the `hangman:game` and `game:<id>` channels.
+//! - [`hangman`]: the connect hook, the `hangman:game` and `game:<id>` channels, and the room
+//!   members this process carries.
 //! - [`upstream`]: the shared gRPC client of the game service (timeouts, `traceparent`).
 //! - [`http`]: `/healthz`, `/readyz`, `/version`, `/metrics` and the SPA's files.
 //! - [`config`]: flags and their environment twins.
@@ -54,9 +55,10 @@ pub struct Server {
     endpoint: Arc<Endpoint<hangman::HangmanSocket>>,
     stop_http: CancellationToken,
     serve: JoinHandle<()>,
-    /// Stops the renewal of the room members (also when the server is dropped unstopped).
-    stop_members: DropGuard,
-    members: JoinHandle<()>,
+    /// Stops the task that renews the room members and sends their leaves (also when the
+    /// server is dropped unstopped).
+    stop_renewals: DropGuard,
+    renewals: JoinHandle<()>,
     drain: Duration,
 }
 
@@ -88,15 +90,16 @@ impl Server {
             endpoint,
             stop_http,
             serve,
-            stop_members,
-            members,
+            stop_renewals,
+            renewals,
             drain,
             ..
         } = self;
         let graceful = async move {
             endpoint.shutdown().await;
-            stop_members.disarm().cancel();
-            let _ = members.await;
+            // The sockets' channels have ended: their leaves are queued, and go out now.
+            stop_renewals.disarm().cancel();
+            let _ = renewals.await;
             stop_http.cancel();
             let _ = serve.await;
         };
@@ -158,8 +161,8 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
     let addr = listener.local_addr().map_err(listen_error)?;
     tracing::info!(mounts = ?config.mounts, game_service = %config.game_service, "listening on {addr}");
 
-    let stop_members = CancellationToken::new();
-    let renewals = members.run(stop_members.clone());
+    let stop_renewals = CancellationToken::new();
+    let renewals = members.run(stop_renewals.clone());
     let stop_http = CancellationToken::new();
     let limits = ConnectionLimits {
         header_read_timeout: config.header_read_timeout,
@@ -176,8 +179,8 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         endpoint,
         stop_http,
         serve,
-        stop_members: stop_members.drop_guard(),
-        members: renewals,
+        stop_renewals: stop_renewals.drop_guard(),
+        renewals,
         drain: config.shutdown_timeout,
     })
 }
