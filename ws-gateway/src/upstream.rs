@@ -39,6 +39,12 @@ pub enum UpstreamError {
     InvalidArgument(String),
     #[error("the game service holds its maximum number of games")]
     GameLimit,
+    /// The game's room holds the game service's maximum of members.
+    #[error("the room is full")]
+    RoomFull,
+    /// The game service does not have the method: it is older than this gateway.
+    #[error("the game service does not have this method: {0}")]
+    Unsupported(String),
     /// The request was larger than the game service accepts. The gateway bounds what it
     /// forwards, so this means a bound was missed; it is still the client's input at fault,
     /// not an outage.
@@ -56,6 +62,8 @@ impl UpstreamError {
             UpstreamError::InvalidGuess(_) => "invalid_guess",
             UpstreamError::InvalidArgument(_) => "invalid_payload",
             UpstreamError::GameLimit => "game_limit",
+            UpstreamError::RoomFull => "room_full",
+            UpstreamError::Unsupported(_) => "unavailable",
             UpstreamError::TooLarge(_) => "invalid_payload",
             UpstreamError::Unavailable(_) => "unavailable",
         }
@@ -80,7 +88,11 @@ impl UpstreamError {
             Code::ResourceExhausted if is_too_large(status.message()) => {
                 UpstreamError::TooLarge(status.message().to_owned())
             }
+            Code::ResourceExhausted if method.name == UPDATE_PRESENCE.name => {
+                UpstreamError::RoomFull
+            }
             Code::ResourceExhausted => UpstreamError::GameLimit,
+            Code::Unimplemented => UpstreamError::Unsupported(status.message().to_owned()),
             _ => UpstreamError::Unavailable(format!("{}: {}", status.code(), status.message())),
         }
     }

@@ -5,7 +5,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Client, System, WORD, diff_of, meta, names, system, until};
+use common::{
+    Client, System, WORD, diff_of, game_service_with, gateway, meta, names, player, system, until,
+};
 use hangman_proto::v1::EndGameRequest;
 use hangman_proto::v1::hangman_service_client::HangmanServiceClient;
 use serde_json::{Value, json};
@@ -466,6 +468,25 @@ async fn a_room_join_with_a_version_that_is_not_a_count_is_invalid_payload() {
         Some(1),
         "only the accepted join is a member: {state}"
     );
+}
+
+#[tokio::test]
+async fn a_join_past_the_rooms_maximum_of_members_is_room_full_and_joins_nothing() {
+    let games = game_service_with(&["--max-members-per-game", "1"]).await;
+    let gateway = gateway(&games.url(), &[]).await;
+    let sys = System { games, gateway };
+    let (_owner, _, joined) = on_a_new_game(&sys).await;
+    let (_, room) = room_of(&joined);
+    let mut alice = player(&sys.gateway.ws_url(), "alice").await;
+    alice.join_ok(&room, json!({})).await;
+    let mut bob = player(&sys.gateway.ws_url(), "bob").await;
+    let (join_ref, reply) = bob.join(&room, json!({})).await;
+    assert_eq!(
+        reply,
+        json!([join_ref, join_ref, room, "phx_reply", {"status": "error", "response": {"reason": "room_full"}}]),
+    );
+    let (state, _) = until(&mut alice, |f| f[3] == "presence_state").await;
+    assert_eq!(names(&state[4]), ["alice"]);
 }
 
 #[tokio::test]

@@ -126,6 +126,14 @@ impl Members {
                 self.inner.note_lease(lease);
                 Ok(membership)
             }
+            // A game service older than presence: the room plays without it (its lists stay
+            // empty) rather than not at all, whatever order a rollout updates the services in.
+            Err(UpstreamError::Unsupported(message)) => {
+                tracing::warn!(%game_id, %message, "the game service keeps no presence; the room lists nobody");
+                membership.announced = false;
+                self.inner.rooms().forget(game_id, &membership.key);
+                Ok(membership)
+            }
             Err(err) => {
                 // No such game: nothing to leave. Any other failure may have reached it.
                 membership.announced = err != UpstreamError::GameNotFound;
@@ -161,15 +169,8 @@ impl Members {
 impl Drop for Membership {
     fn drop(&mut self) {
         let mut rooms = self.inner.rooms();
-        let Some(room) = rooms.members.get_mut(&self.game_id) else {
-            // The game was found gone: nothing to leave.
-            return;
-        };
-        let registered = room.remove(&self.key).is_some();
-        if room.is_empty() {
-            rooms.members.remove(&self.game_id);
-        }
-        if registered && self.announced {
+        // Not registered: the game was found gone, nothing to leave.
+        if rooms.forget(&self.game_id, &self.key) && self.announced {
             let key = std::mem::take(&mut self.key);
             rooms
                 .leaving
@@ -179,6 +180,20 @@ impl Drop for Membership {
             drop(rooms);
             self.inner.wake.notify_one();
         }
+    }
+}
+
+impl Rooms {
+    /// Takes a member out of the registry; returns whether it was in.
+    fn forget(&mut self, game_id: &str, key: &str) -> bool {
+        let Some(room) = self.members.get_mut(game_id) else {
+            return false;
+        };
+        let registered = room.remove(key).is_some();
+        if room.is_empty() {
+            self.members.remove(game_id);
+        }
+        registered
     }
 }
 
@@ -323,6 +338,27 @@ mod tests {
         let rooms = members.inner.rooms();
         assert!(rooms.members.is_empty());
         assert_eq!(rooms.leaving["g"].len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_game_service_without_presence_lets_the_room_play_without_it() {
+        // A gRPC server with no HangmanService answers UNIMPLEMENTED, as one older than
+        // UpdatePresence does.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (_, health) = tonic_health::server::health_reporter();
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(health)
+                .serve_with_incoming(incoming),
+        );
+        let members = members(&url, Duration::from_secs(5));
+        let alice = members.join(&TraceContext::new(), "g", "alice").await;
+        assert!(alice.is_ok(), "the join goes on: {:?}", alice.err());
+        assert!(members.inner.rooms().members.is_empty(), "nothing to renew");
+        drop(alice);
+        assert!(members.inner.rooms().leaving.is_empty(), "nothing to leave");
     }
 
     #[tokio::test]

@@ -94,6 +94,8 @@ impl Join<Player> for RoomJoin {
         tracing::info!(trace_id = %player.trace.trace_id(), %game_id, player = %player.key, "joined room");
         let mut response = tally::with_game_id(game_id, &watched.tally);
         match watched.recovery {
+            // A game service older than versions answers no recovery: nothing was recovered.
+            None if since_version.is_some() => response["recovered"] = json!(false),
             None => {}
             Some(Recovery::Recovered(missed)) => {
                 response["recovered"] = json!(true);
