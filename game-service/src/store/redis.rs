@@ -132,42 +132,59 @@ return 1
 /// of those leaving (a key both renewed and leaving leaves). A member renewed after its lease
 /// ran out but before anyone removed it stays, as it was. Returns 0, or -1 when the game does
 /// not exist, -2 when the room would hold more than the most members (nothing is written).
+/// A call's commands take many keys at once, 1 000 arguments at a time (Lua's `unpack` has a
+/// limit): a renewal of 50 members is a few commands, not a hundred.
 static UPDATE_PRESENCE: LazyLock<Script> = LazyLock::new(|| {
     room_script(
         r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local lease, max, renewing = tonumber(ARGV[1]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local function live(key)
-  local expiry = redis.call('ZSCORE', KEYS[2], key)
-  return expiry and tonumber(expiry) > now
+local function in_chunks(command, key, args, each)
+  for i = 1, #args, 1000 do
+    local reply = redis.call(command, key, unpack(args, i, math.min(i + 999, #args)))
+    if each then for j = 1, #reply do each(args[i + j - 1], reply[j]) end end
+  end
 end
-local count = redis.call('ZCOUNT', KEYS[2], '(' .. now, '+inf')
-local leaving, renewed = {}, {}
+local leaving, renewed, asked = {}, {}, {}
 for i = 5 + 2 * renewing, #ARGV do
-  local key = ARGV[i]
-  if not leaving[key] then
-    leaving[key] = true
-    if live(key) then count = count - 1 end
+  if not leaving[ARGV[i]] then
+    leaving[ARGV[i]] = true
+    asked[#asked + 1] = ARGV[i]
   end
 end
 for i = 5, 4 + 2 * renewing, 2 do
-  local key = ARGV[i]
-  if not leaving[key] and not renewed[key] then
-    renewed[key] = ARGV[i + 1]
-    if not live(key) then count = count + 1 end
+  if not leaving[ARGV[i]] and not renewed[ARGV[i]] then
+    renewed[ARGV[i]] = ARGV[i + 1]
+    asked[#asked + 1] = ARGV[i]
   end
+end
+local ends = {}
+in_chunks('ZMSCORE', KEYS[2], asked, function(key, score) ends[key] = tonumber(score) end)
+local function live(key) return ends[key] ~= nil and ends[key] > now end
+local count = redis.call('ZCOUNT', KEYS[2], '(' .. now, '+inf')
+for key in pairs(leaving) do
+  if live(key) then count = count - 1 end
+end
+for key in pairs(renewed) do
+  if not live(key) then count = count + 1 end
 end
 if count > max then return -2 end
 remove_expired(renewed, max)
 for key in pairs(leaving) do
-  if redis.call('ZSCORE', KEYS[2], key) then remove(key) end
+  if ends[key] and not leaves[key] then remove(key) end
 end
+local expiries, infos = {}, {}
 for key, name in pairs(renewed) do
-  if redis.call('ZADD', KEYS[2], now + lease, key) == 1 then
+  expiries[#expiries + 1] = now + lease
+  expiries[#expiries + 1] = key
+  if not ends[key] then
     joins[key] = time[1] .. ' ' .. name
-    redis.call('HSET', KEYS[3], key, joins[key])
+    infos[#infos + 1] = key
+    infos[#infos + 1] = joins[key]
   end
 end
+in_chunks('ZADD', KEYS[2], expiries)
+in_chunks('HSET', KEYS[3], infos)
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
 redis.call('PEXPIRE', KEYS[3], ARGV[2])
 publish()
@@ -1210,6 +1227,75 @@ mod tests {
         ] {
             assert!(Message::parse(text).is_err(), "{text:?}");
         }
+    }
+
+    /// A store on `redis` whose watchers share a buffer of `watch_buffer` changes.
+    #[cfg(feature = "test-support")]
+    fn store_on(redis: &crate::testing::RedisServer, watch_buffer: usize) -> RedisStore {
+        let limits = Limits {
+            max_games: 10,
+            game_ttl: Duration::from_secs(60),
+            watch_buffer,
+            max_watchers_per_game: 10,
+            max_watchers: 10,
+            presence_lease: Duration::from_secs(15),
+            max_members_per_game: 100,
+        };
+        let dictionary = Dictionary::parse("otter").unwrap();
+        RedisStore::connect(&redis.url(), dictionary, limits, Duration::from_secs(2)).unwrap()
+    }
+
+    #[cfg(feature = "test-support")]
+    #[tokio::test]
+    async fn a_presence_watcher_that_fell_behind_gets_the_room_again_then_what_follows_it() {
+        let redis = crate::testing::RedisServer::start();
+        let store = store_on(&redis, 2);
+        let (id, _) = store.create(None).await.unwrap();
+        let presence = WatchOptions {
+            presence: true,
+            since_version: None,
+        };
+        let mut behind = store.watch(&id, presence).await.unwrap().changes;
+        let mut keeping_up = store.watch(&id, presence).await.unwrap().changes;
+        let member = |key: &str| Member {
+            key: key.into(),
+            name: String::new(),
+            online_at: 0,
+        };
+        assert_eq!(keeping_up.next().await, Some(Change::PresenceState(vec![])));
+        let keys = ["k1", "k2", "k3", "k4", "k5"];
+        for key in keys {
+            store
+                .update_presence(&id, vec![member(key)], vec![])
+                .await
+                .unwrap();
+            // Once the other watcher has it, it went through the buffer of two.
+            assert!(matches!(
+                keeping_up.next().await,
+                Some(Change::PresenceDiff { .. })
+            ));
+        }
+        assert_eq!(behind.next().await, Some(Change::PresenceState(vec![])));
+        let Some(Change::PresenceState(room)) = behind.next().await else {
+            panic!("the room, not the joins it missed");
+        };
+        assert_eq!(
+            room.iter().map(|m| m.key.as_str()).collect::<Vec<_>>(),
+            keys
+        );
+        // Waiting already (past the joins it skipped) when the next change comes.
+        let (next, updated) = tokio::join!(
+            behind.next(),
+            store.update_presence(&id, vec![member("k6")], vec!["k1".into()])
+        );
+        updated.unwrap();
+        let Some(Change::PresenceDiff { joins, leaves }) = next else {
+            panic!("the change after the room, not {next:?}");
+        };
+        assert_eq!(
+            (joins[0].key.as_str(), leaves[0].key.as_str()),
+            ("k6", "k1")
+        );
     }
 
     #[test]

@@ -282,3 +282,43 @@ async fn after_losing_redis_for_a_while_a_replica_gives_its_presence_watchers_th
     b.stop().await;
     a.stop().await;
 }
+
+/// A figure, not a check (README, "Stores"): `UpdatePresence` calls per second, each renewing
+/// the 50 members of one room through Redis, from one client and from 16 at once, and the
+/// time Redis spent in each.
+#[tokio::test]
+#[ignore = "a measurement: run it with --ignored --nocapture, in release"]
+async fn measure_renewals_of_fifty_members() {
+    let server = server(Store::Redis, &["--test-mode"]).await;
+    let id = new_game(&mut server.client().await, "otter").await;
+    let keys: Vec<String> = (0..50).map(|i| format!("member-{i:02}")).collect();
+    for clients in [1, 16] {
+        let started = std::time::Instant::now();
+        let mut loops = Vec::new();
+        for _ in 0..clients {
+            let (mut client, id, keys) = (server.client().await, id.clone(), keys.clone());
+            loops.push(tokio::spawn(async move {
+                let members: Vec<_> = keys.iter().map(|key| (key.as_str(), "ann")).collect();
+                let mut calls = 0;
+                while started.elapsed() < Duration::from_secs(5) {
+                    update(&mut client, &id, &members, &[]).await.unwrap();
+                    calls += 1;
+                }
+                calls
+            }));
+        }
+        let mut calls = 0;
+        for done in loops {
+            calls += done.await.unwrap();
+        }
+        let rate = f64::from(calls) / started.elapsed().as_secs_f64();
+        println!("{clients} client(s): {rate:.0} renewals of 50 members/s");
+    }
+    // Redis' own time per script call, the share of a renewal that one Redis serves alone.
+    let stats = server.redis().unwrap().command("INFO commandstats");
+    let evalsha = stats
+        .lines()
+        .find(|line| line.starts_with("cmdstat_evalsha"));
+    println!("{}", evalsha.unwrap_or("no EVALSHA"));
+    server.stop().await;
+}
