@@ -36,11 +36,12 @@
 //!
 //! A presence watcher first gets the room as read after subscribing, with its number, then
 //! every change numbered after it; a watcher that fell behind in this replica's buffer reads
-//! the room again, and so does every watched game after a reconnect. The numbers order a room
+//! the room again (and is given the newest tally first if room changes pushed it out of the
+//! buffer), and so does every watched game after a reconnect. The numbers order a room
 //! read against the changes delivered around it, so neither an older state nor a change
 //! already in the state is handed out.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -422,19 +423,22 @@ impl RedisStore {
             connection: self.connection.clone(),
             max_members: self.limits.max_members_per_game,
         };
-        let (presence, first) = if options.presence {
+        let mut pending = VecDeque::new();
+        let presence = if options.presence {
             let (seq, members) = room.read().await?;
-            (Some(seq), Some(Change::PresenceState(members)))
+            let state = Arc::new(Change::PresenceState(members));
+            pending.push_back(Published::Presence(seq, state));
+            Some(seq)
         } else {
-            (None, None)
+            None
         };
         let watcher = Watcher {
             receiver,
             version,
             presence,
-            first,
+            pending,
             room,
-            _leave: leave,
+            leave,
         };
         let changes = futures::stream::unfold(watcher, |mut watcher| async move {
             let change = watcher.next().await?;
@@ -824,8 +828,9 @@ fn is_news(change: &Change, seq: u64, seen: u64) -> bool {
 
 struct WatchedGame {
     changes: broadcast::Sender<Published>,
-    /// The newest version handed to watchers.
+    /// The newest version handed to watchers, and its tally (none before the first change).
     version: u64,
+    tally: Option<Tally>,
     /// The number of the newest room change handed to watchers.
     presence: u64,
     /// The connection dropped since: read the game again once resubscribed.
@@ -858,6 +863,7 @@ impl Watched {
             WatchedGame {
                 changes,
                 version: 0,
+                tally: None,
                 presence: 0,
                 stale: false,
             },
@@ -890,9 +896,17 @@ impl Watched {
             metrics::counter!("hangman_watch_gaps_total").increment(1);
         }
         watched.version = version;
+        watched.tally = Some(game.tally());
         let _ = watched
             .changes
             .send(Published::Tally(version, game.tally()));
+    }
+
+    /// The newest tally handed to the game's watchers, and its version.
+    fn newest_tally(&self, id: &str) -> Option<(u64, Tally)> {
+        let games = self.lock();
+        let watched = games.get(id)?;
+        Some((watched.version, watched.tally.clone()?))
     }
 
     /// Hands a room change numbered `seq` to the game's watchers if it is news
@@ -962,50 +976,82 @@ struct Watcher {
     version: u64,
     /// With presence: the number of the newest room change given.
     presence: Option<u64>,
-    /// The room as read when the watch began, given first.
-    first: Option<Change>,
+    /// What to give before the next from the buffer: the room as read when the watch began,
+    /// or what a watcher that fell behind is given ([`Watcher::catch_up`]).
+    pending: VecDeque<Published>,
     room: Room,
     /// After the receiver: the last watcher to leave unwatches the game.
-    _leave: Leave,
+    leave: Leave,
 }
 
 impl Watcher {
     /// The next change, or `None` once the game has ended or expired.
     async fn next(&mut self) -> Option<Change> {
-        if let Some(first) = self.first.take() {
-            return Some(first);
-        }
         loop {
-            match self.receiver.recv().await {
-                Ok(Published::Tally(version, tally)) if version > self.version => {
-                    self.version = version;
-                    return Some(Change::Tally(tally));
-                }
-                Ok(Published::Presence(seq, change)) => {
-                    if let Some(seen) = self.presence.as_mut()
-                        && is_news(&change, seq, *seen)
-                    {
-                        *seen = seq;
-                        return Some(Change::clone(&change));
+            let published = match self.pending.pop_front() {
+                Some(published) => published,
+                None => match self.receiver.recv().await {
+                    Ok(published) => published,
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        self.catch_up().await;
+                        continue;
                     }
-                }
-                Ok(Published::Tally(..)) => {}
-                // The room changes skipped cannot be given back, but the whole room can. (If
-                // it cannot be read, Redis is likely gone: every watched room is read again
-                // once it is back.)
-                Err(broadcast::error::RecvError::Lagged(_)) if self.presence.is_some() => {
-                    match self.room.read().await {
-                        Ok((seq, members)) => {
-                            self.presence = Some(seq);
-                            return Some(Change::PresenceState(members));
-                        }
-                        Err(error) => tracing::warn!(%error, "a lagging watcher's room is unread"),
-                    }
-                }
-                Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(broadcast::error::RecvError::Closed) => return None,
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                },
+            };
+            if let Some(change) = self.news(published) {
+                return Some(change);
             }
         }
+    }
+
+    /// The change, if the watcher asked for it and has not seen it (or a newer one).
+    fn news(&mut self, published: Published) -> Option<Change> {
+        match published {
+            Published::Tally(version, tally) if version > self.version => {
+                self.version = version;
+                Some(Change::Tally(tally))
+            }
+            Published::Tally(..) => None,
+            Published::Presence(seq, change) => {
+                let seen = self.presence.as_mut()?;
+                is_news(&change, seq, *seen).then(|| {
+                    *seen = seq;
+                    Change::clone(&change)
+                })
+            }
+        }
+    }
+
+    /// After falling behind, the watcher goes on with what is still buffered, but first: the
+    /// newest tally, if room changes pushed it out of the buffer (everything buffered came after
+    /// it; without it the watcher would miss it until the next move); and, with presence, the
+    /// whole room read now, since the room changes skipped cannot be given back. (If the room
+    /// cannot be read, Redis is likely gone: every watched room is read again once it is back.)
+    async fn catch_up(&mut self) {
+        let newest =
+            (self.leave.watched.upgrade()).and_then(|watched| watched.newest_tally(&self.room.id));
+        let buffered: Vec<Published> = (0..self.receiver.len())
+            .map_while(|_| self.receiver.try_recv().ok())
+            .collect();
+        if let Some((version, tally)) = newest {
+            let pushed_out = !buffered.iter().any(
+                |published| matches!(published, Published::Tally(buffered, _) if *buffered >= version),
+            );
+            if pushed_out {
+                self.pending.push_back(Published::Tally(version, tally));
+            }
+        }
+        if self.presence.is_some() {
+            match self.room.read().await {
+                Ok((seq, members)) => {
+                    let state = Arc::new(Change::PresenceState(members));
+                    self.pending.push_back(Published::Presence(seq, state));
+                }
+                Err(error) => tracing::warn!(%error, "a lagging watcher's room is unread"),
+            }
+        }
+        self.pending.extend(buffered);
     }
 }
 
@@ -1247,7 +1293,8 @@ mod tests {
 
     #[cfg(feature = "test-support")]
     #[tokio::test]
-    async fn a_presence_watcher_that_fell_behind_gets_the_room_again_then_what_follows_it() {
+    async fn a_presence_watcher_that_fell_behind_gets_the_tally_and_the_room_now_then_what_follows()
+    {
         let redis = crate::testing::RedisServer::start();
         let store = store_on(&redis, 2);
         let (id, _) = store.create(None).await.unwrap();
@@ -1263,6 +1310,9 @@ mod tests {
             online_at: 0,
         };
         assert_eq!(keeping_up.next().await, Some(Change::PresenceState(vec![])));
+        let tally = store.make_move(&id, "t").await.unwrap();
+        assert_eq!(keeping_up.next().await, Some(Change::Tally(tally.clone())));
+        // Five joins push the tally out of the buffer of two.
         let keys = ["k1", "k2", "k3", "k4", "k5"];
         for key in keys {
             store
@@ -1276,6 +1326,7 @@ mod tests {
             ));
         }
         assert_eq!(behind.next().await, Some(Change::PresenceState(vec![])));
+        assert_eq!(behind.next().await, Some(Change::Tally(tally)));
         let Some(Change::PresenceState(room)) = behind.next().await else {
             panic!("the room, not the joins it missed");
         };
@@ -1296,6 +1347,28 @@ mod tests {
             (joins[0].key.as_str(), leaves[0].key.as_str()),
             ("k6", "k1")
         );
+    }
+
+    #[cfg(feature = "test-support")]
+    #[tokio::test]
+    async fn a_watcher_that_fell_behind_goes_on_with_the_tallies_still_buffered() {
+        let redis = crate::testing::RedisServer::start();
+        let store = store_on(&redis, 2);
+        let (id, _) = store.create(None).await.unwrap();
+        let mut behind = store.watch(&id, WatchOptions::default()).await.unwrap();
+        let mut keeping_up = store.watch(&id, WatchOptions::default()).await.unwrap();
+        let mut played = Vec::new();
+        for guess in ["t", "x", "o", "e"] {
+            played.push(store.make_move(&id, guess).await.unwrap());
+            let change = keeping_up.changes.next().await;
+            assert_eq!(change, Some(Change::Tally(played.last().unwrap().clone())));
+        }
+        for tally in &played[2..] {
+            assert_eq!(
+                behind.changes.next().await,
+                Some(Change::Tally(tally.clone()))
+            );
+        }
     }
 
     #[test]
