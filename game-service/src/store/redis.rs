@@ -513,8 +513,9 @@ impl RedisStore {
             .await
         {
             Ok(expired) => expired,
+            // Redis is down: the health check says so; the next sweep tries again.
             Err(error) => {
-                tracing::warn!(%error, "presence leases could not be expired");
+                tracing::debug!(%error, "presence leases could not be expired");
                 return 0;
             }
         };

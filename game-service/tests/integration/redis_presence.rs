@@ -239,6 +239,32 @@ async fn a_room_expires_with_its_lease_and_goes_with_its_game() {
 }
 
 #[tokio::test]
+async fn a_member_stored_wrong_is_an_internal_error_not_a_crash() {
+    let server = server(Store::Redis, &["--test-mode"]).await;
+    let mut client = server.client().await;
+    let id = new_game(&mut client, "otter").await;
+    update(&mut client, &id, &[("k1", "ann")], &[])
+        .await
+        .unwrap();
+    let members = format!("hangman:{{{id}}}:members");
+    let corrupted = server
+        .redis()
+        .unwrap()
+        .command(&format!("HSET {members} k1 no-time-no-name"));
+    assert_eq!(corrupted, ":0\r\n");
+    let request = WatchGameRequest {
+        game_id: id.clone(),
+        presence: true,
+        since_version: None,
+    };
+    let refused = client.watch_game(request).await.unwrap_err();
+    assert_refused(&refused, Code::Internal, "no-time-no-name");
+    // The server goes on.
+    assert!(try_guess(&mut client, &id, "t").await.is_ok());
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_watch_through_one_replica_recovers_the_moves_made_through_another() {
     let (a, b) = two_replicas(&[]).await;
     let (mut via_a, mut via_b) = (a.client().await, b.client().await);
