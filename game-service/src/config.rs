@@ -77,6 +77,11 @@ pub struct Config {
     )]
     pub max_members_per_game: usize,
 
+    /// Most members in all rooms, with games kept in memory: each costs about 200 bytes
+    /// (README, "Memory"). In Redis, the rooms count against Redis' own memory.
+    #[arg(long, env = "GAME_SERVICE_MAX_MEMBERS", default_value_t = 100_000)]
+    pub max_members: usize,
+
     /// Largest request message accepted, in bytes.
     #[arg(long, env = "GAME_SERVICE_MAX_MESSAGE_SIZE", default_value_t = 16 * 1024)]
     pub max_message_size: usize,

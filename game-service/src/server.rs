@@ -93,6 +93,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         max_watchers: config.max_watchers,
         presence_lease: config.presence_lease,
         max_members_per_game: config.max_members_per_game,
+        max_members: config.max_members,
     };
     match &config.store {
         StoreConfig::Memory => {

@@ -229,6 +229,7 @@ impl From<StoreError> for Status {
             | StoreError::TooManyWatchers { .. }
             | StoreError::TooManyWatchStreams { .. }
             | StoreError::TooManyMembers { .. }
+            | StoreError::TooManyMembersInAll { .. }
             | StoreError::StoreFull(_) => Status::resource_exhausted(message),
             StoreError::Contention => Status::aborted(message),
             StoreError::Unavailable(_) => Status::unavailable(message),

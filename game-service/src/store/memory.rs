@@ -162,6 +162,8 @@ struct Lease {
     name: String,
     online_at: u64,
     expires_at: Instant,
+    /// The member's place under `max_members`, given back with it (with its game, too).
+    _permit: OwnedSemaphorePermit,
 }
 
 impl Room {
@@ -190,6 +192,8 @@ pub struct MemoryStore {
     rooms: Mutex<HashMap<GameId, Weak<Slot>>>,
     /// One permit per watcher, `max_watchers` in all.
     watchers: Arc<Semaphore>,
+    /// One permit per room member, `max_members` in all.
+    members: Arc<Semaphore>,
     dictionary: Dictionary,
     limits: Limits,
 }
@@ -201,6 +205,9 @@ impl MemoryStore {
             rooms: Mutex::new(HashMap::new()),
             watchers: Arc::new(Semaphore::new(
                 limits.max_watchers.min(Semaphore::MAX_PERMITS),
+            )),
+            members: Arc::new(Semaphore::new(
+                limits.max_members.min(Semaphore::MAX_PERMITS),
             )),
             dictionary,
             limits,
@@ -333,6 +340,18 @@ impl MemoryStore {
         if state.room.0.len() + joining.len() - left > max {
             return Err(StoreError::TooManyMembers { max });
         }
+        let too_many_in_all = || StoreError::TooManyMembersInAll {
+            max: self.limits.max_members,
+        };
+        let mut permits = match u32::try_from(joining.len()) {
+            Ok(0) => None,
+            Ok(n) => Some(
+                Arc::clone(&self.members)
+                    .try_acquire_many_owned(n)
+                    .map_err(|_| too_many_in_all())?,
+            ),
+            Err(_) => return Err(too_many_in_all()),
+        };
 
         let expires_at = Instant::now() + self.limits.presence_lease;
         let online_at = unix_seconds();
@@ -344,10 +363,15 @@ impl MemoryStore {
             match state.room.0.get_mut(&key) {
                 Some(lease) => lease.expires_at = expires_at,
                 None => {
+                    let _permit = permits
+                        .as_mut()
+                        .and_then(|permits| permits.split(1))
+                        .expect("one permit per key joining");
                     let lease = Lease {
                         name,
                         online_at,
                         expires_at,
+                        _permit,
                     };
                     joins.push(lease.member(&key));
                     state.room.0.insert(key, lease);
@@ -525,6 +549,7 @@ mod tests {
                 max_watchers: 3,
                 presence_lease: Duration::from_secs(15),
                 max_members_per_game: 4,
+                max_members: 6,
             },
         )
     }
@@ -778,6 +803,33 @@ mod tests {
     }
 
     #[test]
+    fn rooms_hold_at_most_max_members_in_all_and_an_ended_game_gives_its_places_back() {
+        let registry = registry(10, Duration::from_secs(60));
+        let (first, _) = registry.create(None).unwrap();
+        let (second, _) = registry.create(None).unwrap();
+        let four: Vec<_> = ["a1", "a2", "a3", "a4"].map(|key| member(key, "")).into();
+        registry.update_presence(&first, four, vec![]).unwrap();
+        let mut sub = registry.watch(&second, with_presence()).unwrap();
+        next_state(&mut sub);
+
+        // Six in all: four in the first room leave room for two.
+        let three: Vec<_> = ["b1", "b2", "b3"].map(|key| member(key, "")).into();
+        assert_eq!(
+            registry.update_presence(&second, three.clone(), vec![]),
+            Err(StoreError::TooManyMembersInAll { max: 6 })
+        );
+        assert_eq!(sub.changes.next().now_or_never(), None, "nothing changed");
+        registry
+            .update_presence(&second, three[..2].to_vec(), vec![])
+            .unwrap();
+        next_diff(&mut sub);
+
+        registry.end(&first).unwrap();
+        registry.update_presence(&second, three, vec![]).unwrap();
+        assert_eq!(next_diff(&mut sub), (vec!["b3".into()], vec![]));
+    }
+
+    #[test]
     fn a_key_listed_twice_counts_once_and_a_key_also_leaving_leaves() {
         let registry = registry(10, Duration::from_secs(60));
         let (id, _) = registry.create(None).unwrap();
@@ -956,6 +1008,7 @@ mod tests {
             registry.dictionary,
             Limits {
                 max_members_per_game: 10,
+                max_members: 1_000_000,
                 ..registry.limits
             },
         );

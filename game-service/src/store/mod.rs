@@ -39,6 +39,8 @@ pub struct Limits {
     pub presence_lease: Duration,
     /// The most members one game's room holds (and one presence update may list).
     pub max_members_per_game: usize,
+    /// The most members in all the rooms a memory store holds (Redis holds a Redis store's).
+    pub max_members: usize,
 }
 
 /// Why a store could not do what was asked.
@@ -60,6 +62,8 @@ pub enum StoreError {
     InvalidWord(#[from] InvalidWord),
     #[error("the game's room has its maximum of {max} members")]
     TooManyMembers { max: usize },
+    #[error("the server holds its maximum of {max} room members; try again later")]
+    TooManyMembersInAll { max: usize },
     #[error("invalid presence member: {0}")]
     InvalidMember(String),
     #[error("too many concurrent moves on this game; try again")]

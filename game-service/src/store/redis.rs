@@ -1287,6 +1287,7 @@ mod tests {
             max_watchers: 10,
             presence_lease: Duration::from_secs(15),
             max_members_per_game: 100,
+            max_members: 1_000,
         };
         let dictionary = Dictionary::parse("otter").unwrap();
         RedisStore::connect(&redis.url(), dictionary, limits, Duration::from_secs(2)).unwrap()
