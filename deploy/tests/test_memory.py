@@ -30,6 +30,9 @@ PER_GAME = 512
 # RSS growth per open WatchGame stream, each on a game of its own, at 10 000 streams
 # (measured 17-19 KiB).
 PER_WATCH_STREAM = 20 * 1024
+# RSS growth per room member (measured 172 B: 100 000 members in 10 000 rooms, keys and
+# names the gateway's size; game-service/README.md, "Memory").
+PER_MEMBER = 256
 # For what the figures leave out: allocator fragmentation after churn, connections
 # waiting for their first request, calls in flight, metrics.
 HEADROOM = 1.5
@@ -92,10 +95,17 @@ def test_a_full_game_service_fits_its_memory_limit_with_headroom(manifests):
     # Set in the manifest, so that the limit does not rest on a default that may change.
     max_games = int(env["GAME_SERVICE_MAX_GAMES"])
     max_watchers = int(env["GAME_SERVICE_MAX_WATCHERS"])
-    need = BASELINE + max_games * PER_GAME + max_watchers * PER_WATCH_STREAM
+    max_members = int(env["GAME_SERVICE_MAX_MEMBERS"])
+    need = (
+        BASELINE
+        + max_games * PER_GAME
+        + max_watchers * PER_WATCH_STREAM
+        + max_members * PER_MEMBER
+    )
     limit = bytes_of(container["resources"]["limits"]["memory"])
     assert need * HEADROOM <= limit, (
-        f"{manifests.overlay}: {max_games} games and {max_watchers} watch streams need "
+        f"{manifests.overlay}: {max_games} games, {max_watchers} watch streams and "
+        f"{max_members} room members need "
         f"{need / MIB:.0f} MiB, {HEADROOM}x that is over the {limit / MIB:.0f} MiB limit"
     )
 
