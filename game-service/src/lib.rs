@@ -1,10 +1,12 @@
 //! The Hangman game service: the rules, a dictionary and a registry of live
 //! games behind the `hangman.v1` gRPC API.
 //!
-//! - [`rules`]: the game itself, pure (no I/O, no async). Start here.
+//! - [`rules`]: the game itself, pure (no I/O, no async), and each game's history of
+//!   changes (its version, and any earlier tally). Start here.
 //! - [`dictionary`]: the word list and uniform random choice.
 //! - [`store`]: where live games are kept (this process, or Redis shared by replicas): by
-//!   id, with an idle TTL, a maximum count and change notification.
+//!   id, with an idle TTL, a maximum count and change notification, and the members of
+//!   each game's room as leases (presence).
 //! - [`service`]: the gRPC API, translating messages and errors to and from the store.
 //! - [`server`]: assembles the server (API, health, reflection, `/metrics`) and runs it.
 //! - [`config`]: flags and their environment-variable twins.
