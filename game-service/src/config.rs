@@ -94,6 +94,16 @@ pub struct Config {
     )]
     pub max_concurrent_streams: u32,
 
+    /// Most moves in flight on one `Play` stream; past it the server stops reading that stream
+    /// until a move is answered (back-pressure, not an error).
+    #[arg(
+        long,
+        env = "GAME_SERVICE_MAX_MOVES_IN_FLIGHT_PER_STREAM",
+        default_value_t = 1_024,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub max_moves_in_flight_per_stream: u32,
+
     /// A new connection that has not sent its first complete request within this long is
     /// dropped (half-open connections would otherwise be held forever).
     #[arg(long, env = "GAME_SERVICE_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = service_kit::durations::non_zero)]

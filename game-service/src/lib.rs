@@ -8,6 +8,8 @@
 //!   id, with an idle TTL, a maximum count and change notification, and the members of
 //!   each game's room as leases (presence).
 //! - [`service`]: the gRPC API, translating messages and errors to and from the store.
+//! - [`play`]: the `Play` stream, many moves over one call: per-game order, the moves in
+//!   flight bounded.
 //! - [`server`]: assembles the server (API, health, reflection, `/metrics`) and runs it.
 //! - [`config`]: flags and their environment-variable twins.
 //! - [`telemetry`]: logs (failed calls with `traceparent`), Prometheus metrics.
@@ -18,6 +20,7 @@
 pub mod config;
 pub mod dictionary;
 pub mod oversized;
+pub mod play;
 pub mod rules;
 pub mod server;
 pub mod service;

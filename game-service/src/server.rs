@@ -121,12 +121,10 @@ async fn serve<S: GameStore>(
     let addr = listener.local_addr().map_err(bind_error)?;
 
     let shutdown = CancellationToken::new();
-    let api = HangmanServiceServer::new(HangmanApi::new(
-        store.clone(),
-        config.test_mode,
-        limits,
-        shutdown.clone(),
-    ))
+    let api = HangmanServiceServer::new(
+        HangmanApi::new(store.clone(), config.test_mode, limits, shutdown.clone())
+            .max_moves_in_flight_per_stream(config.max_moves_in_flight_per_stream as usize),
+    )
     .max_decoding_message_size(config.max_message_size);
     let (health, health_service) = tonic_health::server::health_reporter();
 

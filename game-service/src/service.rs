@@ -1,21 +1,23 @@
 //! The `hangman.v1.HangmanService` gRPC API over a [`GameStore`].
 //!
 //! This module only translates: proto messages to store calls and back,
-//! store errors to gRPC status codes. The rules live in `rules`.
+//! store errors to gRPC status codes. The rules live in `rules`; the `Play` stream's
+//! bookkeeping in `play`.
 
 use std::{pin::Pin, sync::Arc, time::Duration};
 
 use futures::{Stream, StreamExt, stream};
 use hangman_proto::v1::{
     self as pb, CreateGameRequest, CreateGameResponse, EndGameRequest, EndGameResponse,
-    GetGameRequest, GetGameResponse, MakeMoveRequest, MakeMoveResponse, PresenceDiff,
+    GetGameRequest, GetGameResponse, MakeMoveRequest, MakeMoveResponse, PlayRequest, PresenceDiff,
     PresenceMember, PresenceState, UpdatePresenceRequest, UpdatePresenceResponse, WatchGameRequest,
     WatchGameResponse, hangman_service_server::HangmanService, watch_game_response::Presence,
 };
 use tokio_util::sync::CancellationToken;
-use tonic::{Request, Response, Status};
+use tonic::{Code, Request, Response, Status, Streaming};
 
 use crate::{
+    play::Plays,
     rules::{GameState, Tally},
     store::{Change, GameStore, Limits, Member, Recovery, StoreError, WatchOptions},
 };
@@ -27,6 +29,8 @@ pub struct HangmanApi<S> {
     /// Told to presence clients, so that they renew in time.
     presence_lease: Duration,
     max_members_per_game: usize,
+    /// Moves in flight on one `Play` stream at most.
+    max_moves_in_flight_per_stream: usize,
     /// Cancelled when the server shuts down, so that watch streams end and
     /// graceful shutdown does not wait for them forever.
     shutdown: CancellationToken,
@@ -44,8 +48,15 @@ impl<S> HangmanApi<S> {
             test_mode,
             presence_lease: limits.presence_lease,
             max_members_per_game: limits.max_members_per_game,
+            max_moves_in_flight_per_stream: 1024,
             shutdown,
         }
+    }
+
+    /// Sets the most moves in flight on one `Play` stream (1024 unless set).
+    pub fn max_moves_in_flight_per_stream(mut self, max: usize) -> Self {
+        self.max_moves_in_flight_per_stream = max;
+        self
     }
 }
 
@@ -99,6 +110,20 @@ impl<S: GameStore> HangmanService for HangmanApi<S> {
             game_id,
             tally: Some(to_proto(tally)),
         }))
+    }
+
+    type PlayStream = Plays<S>;
+
+    async fn play(
+        &self,
+        request: Request<Streaming<PlayRequest>>,
+    ) -> Result<Response<Plays<S>>, Status> {
+        Ok(Response::new(Plays::new(
+            Arc::clone(&self.store),
+            request.into_inner(),
+            self.max_moves_in_flight_per_stream,
+            self.shutdown.clone(),
+        )))
     }
 
     type WatchGameStream = WatchStream;
@@ -219,22 +244,42 @@ impl<S: GameStore> HangmanService for HangmanApi<S> {
 impl From<StoreError> for Status {
     fn from(error: StoreError) -> Status {
         let message = error.to_string();
-        match error {
-            StoreError::NotFound => Status::not_found(message),
-            StoreError::EmptyId => hangman_proto::invalid_field("game_id", message),
-            StoreError::InvalidGuess(_) => hangman_proto::invalid_field("guess", message),
-            StoreError::InvalidWord(_) => hangman_proto::invalid_field("word", message),
-            StoreError::InvalidMember(_) => hangman_proto::invalid_field("renew", message),
-            StoreError::Full { .. }
-            | StoreError::TooManyWatchers { .. }
-            | StoreError::TooManyWatchStreams { .. }
-            | StoreError::TooManyMembers { .. }
-            | StoreError::TooManyMembersInAll { .. }
-            | StoreError::StoreFull(_) => Status::resource_exhausted(message),
-            StoreError::Contention => Status::aborted(message),
-            StoreError::Unavailable(_) => Status::unavailable(message),
-            StoreError::Corrupt(_) | StoreError::Config(_) => Status::internal(message),
+        match refused_field(&error) {
+            Some(field) => hangman_proto::invalid_field(field, message),
+            None => Status::new(status_code(&error), message),
         }
+    }
+}
+
+/// The request field an INVALID_ARGUMENT names (its `google.rpc.BadRequest` detail in a
+/// status, `PlayError.field` on the `Play` stream).
+pub(crate) fn refused_field(error: &StoreError) -> Option<&'static str> {
+    match error {
+        StoreError::EmptyId => Some("game_id"),
+        StoreError::InvalidGuess(_) => Some("guess"),
+        StoreError::InvalidWord(_) => Some("word"),
+        StoreError::InvalidMember(_) => Some("renew"),
+        _ => None,
+    }
+}
+
+/// The gRPC status code of a store error.
+pub(crate) fn status_code(error: &StoreError) -> Code {
+    match error {
+        StoreError::NotFound => Code::NotFound,
+        StoreError::EmptyId
+        | StoreError::InvalidGuess(_)
+        | StoreError::InvalidWord(_)
+        | StoreError::InvalidMember(_) => Code::InvalidArgument,
+        StoreError::Full { .. }
+        | StoreError::TooManyWatchers { .. }
+        | StoreError::TooManyWatchStreams { .. }
+        | StoreError::TooManyMembers { .. }
+        | StoreError::TooManyMembersInAll { .. }
+        | StoreError::StoreFull(_) => Code::ResourceExhausted,
+        StoreError::Contention => Code::Aborted,
+        StoreError::Unavailable(_) => Code::Unavailable,
+        StoreError::Corrupt(_) | StoreError::Config(_) => Code::Internal,
     }
 }
 

@@ -7,6 +7,7 @@ mod connection_age;
 mod grpc_api;
 mod half_open_connections;
 mod health_and_reflection;
+mod play;
 mod presence;
 mod readme_walkthrough;
 mod recovery;
