@@ -1,10 +1,13 @@
 //! The game service, seen from the gateway: one shared gRPC channel (HTTP/2, multiplexed) to
 //! `hangman.v1.HangmanService`, with connect and request timeouts, a W3C `traceparent` on every
-//! call, and errors reduced to the stable reasons the channels reply with.
+//! call, and errors reduced to the stable reasons the channels reply with. Moves go on a few
+//! long-lived `Play` streams over the same connections (`play`), or by `MakeMove` calls to a
+//! game service without them.
 
+mod play;
 mod transport;
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use futures::{Stream, StreamExt};
@@ -14,6 +17,7 @@ use hangman_proto::v1::{
     CreateGameRequest, GetGameRequest, MakeMoveRequest, PresenceMember, Tally,
     UpdatePresenceRequest, WatchGameRequest, WatchGameResponse,
 };
+use play::{PlayStreams, Played};
 use service_kit::trace_context::TRACEPARENT;
 /// The trace every call carries: one per socket connection, a new span per call.
 pub use service_kit::trace_context::TraceContext;
@@ -213,10 +217,12 @@ impl From<WatchGameResponse> for WatchEvent {
     }
 }
 
-/// The shared client; cloning it shares its HTTP/2 connections.
+/// The shared client; cloning it shares its HTTP/2 connections and `Play` streams.
 #[derive(Clone)]
 pub struct Upstream {
     games: HangmanServiceClient<H2Transport>,
+    /// The streams moves go on: one per connection.
+    plays: Option<Arc<PlayStreams>>,
     health: HealthClient<H2Transport>,
     request_timeout: Duration,
 }
@@ -267,8 +273,10 @@ impl Upstream {
             connections: config.connections,
             resolve_interval: config.resolve_interval,
         });
+        let plays = PlayStreams::new(transport.clone(), &origin, config.request_timeout);
         Ok(Upstream {
             games: HangmanServiceClient::with_origin(transport.clone(), origin.clone()),
+            plays: plays.map(Arc::new),
             health: HealthClient::with_origin(transport, origin),
             request_timeout: config.request_timeout,
         })
@@ -310,12 +318,27 @@ impl Upstream {
         Ok(response.tally.unwrap_or_default())
     }
 
+    /// Plays a guess: on a `Play` stream, or by a `MakeMove` call when the game service has
+    /// no such stream.
     pub async fn make_move(
         &self,
         trace: &TraceContext,
         game_id: &str,
         guess: &str,
     ) -> Result<Tally, UpstreamError> {
+        if let Some(plays) = &self.plays {
+            let started = Instant::now();
+            if let Played::Answer(answer) = plays.make_move(game_id, guess).await {
+                let elapsed = started.elapsed();
+                MAKE_MOVE.seconds().record(elapsed.as_secs_f64());
+                if let Err(err) = &answer {
+                    // The stream carries no per-move trace: the move's span is logged here.
+                    let traceparent = trace.child();
+                    tracing::info!(method = "Play", %traceparent, ?elapsed, %err, "move failed");
+                }
+                return answer;
+            }
+        }
         let request = MakeMoveRequest {
             game_id: game_id.to_owned(),
             guess: guess.to_owned(),

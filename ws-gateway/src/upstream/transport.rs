@@ -326,6 +326,48 @@ impl Inner {
     }
 }
 
+impl H2Transport {
+    /// How many connection slots there are now (resolving the names first if nothing is known
+    /// yet): at least one per address of the game service.
+    pub(super) async fn slot_count(&self) -> Result<usize, BoxError> {
+        Ok(self.inner.slots().await?.len())
+    }
+
+    /// Opens a long-lived stream (the `Play` stream of moves) on connection slot `lane`, modulo
+    /// the slots: the request's head goes out and its body stays open for the caller to write.
+    /// Also returns the connection's handle, whose readiness tells the stream's owner when the
+    /// connection is being retired (a GOAWAY makes it fail).
+    pub(super) async fn open_stream(
+        &self,
+        lane: usize,
+        request: http::Request<()>,
+    ) -> Result<OpenStream, BoxError> {
+        let slots = self.inner.slots().await?;
+        let slot = &slots[lane % slots.len()];
+        let again = request_like(&request);
+        let mut connection = self.inner.ready(slot).await?;
+        let (response, body) = connection.send_request(request, false)?;
+        match response.await {
+            Ok(response) => Ok((connection, body, response)),
+            // A GOAWAY crossed the new stream: it never reached the game service.
+            Err(error) if service_kit::unsent::never_reached_the_server(&error) => {
+                let mut connection = self.inner.ready(slot).await?;
+                let (response, body) = connection.send_request(again, false)?;
+                Ok((connection, body, response.await?))
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+}
+
+/// A stream [`H2Transport::open_stream`] opened: its connection, its request body, the
+/// response's head (its body is the stream's replies).
+pub(super) type OpenStream = (
+    SendRequest<Bytes>,
+    h2::SendStream<Bytes>,
+    http::Response<h2::RecvStream>,
+);
+
 /// A copy of `request`'s head (h2 reads no extensions).
 fn request_like(request: &http::Request<()>) -> http::Request<()> {
     let mut copy = http::Request::new(());

@@ -1,0 +1,437 @@
+//! Moves on a few long-lived `Play` streams instead of a `MakeMove` call each.
+//!
+//! One stream per connection slot of the transport (a lane: at least one per address of the
+//! game service), opened when the lane's first move comes. A move takes an id, puts a one-shot reply slot in the lane's pending map, and queues
+//! its request for the lane's writer task, which sends everything queued in one HTTP/2 DATA
+//! frame; the lane's reader task decodes the replies and hands each to its slot. So a move costs
+//! a message on an open stream: no HTTP/2 stream, header block or call future of its own, on
+//! either side.
+//!
+//! - Deadline: a move not answered within the request timeout fails `unavailable` (as a unary
+//!   call that times out) and leaves the pending map; its reply, if it comes, is dropped.
+//! - Back-pressure: the writer's queue is bounded and the writer waits for the stream's HTTP/2
+//!   window, which the game service stops opening past its moves in flight per stream; a move
+//!   waiting for room waits within its deadline.
+//! - A stream that breaks (the game service gone, its connection cut, the stream ended) fails
+//!   every move pending on it with `unavailable`, none played again (the game service may have
+//!   applied it), and the lane opens a new stream for its next move.
+//! - A connection retired by the game service (its GOAWAY, `--max-connection-age`): the writer
+//!   sees it and the lane opens a new stream, on a new connection, for its next move; the old
+//!   stream gets its pending replies, then its end.
+//! - A game service without `Play` (older than this gateway) answers UNIMPLEMENTED: moves go
+//!   by unary `MakeMove` for a while ([`UNSUPPORTED_FOR`]), then the stream is tried again.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use futures::FutureExt;
+use h2::client::SendRequest;
+use hangman_proto::v1::{PlayRequest, PlayResponse, Tally, play_response::Outcome};
+use prost::Message;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Uri;
+use tonic::{Code, Status};
+
+use super::{H2Transport, MAKE_MOVE, UpstreamError};
+
+/// How long a game service that answered UNIMPLEMENTED gets moves by unary calls before the
+/// stream is tried again (it may have been upgraded meanwhile).
+pub const UNSUPPORTED_FOR: Duration = Duration::from_secs(60);
+
+/// Moves queued for a lane's writer at most; a move past it waits for room.
+const QUEUED: usize = 1024;
+
+/// Moves the writer sends in one DATA frame at most.
+const BATCH: usize = 64;
+
+/// A move's answer, or word that it must go by unary call.
+pub enum Played {
+    Answer(Result<Tally, UpstreamError>),
+    /// The game service does not have `Play`.
+    Unsupported,
+}
+
+/// The lanes, shared by every clone of the gateway's `Upstream`.
+pub struct PlayStreams {
+    transport: H2Transport,
+    path: Uri,
+    /// One per connection slot; more are added when the slots grow (more replicas).
+    lanes: RwLock<Vec<Arc<Lane>>>,
+    next_lane: AtomicUsize,
+    next_id: AtomicU64,
+    /// Until when (milliseconds since `epoch`) moves go by unary calls; 0: use the stream.
+    unsupported_until: AtomicU64,
+    epoch: Instant,
+    request_timeout: Duration,
+}
+
+#[derive(Default)]
+struct Lane {
+    /// The lane's open stream, if any.
+    stream: Mutex<Option<Arc<Open>>>,
+    /// Held while opening, so that concurrent moves wait for one stream.
+    opening: tokio::sync::Mutex<()>,
+}
+
+/// An open `Play` stream: where moves are queued, and who waits for which reply.
+struct Open {
+    moves: mpsc::Sender<PlayRequest>,
+    pending: Arc<Pending>,
+}
+
+#[derive(Default)]
+struct Pending {
+    replies: Mutex<HashMap<u64, oneshot::Sender<Result<Tally, UpstreamError>>>>,
+    /// Cancelled when the stream broke or ended: no reply will come for what is pending.
+    ended: CancellationToken,
+    /// Set when the stream's connection is being retired: new moves go on a new stream.
+    retiring: AtomicBool,
+}
+
+impl Pending {
+    /// Waits for the reply to `request_id` from now on; `false` if the stream has ended.
+    fn expect(
+        &self,
+        request_id: u64,
+        reply: oneshot::Sender<Result<Tally, UpstreamError>>,
+    ) -> bool {
+        let mut replies = self.replies.lock().expect("pending lock");
+        // Checked under the lock that `end` takes, so no move is left waiting on a dead stream.
+        if self.ended.is_cancelled() {
+            return false;
+        }
+        replies.insert(request_id, reply);
+        true
+    }
+
+    fn forget(&self, request_id: u64) {
+        self.replies
+            .lock()
+            .expect("pending lock")
+            .remove(&request_id);
+    }
+
+    fn answer(&self, reply: PlayResponse) {
+        let waiting = self
+            .replies
+            .lock()
+            .expect("pending lock")
+            .remove(&reply.request_id);
+        // None: its move gave up at its deadline; the late reply is dropped.
+        if let Some(waiting) = waiting {
+            let _ = waiting.send(answer(reply.outcome));
+        }
+    }
+
+    /// The stream is over: every move still pending fails with `why`.
+    fn end(&self, why: &UpstreamError) {
+        let pending = {
+            let mut replies = self.replies.lock().expect("pending lock");
+            self.ended.cancel();
+            std::mem::take(&mut *replies)
+        };
+        if !pending.is_empty() {
+            tracing::info!(moves = pending.len(), %why, "moves pending on a broken Play stream fail");
+        }
+        for (_, waiting) in pending {
+            let _ = waiting.send(Err(why.clone()));
+        }
+    }
+}
+
+/// A reply's outcome as the unary call's result would be.
+fn answer(outcome: Option<Outcome>) -> Result<Tally, UpstreamError> {
+    match outcome {
+        Some(Outcome::Tally(tally)) => Ok(tally),
+        Some(Outcome::Error(error)) => {
+            let code = Code::from_i32(error.code);
+            // The same status the unary call would have ended with, read the same way.
+            let status = match error.field.as_str() {
+                "" => Status::new(code, error.message),
+                field => hangman_proto::invalid_field(field, error.message),
+            };
+            Err(UpstreamError::from_status(&MAKE_MOVE, &status))
+        }
+        None => Err(UpstreamError::Unavailable(
+            "a Play reply without an outcome".into(),
+        )),
+    }
+}
+
+/// Takes the reply slot of a move out of the pending map if the move gives up (its deadline,
+/// or its caller gone) before the reply came.
+struct Waiting<'a> {
+    pending: &'a Pending,
+    request_id: u64,
+    answered: bool,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.pending.forget(self.request_id);
+        }
+    }
+}
+
+impl PlayStreams {
+    /// A stream per connection slot of `transport`, to the game service at `origin`.
+    pub fn new(transport: H2Transport, origin: &Uri, request_timeout: Duration) -> Option<Self> {
+        let path = format!("{origin}").trim_end_matches('/').to_owned()
+            + "/hangman.v1.HangmanService/Play";
+        Some(PlayStreams {
+            transport,
+            path: path.parse().ok()?,
+            lanes: RwLock::default(),
+            next_lane: AtomicUsize::new(0),
+            next_id: AtomicU64::new(1),
+            unsupported_until: AtomicU64::new(0),
+            epoch: Instant::now(),
+            request_timeout,
+        })
+    }
+
+    fn millis(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Plays one move on a stream, within the request timeout.
+    pub async fn make_move(&self, game_id: &str, guess: &str) -> Played {
+        let until = self.unsupported_until.load(Ordering::Relaxed);
+        if until != 0 && self.millis() < until {
+            return Played::Unsupported;
+        }
+        let request = PlayRequest {
+            request_id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            game_id: game_id.to_owned(),
+            guess: guess.to_owned(),
+        };
+        match tokio::time::timeout(self.request_timeout, self.play(request)).await {
+            Ok(played) => played,
+            Err(_) => Played::Answer(Err(UpstreamError::Unavailable("timed out".into()))),
+        }
+    }
+
+    async fn play(&self, request: PlayRequest) -> Played {
+        let slots = match self.transport.slot_count().await {
+            Ok(slots) => slots,
+            Err(err) => return Played::Answer(Err(UpstreamError::Unavailable(err.to_string()))),
+        };
+        let lane = self.next_lane.fetch_add(1, Ordering::Relaxed) % slots;
+        let open = match self.open(lane).await {
+            Ok(open) => open,
+            Err(Played::Unsupported) => {
+                let until = self.millis() + UNSUPPORTED_FOR.as_millis() as u64;
+                self.unsupported_until.store(until, Ordering::Relaxed);
+                return Played::Unsupported;
+            }
+            Err(answer) => return answer,
+        };
+        let request_id = request.request_id;
+        let (reply, answered) = oneshot::channel();
+        if !open.pending.expect(request_id, reply) {
+            return Played::Answer(Err(UpstreamError::Unavailable(
+                "the Play stream ended".into(),
+            )));
+        }
+        let mut waiting = Waiting {
+            pending: &open.pending,
+            request_id,
+            answered: false,
+        };
+        if open.moves.send(request).await.is_err() {
+            return Played::Answer(Err(UpstreamError::Unavailable(
+                "the Play stream ended".into(),
+            )));
+        }
+        let answer = answered
+            .await
+            .unwrap_or_else(|_| Err(UpstreamError::Unavailable("the Play stream ended".into())));
+        waiting.answered = true;
+        Played::Answer(answer)
+    }
+
+    /// The lane's stream, opened if it has none that takes moves.
+    async fn open(&self, index: usize) -> Result<Arc<Open>, Played> {
+        let lane = self.lane(index);
+        let lane = &*lane;
+        if let Some(open) = usable(lane) {
+            return Ok(open);
+        }
+        let _opening = lane.opening.lock().await;
+        if let Some(open) = usable(lane) {
+            return Ok(open);
+        }
+        let open = Arc::new(self.start(index).await?);
+        *lane.stream.lock().expect("lane lock") = Some(Arc::clone(&open));
+        Ok(open)
+    }
+
+    fn lane(&self, index: usize) -> Arc<Lane> {
+        if let Some(lane) = self.lanes.read().expect("lanes lock").get(index) {
+            return Arc::clone(lane);
+        }
+        let mut lanes = self.lanes.write().expect("lanes lock");
+        while lanes.len() <= index {
+            lanes.push(Arc::default());
+        }
+        Arc::clone(&lanes[index])
+    }
+
+    /// Opens a stream on connection slot `index` and starts its writer and reader.
+    async fn start(&self, index: usize) -> Result<Open, Played> {
+        let unavailable = |why: String| Played::Answer(Err(UpstreamError::Unavailable(why)));
+        let request = http::Request::post(self.path.clone())
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(())
+            .expect("a valid request head");
+        let (connection, body, response) = self
+            .transport
+            .open_stream(index, request)
+            .await
+            .map_err(|err| unavailable(err.to_string()))?;
+        // A refusal comes at once, "trailers-only": the status in the response's head.
+        if let Some(status) = Status::from_header_map(response.headers()) {
+            return Err(match status.code() {
+                Code::Unimplemented => {
+                    tracing::info!(
+                        "the game service has no Play stream; moves go by MakeMove calls"
+                    );
+                    Played::Unsupported
+                }
+                _ => Played::Answer(Err(UpstreamError::from_status(&MAKE_MOVE, &status))),
+            });
+        }
+        if response.status() != http::StatusCode::OK {
+            return Err(unavailable(format!(
+                "the Play stream was answered {}",
+                response.status()
+            )));
+        }
+        let (moves, queued) = mpsc::channel(QUEUED);
+        let pending = Arc::new(Pending::default());
+        tokio::spawn(write(queued, body, connection, Arc::clone(&pending)));
+        tokio::spawn(read(response.into_body(), Arc::clone(&pending)));
+        Ok(Open { moves, pending })
+    }
+}
+
+/// The lane's stream if it still takes moves (not ended, its connection not retiring).
+fn usable(lane: &Lane) -> Option<Arc<Open>> {
+    let stream = lane.stream.lock().expect("lane lock");
+    stream
+        .as_ref()
+        .filter(|open| {
+            !open.pending.ended.is_cancelled() && !open.pending.retiring.load(Ordering::Relaxed)
+        })
+        .cloned()
+}
+
+/// The writer: what is queued goes out in one DATA frame, within the stream's window. It ends
+/// the stream's sending side once every move handle is gone (the lane replaced the stream).
+async fn write(
+    mut queued: mpsc::Receiver<PlayRequest>,
+    mut body: h2::SendStream<Bytes>,
+    connection: SendRequest<Bytes>,
+    pending: Arc<Pending>,
+) {
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut frames = BytesMut::new();
+    loop {
+        let received = tokio::select! {
+            received = queued.recv_many(&mut batch, BATCH) => received,
+            () = pending.ended.cancelled() => return,
+        };
+        if received == 0 {
+            let _ = body.send_data(Bytes::new(), true);
+            return;
+        }
+        for request in batch.drain(..) {
+            // The gRPC frame: not compressed, the length, the message.
+            frames.put_u8(0);
+            frames.put_u32(request.encoded_len() as u32);
+            request.encode(&mut frames).expect("the buffer grows");
+        }
+        // The game service retires this connection (GOAWAY): this stream goes on until its
+        // moves are answered, and the lane's next move opens a stream on a new connection.
+        if matches!(connection.clone().ready().now_or_never(), Some(Err(_))) {
+            pending.retiring.store(true, Ordering::Relaxed);
+        }
+        if let Err(err) = send(&mut body, frames.split().freeze()).await {
+            pending.end(&UpstreamError::Unavailable(format!(
+                "the Play stream broke: {err}"
+            )));
+            return;
+        }
+    }
+}
+
+/// Sends `data` once the stream has window for it (as hyper does: some room, then the whole).
+async fn send(body: &mut h2::SendStream<Bytes>, data: Bytes) -> Result<(), h2::Error> {
+    body.reserve_capacity(data.len());
+    while body.capacity() == 0 {
+        match std::future::poll_fn(|cx| body.poll_capacity(cx)).await {
+            Some(Ok(_)) => {}
+            Some(Err(err)) => return Err(err),
+            None => return Err(h2::Error::from(h2::Reason::STREAM_CLOSED)),
+        }
+    }
+    body.send_data(data, false)
+}
+
+/// The reader: hands each reply to its move; when the stream ends, fails what is pending.
+async fn read(mut replies: h2::RecvStream, pending: Arc<Pending>) {
+    let mut received = BytesMut::new();
+    let why = loop {
+        match replies.data().await {
+            Some(Ok(data)) => {
+                let _ = replies.flow_control().release_capacity(data.len());
+                received.extend_from_slice(&data);
+                if let Err(why) = dispatch(&mut received, &pending) {
+                    break why;
+                }
+            }
+            Some(Err(err)) => break format!("the Play stream broke: {err}"),
+            None => {
+                break match replies.trailers().await {
+                    Ok(Some(trailers)) => match Status::from_header_map(&trailers) {
+                        Some(status) if status.code() != Code::Ok => format!(
+                            "the Play stream ended: {}: {}",
+                            status.code(),
+                            status.message()
+                        ),
+                        _ => "the Play stream ended".to_owned(),
+                    },
+                    Ok(None) => "the Play stream ended without a status".to_owned(),
+                    Err(err) => format!("the Play stream broke: {err}"),
+                };
+            }
+        }
+    };
+    pending.end(&UpstreamError::Unavailable(why));
+}
+
+/// Answers every whole reply in `received`, leaving a partial one there.
+fn dispatch(received: &mut BytesMut, pending: &Pending) -> Result<(), String> {
+    while received.len() >= 5 {
+        let compressed = received[0];
+        let len = u32::from_be_bytes([received[1], received[2], received[3], received[4]]) as usize;
+        if received.len() < 5 + len {
+            break;
+        }
+        if compressed != 0 {
+            return Err("a compressed Play reply (none was asked for)".into());
+        }
+        received.advance(5);
+        let message = received.split_to(len);
+        let reply = PlayResponse::decode(message)
+            .map_err(|err| format!("a Play reply that does not decode: {err}"))?;
+        pending.answer(reply);
+    }
+    Ok(())
+}
