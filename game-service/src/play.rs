@@ -144,14 +144,19 @@ impl<S: GameStore> Plays<S> {
     }
 }
 
-/// The stream's end when the client sent something that is not a stream of `PlayRequest`s:
-/// tonic reports a message it cannot decode as INTERNAL, which would blame the server.
+/// The stream's end when reading the client's side failed. Bytes that are not a stream of
+/// `PlayRequest`s (a message that does not decode, a bad frame header) tonic reports as
+/// INTERNAL with no underlying error, which would blame the server: they are the client's
+/// INVALID_ARGUMENT. A transport failure (an HTTP/2 error, which tonic keeps as the source)
+/// stays as it is.
 fn request_error(status: Status) -> Status {
     match status.code() {
-        Code::Internal => Status::invalid_argument(format!(
-            "a message on the Play stream is not a PlayRequest: {}",
-            status.message()
-        )),
+        Code::Internal if std::error::Error::source(&status).is_none() => {
+            Status::invalid_argument(format!(
+                "a message on the Play stream is not a PlayRequest: {}",
+                status.message()
+            ))
+        }
         _ => status,
     }
 }
