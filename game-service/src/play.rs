@@ -6,7 +6,9 @@
 //! other (moves on different games at once, each through [`GameStore::make_move`] as
 //! `MakeMove`), and yields each reply as its move finishes. There is no task per move or per
 //! stream besides the call's own, and no HTTP/2 stream, header block or routing per move:
-//! that is what the stream saves over a `MakeMove` call each.
+//! that is what the stream saves over a `MakeMove` call each. On shutdown it stops reading,
+//! answers every move it has read, then ends with UNAVAILABLE: a move without a reply then
+//! was not played.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::pin::Pin;
@@ -41,6 +43,9 @@ pub struct Plays<S> {
     refused: VecDeque<PlayResponse>,
     max_in_flight: usize,
     shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// The server is shutting down: nothing more is read, what was read is answered, then
+    /// the stream ends with UNAVAILABLE.
+    draining: bool,
     finished: bool,
 }
 
@@ -60,6 +65,7 @@ impl<S: GameStore> Plays<S> {
             refused: VecDeque::new(),
             max_in_flight: max_in_flight.max(1),
             shutdown: Box::pin(shutdown.cancelled_owned()),
+            draining: false,
             finished: false,
         }
     }
@@ -169,11 +175,9 @@ impl<S: GameStore> Stream for Plays<S> {
         if this.finished {
             return Poll::Ready(None);
         }
-        if this.shutdown.as_mut().poll(cx).is_ready() {
-            this.finished = true;
-            return Poll::Ready(Some(Err(Status::unavailable(
-                "the game service is shutting down; a move without a reply may have been played",
-            ))));
+        if !this.draining && this.shutdown.as_mut().poll(cx).is_ready() {
+            this.draining = true;
+            this.requests = None;
         }
         // Read while there is room; past the limit the client's HTTP/2 window fills and its
         // writes wait: that is the back-pressure.
@@ -198,6 +202,11 @@ impl<S: GameStore> Stream for Plays<S> {
         }
         if this.requests.is_none() && this.pending.is_empty() {
             this.finished = true;
+            if this.draining {
+                return Poll::Ready(Some(Err(Status::unavailable(
+                    "the game service is shutting down; the moves without a reply were not played",
+                ))));
+            }
             return Poll::Ready(None);
         }
         Poll::Pending

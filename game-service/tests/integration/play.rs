@@ -274,3 +274,33 @@ async fn a_shutdown_ends_an_open_stream_with_unavailable() {
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     stopping.await.unwrap();
 }
+
+#[tokio::test]
+async fn a_shutdown_answers_every_move_read_so_a_move_without_a_reply_was_not_played() {
+    // Games in Redis, so that the game outlives the replica stopped under the stream.
+    let owner = server(Store::Redis, &["--test-mode"]).await;
+    let stopped = owner.replica(&[]).await;
+    let mut client = stopped.client().await;
+    let game = new_game(&mut client, "abcdefghijklmnopqrstuvwxyz").await;
+    let mut stream = open(&mut client).await;
+    // Every letter on the one game: they are played one after the other, so once the first
+    // is answered the others are in flight or still to be read.
+    for letter in 'a'..='z' {
+        stream.send(letter.into(), &game, &letter.to_string()).await;
+    }
+    stream.reply().await;
+    let stopping = tokio::spawn(stopped.stop());
+    let mut answered = 1;
+    let end = loop {
+        match stream.replies.message().await {
+            Ok(Some(_)) => answered += 1,
+            Ok(None) => panic!("the stream ends with UNAVAILABLE, not cleanly"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(end.code(), Code::Unavailable, "{end:?}");
+    stopping.await.unwrap();
+    let played = get(&mut owner.client().await, &game).await.unwrap().version;
+    assert_eq!(played, answered, "the moves played are the moves answered");
+    owner.stop().await;
+}
