@@ -20,8 +20,8 @@ use futures::future::BoxFuture;
 use futures::{Stream, StreamExt};
 use metrics::Gauge;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 
+use super::mailbox;
 use super::message::{Outbound, Payload, Status, events};
 
 /// The answer of a channel to a client event.
@@ -103,7 +103,7 @@ pub trait Join<A>: Send + Sync + 'static {
 }
 
 /// Sends server-side messages to a channel; fails once the channel has ended.
-pub struct InfoSender<I>(mpsc::UnboundedSender<I>);
+pub struct InfoSender<I>(mailbox::Sender<I>);
 
 impl<I> Clone for InfoSender<I> {
     fn clone(&self) -> Self {
@@ -114,7 +114,7 @@ impl<I> Clone for InfoSender<I> {
 impl<I: Send + 'static> InfoSender<I> {
     /// Queues `info` for the channel; `false` when the channel has ended.
     pub fn send(&self, info: I) -> bool {
-        self.0.send(info).is_ok()
+        self.0.try_send(info).is_ok()
     }
 
     /// Feeds every item of `stream` to the channel until the stream ends or the channel does.
@@ -131,13 +131,13 @@ impl<I: Send + 'static> InfoSender<I> {
                 tokio::select! {
                     _ = tx.closed() => return,
                     item = stream.next() => match item {
-                        Some(item) => if tx.send(map(item)).is_err() { return },
+                        Some(item) => if tx.try_send(map(item)).is_err() { return },
                         None => break,
                     },
                 }
             }
             if let Some(end) = on_end {
-                let _ = tx.send(end);
+                let _ = tx.try_send(end);
             }
         });
     }
@@ -154,7 +154,7 @@ pub(crate) enum ToSocket {
 pub struct ChannelContext<I> {
     topic: String,
     join_ref: String,
-    outbox: mpsc::Sender<ToSocket>,
+    outbox: mailbox::Sender<ToSocket>,
     info: InfoSender<I>,
     _counted: JoinedChannel,
 }
@@ -192,32 +192,33 @@ impl<I: Send + 'static> ChannelContext<I> {
     /// Pushes `[join_ref, null, topic, event, payload]` to this channel's client.
     pub async fn push(&self, event: &str, payload: impl Into<Payload>) {
         let push = Outbound::push(&self.join_ref, &self.topic, event, payload.into());
-        self.send(push).await;
+        self.send(Box::new(push)).await;
     }
 
-    async fn send(&self, out: Outbound) {
+    /// Queues a message for the client. It comes boxed: what a channel's future holds while
+    /// it waits for room is a pointer, not the message.
+    async fn send(&self, out: Box<Outbound>) {
         // The socket may be gone already; the channel then ends through its closed inbox.
-        let _ = self.outbox.send(ToSocket::Send(Box::new(out))).await;
+        let _ = self.outbox.send(ToSocket::Send(out)).await;
     }
 
-    /// Sends a channel's answer to the client event `msg_ref` (nothing for [`Reply::None`]).
-    async fn answer(&self, msg_ref: Option<String>, reply: Reply) {
+    /// A channel's answer to the client event `msg_ref` (nothing for [`Reply::None`]).
+    fn answer(&self, msg_ref: Option<String>, reply: Reply) -> Option<Box<Outbound>> {
         match reply {
-            Reply::Ok(response) => self.reply(msg_ref, Status::Ok, response).await,
-            Reply::Error(response) => self.reply(msg_ref, Status::Error, response.into()).await,
-            Reply::None => {}
+            Reply::Ok(response) => Some(self.reply(msg_ref, Status::Ok, response)),
+            Reply::Error(response) => Some(self.reply(msg_ref, Status::Error, response.into())),
+            Reply::None => None,
         }
     }
 
-    async fn reply(&self, msg_ref: Option<String>, status: Status, response: Payload) {
-        let reply = Outbound::Reply {
+    fn reply(&self, msg_ref: Option<String>, status: Status, response: Payload) -> Box<Outbound> {
+        Box::new(Outbound::Reply {
             join_ref: Some(self.join_ref.clone()),
             msg_ref,
             topic: self.topic.clone(),
             status,
             response,
-        };
-        self.send(reply).await;
+        })
     }
 }
 
@@ -236,7 +237,7 @@ pub(crate) enum ChannelMsg {
 /// The socket's handle on a running channel; dropping it ends the channel.
 pub(crate) struct ChannelHandle {
     pub join_ref: String,
-    pub inbox: mpsc::Sender<Box<ChannelMsg>>,
+    pub inbox: mailbox::Sender<Box<ChannelMsg>>,
 }
 
 /// A joined channel's life, polled by its socket's task until the channel ends.
@@ -251,7 +252,7 @@ pub(crate) struct JoinRequest<'a, A> {
     pub join_ref: &'a str,
     pub payload: Payload,
     pub assigns: &'a A,
-    pub outbox: &'a mpsc::Sender<ToSocket>,
+    pub outbox: &'a mailbox::Sender<ToSocket>,
     /// How many client events may wait for the channel before new ones are refused.
     pub inbox_capacity: usize,
     /// The gauge of joined channels.
@@ -265,11 +266,11 @@ trait ErasedJoin<A>: Send + Sync {
 impl<A: Sync, J: Join<A>> ErasedJoin<A> for J {
     fn join<'a>(&'a self, req: JoinRequest<'a, A>) -> BoxFuture<'a, Result<Joined, Value>> {
         Box::pin(async move {
-            let (info_tx, info_rx) = mpsc::unbounded_channel();
+            let (info_tx, info_rx) = mailbox::unbounded();
             let info = InfoSender(info_tx);
             let (channel, response) =
                 Join::join(self, req.topic, req.payload, req.assigns, &info).await?;
-            let (inbox, inbox_rx) = mpsc::channel(req.inbox_capacity);
+            let (inbox, inbox_rx) = mailbox::bounded(req.inbox_capacity);
             let ctx = ChannelContext {
                 topic: req.topic.to_owned(),
                 join_ref: req.join_ref.to_owned(),
@@ -287,52 +288,93 @@ impl<A: Sync, J: Join<A>> ErasedJoin<A> for J {
     }
 }
 
+/// What a running channel received.
+enum Mail<I> {
+    FromClient(ChannelMsg),
+    Info(I),
+}
+
 /// The life of a joined channel, until the client leaves, the socket closes or it crashes.
-async fn run_channel<C: Channel>(
+///
+/// The channel's handlers run boxed, one allocation per event: inline, the largest of them
+/// (a call to a service, say) would be part of every joined channel's future, idle or not.
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn keeps its arguments twice"
+)]
+fn run_channel<C: Channel>(
     mut channel: C,
     ctx: ChannelContext<C::Info>,
-    mut inbox: mpsc::Receiver<Box<ChannelMsg>>,
-    mut info: mpsc::UnboundedReceiver<C::Info>,
-) {
-    let reason = loop {
-        let result = tokio::select! {
-            biased;
-            msg = inbox.recv() => match msg.map(|m| *m) {
-                None => break Terminate::Closed,
-                Some(ChannelMsg::Leave { msg_ref }) => {
-                    ctx.reply(msg_ref, Status::Ok, json!({}).into()).await;
-                    let close = Outbound::lifecycle(&ctx.join_ref, &ctx.topic, events::CLOSE, json!({}));
+    mut inbox: mailbox::Receiver<Box<ChannelMsg>>,
+    mut info: mailbox::Receiver<C::Info>,
+) -> impl Future<Output = ()> + Send {
+    // An async block rather than an async fn, which would keep its arguments twice (as
+    // passed, then moved into the body's locals): the channel's state is in every joined
+    // channel's future.
+    async move {
+        let reason = loop {
+            let mail = tokio::select! {
+                biased;
+                msg = inbox.recv() => match msg {
+                    None => break Terminate::Closed,
+                    Some(msg) => Mail::FromClient(*msg),
+                },
+                // The channel holds a sender itself, so this never yields `None`.
+                Some(msg) = info.recv() => Mail::Info(msg),
+            };
+            let result = match mail {
+                Mail::FromClient(ChannelMsg::Leave { msg_ref }) => {
+                    let ok = ctx.reply(msg_ref, Status::Ok, json!({}).into());
+                    ctx.send(ok).await;
+                    let close = Box::new(Outbound::lifecycle(
+                        &ctx.join_ref,
+                        &ctx.topic,
+                        events::CLOSE,
+                        json!({}),
+                    ));
                     ctx.send(close).await;
                     break Terminate::Left;
                 }
-                Some(ChannelMsg::Event { event, msg_ref, payload }) => {
-                    match channel.handle_in(&event, payload, &ctx).await {
+                Mail::FromClient(ChannelMsg::Event {
+                    event,
+                    msg_ref,
+                    payload,
+                }) => {
+                    // Boxed in a statement of its own, so that the unboxed future is no
+                    // temporary of the statement that awaits.
+                    let handling = Box::pin(channel.handle_in(&event, payload, &ctx));
+                    match handling.await {
                         Ok(reply) => {
-                            ctx.answer(msg_ref, reply).await;
+                            if let Some(answer) = ctx.answer(msg_ref, reply) {
+                                ctx.send(answer).await;
+                            }
                             Ok(())
                         }
                         Err(crash) => Err(crash),
                     }
                 }
-            },
-            // The channel holds a sender itself, so this never yields `None`.
-            Some(msg) = info.recv() => channel.handle_info(msg, &ctx).await,
+                Mail::Info(msg) => {
+                    let handling = Box::pin(channel.handle_info(msg, &ctx));
+                    handling.await
+                }
+            };
+            if let Err(crash) = result {
+                tracing::warn!(topic = %ctx.topic, reason = %crash.reason, "channel crashed");
+                let error = Box::new(Outbound::lifecycle(
+                    &ctx.join_ref,
+                    &ctx.topic,
+                    events::ERROR,
+                    json!({"reason": crash.reason}),
+                ));
+                ctx.send(error).await;
+                let exited = Box::new((ctx.topic.clone(), ctx.join_ref.clone()));
+                let _ = ctx.outbox.send(ToSocket::Exited(exited)).await;
+                break Terminate::Crashed(crash);
+            }
         };
-        if let Err(crash) = result {
-            tracing::warn!(topic = %ctx.topic, reason = %crash.reason, "channel crashed");
-            let error = Outbound::lifecycle(
-                &ctx.join_ref,
-                &ctx.topic,
-                events::ERROR,
-                json!({"reason": crash.reason}),
-            );
-            ctx.send(error).await;
-            let exited = Box::new((ctx.topic.clone(), ctx.join_ref.clone()));
-            let _ = ctx.outbox.send(ToSocket::Exited(exited)).await;
-            break Terminate::Crashed(crash);
-        }
-    };
-    channel.terminate(&reason).await;
+        let terminating = Box::pin(channel.terminate(&reason));
+        terminating.await;
+    }
 }
 
 /// A topic pattern: an exact topic, or a prefix ending in `*` (`"game:*"`).

@@ -11,7 +11,8 @@
 //! - [`serializer`]: frames ⇄ [`message`]s (V1 objects, V2 arrays, V2 binary).
 //! - [`socket`]: one connection: heartbeats, joins, leaves, routing, idle timeout; its
 //!   message rate limit (`rate_limit`, a token bucket) and the [`close_code`]s it sends.
-//! - [`channel`]: the [`Channel`](channel::Channel) trait and the topic [`Router`](channel::Router).
+//! - [`channel`]: the [`Channel`](channel::Channel) trait and the topic [`Router`](channel::Router);
+//!   `mailbox` (private) is the small queues between a socket and its channels.
 //! - [`presence`]: Phoenix Presence's payloads (`presence_state`, `presence_diff`).
 //! - [`telemetry`]: the [`Metrics`](telemetry::Metrics) recorded, under names the user chooses.
 //! - `test_client` (feature `test-client`): a raw WebSocket client for tests of a server built
@@ -19,6 +20,7 @@
 
 pub mod channel;
 pub mod close_code;
+mod mailbox;
 pub mod message;
 pub mod presence;
 mod rate_limit;

@@ -3,6 +3,7 @@
 //! message rate).
 
 use std::collections::HashMap;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +11,6 @@ use futures::stream::FuturesUnordered;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::Utf8Bytes;
@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::channel::{ChannelHandle, ChannelMsg, ChannelRun, JoinRequest, Router, ToSocket};
 use super::close_code;
+use super::mailbox;
 use super::message::{Message, Outbound, Payload, Status, events};
 use super::rate_limit::{Rate, RateLimiter};
 use super::serializer::{DecodeError, DecodeErrorKind, Frame, Serializer};
@@ -61,6 +62,19 @@ enum Stop {
     Fail(u16, &'static str),
 }
 
+/// What the socket does next, once its loop has learnt what happened.
+enum Next {
+    Nothing,
+    Stop(Stop),
+    /// Send what the channels queued.
+    SendQueued(ToSocket),
+    /// Send one message to the client. (Boxed, as the join: this stays small, and it is
+    /// kept while the socket awaits what it calls for.)
+    Send(Box<Outbound>),
+    /// Join a channel (awaiting its `join`), then reply.
+    Join(Box<Message>),
+}
+
 /// A connected socket, from upgrade until close.
 pub(crate) struct Socket<A> {
     serializer: Serializer,
@@ -71,7 +85,7 @@ pub(crate) struct Socket<A> {
     channels: HashMap<String, ChannelHandle>,
     /// The joined channels' futures, polled by this socket's task.
     running: FuturesUnordered<ChannelRun>,
-    outbox: mpsc::Sender<ToSocket>,
+    outbox: mailbox::Sender<ToSocket>,
     rate: RateLimiter,
 }
 
@@ -82,8 +96,8 @@ impl<A: Send + Sync + 'static> Socket<A> {
         router: Arc<Router<A>>,
         limits: Arc<SocketLimits>,
         metrics: Arc<Metrics>,
-    ) -> (Self, mpsc::Receiver<ToSocket>) {
-        let (outbox, outbox_rx) = mpsc::channel(OUTBOX);
+    ) -> (Self, mailbox::Receiver<ToSocket>) {
+        let (outbox, outbox_rx) = mailbox::bounded(OUTBOX);
         let rate = RateLimiter::new(limits.messages_per_second);
         let socket = Socket {
             serializer,
@@ -99,93 +113,98 @@ impl<A: Send + Sync + 'static> Socket<A> {
         (socket, outbox_rx)
     }
 
-    /// Serves the connection until it closes; channels end with it.
-    pub(crate) async fn run(
+    /// Serves the connection once `upgraded` gives it, until it closes; channels end with it,
+    /// and `connection` (what counts it) is dropped last.
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an async fn keeps its arguments twice"
+    )]
+    pub(crate) fn run(
         mut self,
-        mut ws: WsStream,
-        mut from_channels: mpsc::Receiver<ToSocket>,
+        upgraded: Pin<Box<dyn Future<Output = Option<WsStream>> + Send>>,
+        mut from_channels: mailbox::Receiver<ToSocket>,
         shutdown: CancellationToken,
-    ) {
-        let idle_timeout = self.limits.idle_timeout;
-        let mut last_activity = Instant::now();
-        // One timer per connection, moved only when it fires before the connection has been
-        // idle long enough: a new deadline on every frame cost two timer-wheel updates per
-        // message.
-        let idle = sleep_until(last_activity + idle_timeout);
-        tokio::pin!(idle);
-        // Likewise one wait for shutdown, not a waiter registered and removed per message.
-        let shutting_down = shutdown.cancelled();
-        tokio::pin!(shutting_down);
-        let stop = loop {
-            let step = tokio::select! {
-                () = &mut shutting_down => Err(Stop::Close(self.limits.shutdown_close_code, "server shutting down")),
-                () = &mut idle => {
-                    let deadline = last_activity + idle_timeout;
-                    if Instant::now() >= deadline {
-                        Err(Stop::Close(close_code::GOING_AWAY, "idle timeout"))
-                    } else {
-                        idle.as_mut().reset(deadline);
-                        Ok(())
+        connection: impl Send + 'static,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        // An async block rather than an async fn: an async fn's future keeps its arguments
+        // twice (as passed, then moved into the body's locals), 500 bytes of every socket.
+        async move {
+            let Some(mut ws) = upgraded.await else {
+                return;
+            };
+            let idle_timeout = self.limits.idle_timeout;
+            let mut last_activity = Instant::now();
+            // One timer per connection, moved only when it fires before the connection has been
+            // idle long enough: a new deadline on every frame cost two timer-wheel updates per
+            // message.
+            let idle = sleep_until(last_activity + idle_timeout);
+            tokio::pin!(idle);
+            // Likewise one wait for shutdown, not a waiter registered and removed per message.
+            let shutting_down = shutdown.cancelled();
+            tokio::pin!(shutting_down);
+            let stop = loop {
+                // The select only learns what happened; the work it calls for is awaited after it,
+                // so that the state every idle socket's task keeps is the largest of these awaits,
+                // not the select's futures plus all of them.
+                let next = tokio::select! {
+                    () = &mut shutting_down => Next::Stop(Stop::Close(self.limits.shutdown_close_code, "server shutting down")),
+                    () = &mut idle => {
+                        let deadline = last_activity + idle_timeout;
+                        if Instant::now() >= deadline {
+                            Next::Stop(Stop::Close(close_code::GOING_AWAY, "idle timeout"))
+                        } else {
+                            idle.as_mut().reset(deadline);
+                            Next::Nothing
+                        }
                     }
-                }
-                // A channel ended (left, crashed, or its socket-side handle was dropped).
-                Some(()) = self.running.next(), if !self.running.is_empty() => Ok(()),
-                Some(msg) = from_channels.recv() => {
-                    let write = self.send_queued(&mut ws, msg, &mut from_channels);
-                    within_idle_timeout(idle_timeout, write).await
-                }
-                frame = ws.next() => {
-                    last_activity = Instant::now();
-                    match frame {
-                        None => Err(Stop::Gone),
-                        Some(Ok(WsMessage::Close(_))) => Err(Stop::ClientClosed),
-                        Some(Err(err)) => Err(read_error(&err, &self.metrics)),
-                        Some(Ok(WsMessage::Text(text))) => self.on_frame(&mut ws, self.serializer.decode_text(text.as_str())).await,
-                        Some(Ok(WsMessage::Binary(bytes))) => self.on_frame(&mut ws, self.serializer.decode_binary(&bytes)).await,
-                        // Pings are answered by the WebSocket library; they still count as activity.
-                        // (Raw frames are only ever written, never read.)
-                        Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_))) => Ok(()),
+                    // A channel ended (left, crashed, or its socket-side handle was dropped).
+                    Some(()) = self.running.next(), if !self.running.is_empty() => Next::Nothing,
+                    Some(msg) = from_channels.recv() => Next::SendQueued(msg),
+                    frame = ws.next() => {
+                        last_activity = Instant::now();
+                        match frame {
+                            None => Next::Stop(Stop::Gone),
+                            Some(Ok(WsMessage::Close(_))) => Next::Stop(Stop::ClientClosed),
+                            Some(Err(err)) => Next::Stop(read_error(&err, &self.metrics)),
+                            Some(Ok(WsMessage::Text(text))) => self.on_frame(self.serializer.decode_text(text.as_str())),
+                            Some(Ok(WsMessage::Binary(bytes))) => self.on_frame(self.serializer.decode_binary(&bytes)),
+                            // Pings are answered by the WebSocket library; they still count as activity.
+                            // (Raw frames are only ever written, never read.)
+                            Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_))) => Next::Nothing,
+                        }
                     }
+                };
+                let step = match next {
+                    Next::Nothing => Ok(()),
+                    Next::Stop(stop) => Err(stop),
+                    Next::SendQueued(msg) => {
+                        let write = self.send_queued(&mut ws, msg, &mut from_channels);
+                        within_idle_timeout(idle_timeout, write).await
+                    }
+                    Next::Send(out) => self.send(&mut ws, &out).await,
+                    // Boxed, as the rare paths below: inline, a join's future would be part of
+                    // every idle socket's task. (In a statement of its own, so that the unboxed
+                    // future is no temporary of the statement that awaits.)
+                    Next::Join(msg) => {
+                        let joining = Box::pin(self.join(&mut ws, *msg));
+                        joining.await
+                    }
+                };
+                if let Err(stop) = step {
+                    break stop;
                 }
             };
-            if let Err(stop) = step {
-                break stop;
+            let closing = Box::pin(close(&mut ws, stop, &self.limits));
+            closing.await;
+            // Dropping the handles ends every channel; the ones still busy (a call to the game
+            // service in flight) finish, and run `terminate`, in a task of their own.
+            self.channels.clear();
+            drop(from_channels);
+            let mut running = std::mem::take(&mut self.running);
+            if !running.is_empty() {
+                tokio::spawn(async move { while running.next().await.is_some() {} });
             }
-        };
-        match stop {
-            Stop::Gone => {}
-            Stop::ClientClosed => {
-                // The reply to the client's close is queued; send it before dropping.
-                let _ = ws.flush().await;
-            }
-            Stop::Close(code, reason) => {
-                tracing::debug!(code, reason, "closing socket");
-                let patience = self.limits.close_timeout;
-                let sent = tokio::time::timeout(patience, ws.send(close_frame(code, reason))).await;
-                if let Ok(Ok(())) = sent {
-                    drain_until_closed(&mut ws, patience).await;
-                }
-            }
-            Stop::Fail(code, reason) => {
-                tracing::debug!(code, reason, "failing the websocket connection");
-                // Boxed: this path is rare, and inline its futures would enlarge every idle
-                // socket's task.
-                Box::pin(fail_connection(
-                    &mut ws,
-                    code,
-                    reason,
-                    self.limits.close_timeout,
-                ))
-                .await;
-            }
-        }
-        // Dropping the handles ends every channel; the ones still busy (a call to the game
-        // service in flight) finish, and run `terminate`, in a task of their own.
-        self.channels.clear();
-        drop(from_channels);
-        let mut running = std::mem::take(&mut self.running);
-        if !running.is_empty() {
-            tokio::spawn(async move { while running.next().await.is_some() {} });
+            drop(connection);
         }
     }
 
@@ -194,7 +213,7 @@ impl<A: Send + Sync + 'static> Socket<A> {
         &mut self,
         ws: &mut WsStream,
         first: ToSocket,
-        queue: &mut mpsc::Receiver<ToSocket>,
+        queue: &mut mailbox::Receiver<ToSocket>,
     ) -> Result<(), Stop> {
         let mut next = Some(first);
         while let Some(msg) = next.take() {
@@ -211,21 +230,18 @@ impl<A: Send + Sync + 'static> Socket<A> {
                     }
                 }
             }
-            next = queue.try_recv().ok();
+            next = queue.try_recv();
         }
         ws.flush().await.map_err(|_| Stop::Gone)
     }
 
-    async fn on_frame(
-        &mut self,
-        ws: &mut WsStream,
-        decoded: Result<Message, DecodeError>,
-    ) -> Result<(), Stop> {
+    /// What a client's frame calls for.
+    fn on_frame(&mut self, decoded: Result<Message, DecodeError>) -> Next {
         match self.rate.check(Instant::now()) {
             Rate::Allowed => {}
             Rate::Abusive => {
                 self.metrics.frame_error(FrameError::RateAbuse);
-                return Err(Stop::Close(
+                return Next::Stop(Stop::Close(
                     close_code::POLICY_VIOLATION,
                     "message rate limit exceeded repeatedly",
                 ));
@@ -238,11 +254,11 @@ impl<A: Send + Sync + 'static> Socket<A> {
                 };
                 let reply =
                     error_reply(join_ref, msg_ref, topic, json!({"reason": "rate_limited"}));
-                return self.send(ws, &reply).await;
+                return Next::Send(Box::new(reply));
             }
         }
         match decoded {
-            Ok(msg) => self.on_message(ws, msg).await,
+            Ok(msg) => self.on_message(msg),
             Err(err) => {
                 let reason = err.kind.reason();
                 self.metrics.frame_error(match err.kind {
@@ -250,31 +266,30 @@ impl<A: Send + Sync + 'static> Socket<A> {
                     DecodeErrorKind::Payload => FrameError::InvalidPayload,
                 });
                 tracing::debug!(detail = %err.reason, reason, "invalid message");
-                let reply = error_reply(
+                Next::Send(Box::new(error_reply(
                     err.join_ref,
                     err.msg_ref,
                     err.topic,
                     json!({"reason": reason, "detail": err.reason}),
-                );
-                self.send(ws, &reply).await
+                )))
             }
         }
     }
 
-    async fn on_message(&mut self, ws: &mut WsStream, msg: Message) -> Result<(), Stop> {
+    /// What a client's message calls for: an event is handed to its channel here.
+    fn on_message(&mut self, msg: Message) -> Next {
         self.metrics.messages.increment(1);
         if msg.topic == events::PHOENIX_TOPIC && msg.event == events::HEARTBEAT {
-            let reply = Outbound::Reply {
+            return Next::Send(Box::new(Outbound::Reply {
                 join_ref: None,
                 msg_ref: msg.msg_ref,
                 topic: msg.topic,
                 status: Status::Ok,
                 response: Payload::Json(json!({})),
-            };
-            return self.send(ws, &reply).await;
+            }));
         }
         if msg.event == events::JOIN {
-            return self.join(ws, msg).await;
+            return Next::Join(Box::new(msg));
         }
         let Some(channel) = self.channels.get(&msg.topic) else {
             let (status, response) = if msg.event == events::LEAVE {
@@ -282,14 +297,13 @@ impl<A: Send + Sync + 'static> Socket<A> {
             } else {
                 (Status::Error, json!({"reason": "unmatched topic"}))
             };
-            let reply = Outbound::Reply {
+            return Next::Send(Box::new(Outbound::Reply {
                 join_ref: msg.join_ref,
                 msg_ref: msg.msg_ref,
                 topic: msg.topic,
                 status,
                 response: Payload::Json(response),
-            };
-            return self.send(ws, &reply).await;
+            }));
         };
         if msg
             .join_ref
@@ -297,7 +311,7 @@ impl<A: Send + Sync + 'static> Socket<A> {
             .is_some_and(|jr| *jr != channel.join_ref)
         {
             tracing::debug!(topic = %msg.topic, "dropping message with a stale join_ref");
-            return Ok(());
+            return Next::Nothing;
         }
         let (inbox, join_ref) = (channel.inbox.clone(), channel.join_ref.clone());
         let to_channel = if msg.event == events::LEAVE {
@@ -314,15 +328,14 @@ impl<A: Send + Sync + 'static> Socket<A> {
         };
         if inbox.try_send(Box::new(to_channel)).is_err() {
             // The channel is busy with a backlog (or just ended): refuse rather than wait.
-            let reply = error_reply(
+            return Next::Send(Box::new(error_reply(
                 Some(join_ref),
                 msg.msg_ref,
                 Some(msg.topic),
                 json!({"reason": "overloaded"}),
-            );
-            return self.send(ws, &reply).await;
+            )));
         }
-        Ok(())
+        Next::Nothing
     }
 
     async fn join(&mut self, ws: &mut WsStream, msg: Message) -> Result<(), Stop> {
@@ -412,6 +425,29 @@ impl<A: Send + Sync + 'static> Socket<A> {
             }
         };
         ws.feed(frame).await.map_err(|_| Stop::Gone)
+    }
+}
+
+/// Ends the connection the way `stop` says.
+async fn close(ws: &mut WsStream, stop: Stop, limits: &SocketLimits) {
+    match stop {
+        Stop::Gone => {}
+        Stop::ClientClosed => {
+            // The reply to the client's close is queued; send it before dropping.
+            let _ = ws.flush().await;
+        }
+        Stop::Close(code, reason) => {
+            tracing::debug!(code, reason, "closing socket");
+            let patience = limits.close_timeout;
+            let sent = tokio::time::timeout(patience, ws.send(close_frame(code, reason))).await;
+            if let Ok(Ok(())) = sent {
+                drain_until_closed(ws, patience).await;
+            }
+        }
+        Stop::Fail(code, reason) => {
+            tracing::debug!(code, reason, "failing the websocket connection");
+            fail_connection(ws, code, reason, limits.close_timeout).await;
+        }
     }
 }
 

@@ -29,6 +29,9 @@ use super::telemetry::Metrics;
 const PHOENIX_PROTOCOL: &str = "phoenix";
 /// Prefix of the subprotocol that carries the auth token (base64url, no padding).
 const TOKEN_PROTOCOL_PREFIX: &str = "base64url.bearer.phx.";
+/// The read buffer a connection starts with, and the most one read takes from the kernel.
+/// (1 KiB before: 770 bytes more of every idle connection.)
+const READ_BUFFER: usize = 256;
 
 /// What the connect hook learns about a connection attempt.
 #[derive(Debug, Clone, Default)]
@@ -315,10 +318,12 @@ async fn upgrade<C: Connect>(
     let config = WebSocketConfig::default()
         .max_message_size(Some(max))
         .max_frame_size(Some(max))
-        // Small buffers keep idle connections cheap; they grow for larger messages. Frames are
-        // written when the socket flushes (a reply and its `tally` push leave in one write),
-        // or as soon as 4 KiB are waiting.
-        .read_buffer_size(1024)
+        // Small buffers keep idle connections cheap. tungstenite keeps its read buffer for the
+        // connection's life, so it starts at READ_BUFFER (a client's messages are a few dozen
+        // bytes) and grows for a larger message, which is then read in READ_BUFFER pieces.
+        // Frames are written when the socket flushes (a reply and its `tally` push leave in
+        // one write), or as soon as 4 KiB are waiting; the write buffer is not allocated ahead.
+        .read_buffer_size(READ_BUFFER)
         .write_buffer_size(4096);
     let (phx_socket, outbox) = Socket::new(
         serializer,
@@ -329,21 +334,27 @@ async fn upgrade<C: Connect>(
     );
     let shutdown = endpoint.shutdown.clone();
     // Tracked from now: a shutdown waits for a connection still being handed over, too.
-    tokio::spawn(endpoint.sockets.track_future(async move {
+    // The socket's task is its `run` alone, handed the upgrade to await first (boxed, and
+    // gone once done): a task around `run` would keep what it moved into `run` twice.
+    let upgraded = Box::pin(async move {
         // hyper hands the connection over once the 101 below is written.
-        let upgraded = match on_upgrade.await {
-            Ok(upgraded) => upgraded,
+        match on_upgrade.await {
+            Ok(upgraded) => Some(
+                WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    Role::Server,
+                    Some(config),
+                )
+                .await,
+            ),
             Err(err) => {
                 tracing::debug!(%err, "websocket upgrade failed");
-                return;
+                None
             }
-        };
-        let ws =
-            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
-                .await;
-        phx_socket.run(ws, outbox, shutdown).await;
-        drop(slot);
-    }));
+        }
+    });
+    let run = phx_socket.run(upgraded, outbox, shutdown, slot);
+    tokio::spawn(endpoint.sockets.track_future(run));
 
     let mut response = Response::new(Body::empty());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;

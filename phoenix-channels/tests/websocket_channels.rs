@@ -110,6 +110,49 @@ async fn events_reach_the_channel_which_replies_and_pushes_on_its_join_ref() {
 }
 
 #[tokio::test]
+async fn large_messages_arrive_whole_before_and_after_an_idle_spell() {
+    // A connection starts with a small read buffer and takes a large message in pieces; an
+    // idle one keeps no large buffer. Neither may cut or reorder what it carries.
+    let server = serve(config()).await;
+    let mut client = server.client().await;
+    let (join_ref, _) = client.join_ok("echo:a", json!({})).await;
+    let large = |fill: &str| json!({"body": fill.repeat(60_000)});
+    for (fill, pause) in [("a", 0), ("b", 300), ("c", 0)] {
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        let (reply, _) = client.call(&join_ref, "echo:a", "echo", large(fill)).await;
+        assert_eq!(
+            reply,
+            json!({"status": "ok", "response": large(fill)}),
+            "{fill}"
+        );
+        assert_answers(&mut client, &join_ref, "a small message after a large one").await;
+    }
+}
+
+#[tokio::test]
+async fn a_burst_of_replies_and_pushes_larger_than_the_outbox_arrives_in_order() {
+    let server = serve(config()).await;
+    let mut client = server.client().await;
+    let (join_ref, _) = client.join_ok("echo:a", json!({})).await;
+    // 90 events, each answered with a push and a reply: 180 messages through an outbox of
+    // 64, sent before the client reads any.
+    let frames: Vec<Value> = (0..90)
+        .map(|i| json!([join_ref, format!("p{i}"), "echo:a", "push", {"n": i}]))
+        .collect();
+    client.send_all(&frames).await;
+    for i in 0..90 {
+        assert_eq!(
+            client.recv().await,
+            json!([join_ref, null, "echo:a", "pushed", {"n": i}])
+        );
+        assert_eq!(
+            client.recv().await,
+            json!([join_ref, format!("p{i}"), "echo:a", "phx_reply", {"status": "ok", "response": {}}])
+        );
+    }
+}
+
+#[tokio::test]
 async fn server_side_messages_reach_every_channel_on_the_topic() {
     let server = serve(config()).await;
     let (mut alice, mut bob) = (server.client().await, server.client().await);
