@@ -52,8 +52,9 @@ KIB = 1024
 # RSS started (measured 12.5 MiB), then after 10 clients played 10 moves each (19.2 MiB).
 GATEWAY_BASELINE = 24 * MIB
 # Per joined, idle WebSocket connection (one hangman:game channel): `ws-load --clients
-# 10 --moves 10 --idle-clients 10000 --gateway-pid PID`, measured 10.2-10.6 KiB.
-GATEWAY_PER_CONNECTION = 12 * KIB
+# 10 --moves 10 --idle-clients 19500 --gateway-pid PID`, measured 4.9-5.1 KiB (10.2-10.6
+# KiB before issue 14).
+GATEWAY_PER_CONNECTION = 6 * KIB
 # A connection keeps a buffer the size of the largest message it has sent: measured
 # +10.3 KiB per connection after one 8 000-byte message, +66 KiB after 60 000 bytes
 # (1 000 connections each). Counted as this factor times --max-frame-size.
