@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::stream::FuturesUnordered;
-use futures::{SinkExt, StreamExt};
+use futures::{FutureExt, SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, sleep_until};
@@ -455,16 +455,19 @@ async fn close(ws: &mut WsStream, stop: Stop, limits: &SocketLimits) {
 /// perhaps still sending): the connection is dropped rather than held, with its task and its
 /// buffers, for as long as the client likes. Meanwhile the socket's loop waits on the write,
 /// so its own idle timer cannot fire.
-async fn within_idle_timeout(
+///
+/// A combinator rather than an async fn, which would keep `write` twice (as passed, then
+/// inside the timeout): this future is part of every socket's task.
+fn within_idle_timeout(
     idle_timeout: Duration,
     write: impl Future<Output = Result<(), Stop>>,
-) -> Result<(), Stop> {
-    tokio::time::timeout(idle_timeout, write)
-        .await
-        .unwrap_or_else(|_| {
+) -> impl Future<Output = Result<(), Stop>> {
+    tokio::time::timeout(idle_timeout, write).map(|written| {
+        written.unwrap_or_else(|_| {
             tracing::debug!("the client took nothing for the idle timeout; dropping it");
             Err(Stop::Gone)
         })
+    })
 }
 
 /// Reads and discards the client's frames until its close frame or the end of the stream,
