@@ -52,7 +52,7 @@ KIB = 1024
 # RSS started (measured 12.5 MiB), then after 10 clients played 10 moves each (19.2 MiB).
 GATEWAY_BASELINE = 24 * MIB
 # Per joined, idle WebSocket connection (one hangman:game channel): `ws-load --clients
-# 10 --moves 10 --idle-clients 19500 --gateway-pid PID`, measured 4.9-5.1 KiB (10.2-10.6
+# 10 --moves 10 --idle-clients 19500 --gateway-pid PID`, measured 4.7-4.9 KiB (10.2-10.6
 # KiB before issue 14).
 GATEWAY_PER_CONNECTION = 6 * KIB
 # A connection keeps a buffer the size of the largest message it has sent: measured
