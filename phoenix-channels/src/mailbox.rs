@@ -33,8 +33,10 @@ struct State<T> {
     closed: bool,
     /// The receiver, waiting for a message or for the last sender to go.
     receiver: Option<Waker>,
-    /// Senders waiting for room (a bounded queue) or for the receiver to go.
-    waiting: Vec<Waker>,
+    /// Senders waiting for room (a bounded queue full), woken when a message is taken.
+    waiting_for_room: Vec<Waker>,
+    /// Senders waiting for the receiver to go ([`Sender::closed`]); only its drop wakes them.
+    waiting_for_close: Vec<Waker>,
 }
 
 /// A queue of at most `capacity` messages.
@@ -54,7 +56,8 @@ fn new<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
             senders: 1,
             closed: false,
             receiver: None,
-            waiting: Vec::new(),
+            waiting_for_room: Vec::new(),
+            waiting_for_close: Vec::new(),
         }),
         capacity,
     });
@@ -102,7 +105,7 @@ impl<T> Sender<T> {
                 return Poll::Ready(Err(msg.take().expect("polled after completion")));
             }
             if state.queue.len() >= self.0.capacity {
-                register(&mut state.waiting, cx.waker());
+                register(&mut state.waiting_for_room, cx.waker());
                 return Poll::Pending;
             }
             state
@@ -125,7 +128,7 @@ impl<T> Sender<T> {
             if state.closed {
                 return Poll::Ready(());
             }
-            register(&mut state.waiting, cx.waker());
+            register(&mut state.waiting_for_close, cx.waker());
             Poll::Pending
         })
         .await
@@ -162,7 +165,7 @@ impl<T> Receiver<T> {
             let mut state = self.0.lock();
             if let Some(msg) = state.queue.pop_front() {
                 // A full queue has room again: its waiting senders try once more.
-                let waiting = std::mem::take(&mut state.waiting);
+                let waiting = std::mem::take(&mut state.waiting_for_room);
                 drop(state);
                 waiting.into_iter().for_each(Waker::wake);
                 return Poll::Ready(Some(msg));
@@ -184,7 +187,7 @@ impl<T> Receiver<T> {
     pub(crate) fn try_recv(&mut self) -> Option<T> {
         let mut state = self.0.lock();
         let msg = state.queue.pop_front()?;
-        let waiting = std::mem::take(&mut state.waiting);
+        let waiting = std::mem::take(&mut state.waiting_for_room);
         drop(state);
         waiting.into_iter().for_each(Waker::wake);
         Some(msg)
@@ -199,7 +202,8 @@ impl<T> Drop for Receiver<T> {
         let mut state = self.0.lock();
         state.closed = true;
         let queued = std::mem::take(&mut state.queue);
-        let waiting = std::mem::take(&mut state.waiting);
+        let mut waiting = std::mem::take(&mut state.waiting_for_room);
+        waiting.append(&mut state.waiting_for_close);
         drop(state);
         // Dropped outside the lock: a message may hold a sender of this very queue.
         drop(queued);
@@ -260,6 +264,44 @@ mod tests {
         assert_eq!(waiting.await.unwrap(), Err(2));
         closed.await.unwrap();
         assert_eq!(tx.try_send(3), Err(3));
+    }
+
+    #[test]
+    fn taking_a_message_wakes_the_senders_waiting_for_room_not_those_waiting_for_the_close() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::task::Context;
+
+        use futures::task::{ArcWake, waker};
+
+        struct Wakes(AtomicUsize);
+        impl ArcWake for Wakes {
+            fn wake_by_ref(this: &Arc<Self>) {
+                this.0.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let (tx, mut rx) = bounded(1);
+        tx.try_send(1).unwrap();
+        let (for_room, for_close) = (Arc::new(Wakes(0.into())), Arc::new(Wakes(0.into())));
+        let mut send = std::pin::pin!(tx.send(2));
+        let mut closed = std::pin::pin!(tx.closed());
+        let room_waker = waker(Arc::clone(&for_room));
+        let close_waker = waker(Arc::clone(&for_close));
+        assert!(
+            send.as_mut()
+                .poll(&mut Context::from_waker(&room_waker))
+                .is_pending()
+        );
+        assert!(
+            closed
+                .as_mut()
+                .poll(&mut Context::from_waker(&close_waker))
+                .is_pending()
+        );
+        assert_eq!(rx.try_recv(), Some(1));
+        let wakes = |w: &Wakes| w.0.load(Ordering::Relaxed);
+        assert_eq!((wakes(&for_room), wakes(&for_close)), (1, 0));
+        drop(rx);
+        assert_eq!(wakes(&for_close), 1);
     }
 
     #[tokio::test]
