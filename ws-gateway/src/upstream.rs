@@ -217,9 +217,14 @@ impl From<WatchGameResponse> for WatchEvent {
     }
 }
 
-/// The shared client; cloning it shares its HTTP/2 connections and `Play` streams.
+/// The shared client; cloning it shares its HTTP/2 connections and `Play` streams. One
+/// pointer, since every joined channel holds a clone (the clients themselves are 336 bytes).
 #[derive(Clone)]
 pub struct Upstream {
+    clients: Arc<Clients>,
+}
+
+struct Clients {
     games: HangmanServiceClient<H2Transport>,
     /// The streams moves go on: one per connection.
     plays: Option<Arc<PlayStreams>>,
@@ -274,11 +279,14 @@ impl Upstream {
             resolve_interval: config.resolve_interval,
         });
         let plays = PlayStreams::new(transport.clone(), &origin, config.request_timeout);
-        Ok(Upstream {
+        let clients = Clients {
             games: HangmanServiceClient::with_origin(transport.clone(), origin.clone()),
             plays: plays.map(Arc::new),
             health: HealthClient::with_origin(transport, origin),
             request_timeout: config.request_timeout,
+        };
+        Ok(Upstream {
+            clients: Arc::new(clients),
         })
     }
 
@@ -292,7 +300,7 @@ impl Upstream {
                 trace,
                 CreateGameRequest::default(),
                 |mut c, r| async move { c.create_game(r).await },
-                &self.games,
+                &self.clients.games,
             )
             .await?;
         Ok((response.game_id, response.tally.unwrap_or_default()))
@@ -312,7 +320,7 @@ impl Upstream {
                 trace,
                 request,
                 |mut c, r| async move { c.get_game(r).await },
-                &self.games,
+                &self.clients.games,
             )
             .await?;
         Ok(response.tally.unwrap_or_default())
@@ -326,7 +334,7 @@ impl Upstream {
         game_id: &str,
         guess: &str,
     ) -> Result<Tally, UpstreamError> {
-        if let Some(plays) = &self.plays {
+        if let Some(plays) = &self.clients.plays {
             let started = Instant::now();
             if let Played::Answer(answer) = plays.make_move(game_id, guess).await {
                 let elapsed = started.elapsed();
@@ -349,7 +357,7 @@ impl Upstream {
                 trace,
                 request,
                 |mut c, r| async move { c.make_move(r).await },
-                &self.games,
+                &self.clients.games,
             )
             .await?;
         Ok(response.tally.unwrap_or_default())
@@ -375,7 +383,7 @@ impl Upstream {
                 trace,
                 request,
                 |mut c, r| async move { c.update_presence(r).await },
-                &self.games,
+                &self.clients.games,
             )
             .await?;
         Ok(Duration::from_millis(response.lease_ms))
@@ -408,10 +416,10 @@ impl Upstream {
                 trace,
                 request,
                 |mut c, r| async move { c.watch_game(r).await },
-                &self.games,
+                &self.clients.games,
             )
             .await?;
-        let first = tokio::time::timeout(self.request_timeout, stream.message())
+        let first = tokio::time::timeout(self.clients.request_timeout, stream.message())
             .await
             .map_err(|_| UpstreamError::Unavailable("timed out".into()))?
             .map_err(|s| UpstreamError::from_status(&WATCH_GAME, &s))?
@@ -455,7 +463,7 @@ impl Upstream {
                 &trace,
                 HealthCheckRequest::default(),
                 |mut c, r| async move { c.check(r).await },
-                &self.health,
+                &self.clients.health,
             )
             .await;
         matches!(result, Ok(r) if r.status == ServingStatus::Serving as i32)
@@ -490,7 +498,7 @@ impl Upstream {
         // Boxed: inline, the call's state (tonic's request, codec and HTTP/2 futures) would
         // be part of every joined channel's future, idle or not.
         let call = Box::pin(send(client.clone(), request));
-        let result = tokio::time::timeout(self.request_timeout, call).await;
+        let result = tokio::time::timeout(self.clients.request_timeout, call).await;
         let elapsed = started.elapsed();
         method.seconds().record(elapsed.as_secs_f64());
         let result = match result {
