@@ -3,7 +3,7 @@
 //! A [`Game`] holds a word, the letters guessed so far and the turns left;
 //! [`Game::make_move`] applies one guess and [`Game::tally`] is what a player may
 //! see. A game also keeps the guesses that changed it, in order: its version is how many
-//! there were, and [`Game::tally_at`] replays them to give back the tally of any earlier
+//! there were, and [`Game::tallies_since`] replays them to give back the tallies of earlier
 //! version, so a watcher that missed changes can be given every one (a game changes at most
 //! 52 times: each letter once, and each repeat after a change once). Everything else in the service (registry, gRPC) only stores games and
 //! carries tallies; no other module decides anything about play.
@@ -203,21 +203,26 @@ impl Game {
         u64::from(self.history.unknown) + self.history.guesses.len() as u64
     }
 
-    /// The tally the game had at `version`, if its history reaches back that far: `None`
-    /// for a version it never had, or one older than the changes it knows.
-    pub fn tally_at(&self, version: u64) -> Option<Tally> {
-        if version == self.version() {
-            return Some(self.tally());
+    /// The tallies the game had after `version` and before the current one, oldest first, in
+    /// one replay of its history: `None` for a version it never had, or one older than the
+    /// changes it knows.
+    pub fn tallies_since(&self, version: u64) -> Option<Vec<Tally>> {
+        let current = self.version();
+        if version == current {
+            return Some(Vec::new());
         }
-        let known = version.checked_sub(u64::from(self.history.unknown))?;
-        if self.history.unknown > 0 || known > self.history.guesses.len() as u64 {
+        if version > current || self.history.unknown > 0 {
             return None;
         }
         let mut game = Game::new(&self.word).expect("a game's word is valid");
-        for guess in self.history.guesses.bytes().take(known as usize) {
+        let mut tallies = Vec::new();
+        for (applied, guess) in (1..current).zip(self.history.guesses.bytes()) {
             game.apply(guess);
+            if applied > version {
+                tallies.push(game.tally());
+            }
         }
-        Some(game.tally())
+        Some(tallies)
     }
 
     /// What a store needs to keep to give this game back with [`Game::from_record`].
@@ -537,16 +542,22 @@ mod tests {
             game.make_move(guess).unwrap();
             tallies.push(game.tally());
         }
-        for (version, tally) in tallies.iter().enumerate() {
-            assert_eq!(game.tally_at(version as u64).as_ref(), Some(tally));
+        let current = tallies.len() - 1;
+        for version in 0..current {
+            let since = game.tallies_since(version as u64);
+            assert_eq!(since.as_deref(), Some(&tallies[version + 1..current]));
         }
+        assert_eq!(game.tallies_since(current as u64), Some(vec![]));
         assert_eq!(
-            game.tally_at(tallies.len() as u64),
+            game.tallies_since(tallies.len() as u64),
             None,
             "a future version"
         );
         let stored = Game::from_record(&game.record()).unwrap();
-        assert_eq!(stored.tally_at(2).as_ref(), Some(&tallies[2]));
+        assert_eq!(
+            stored.tallies_since(1).as_deref(),
+            Some(&tallies[2..current])
+        );
     }
 
     #[test]
@@ -562,11 +573,11 @@ mod tests {
         };
         let mut game = Game::from_record(&record).unwrap();
         assert_eq!(game.version(), 2);
-        assert_eq!(game.tally_at(2), Some(game.tally()));
-        assert_eq!(game.tally_at(1), None);
+        assert_eq!(game.tallies_since(2), Some(vec![]));
+        assert_eq!(game.tallies_since(1), None);
         game.make_move("b").unwrap();
         assert_eq!(game.version(), 3);
-        assert_eq!(game.tally_at(2), None, "the state before is not known");
+        assert_eq!(game.tallies_since(2), None, "the state before is not known");
         assert_eq!(Game::from_record(&game.record()), Ok(game));
     }
 

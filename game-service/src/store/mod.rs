@@ -149,14 +149,7 @@ impl Recovery {
         let Some(since) = since else {
             return Recovery::NotAsked;
         };
-        let version = game.version();
-        if since > version {
-            return Recovery::Gap;
-        }
-        ((since + 1)..version)
-            .map(|v| game.tally_at(v))
-            .collect::<Option<Vec<_>>>()
-            .filter(|_| game.tally_at(since).is_some())
+        game.tallies_since(since)
             .map_or(Recovery::Gap, Recovery::Recovered)
     }
 }

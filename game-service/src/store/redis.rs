@@ -1206,7 +1206,7 @@ mod tests {
         let game = decode("already_used tx otter").unwrap();
         assert_eq!(game.version(), 3);
         assert_eq!(game.tally().used, ['t', 'x']);
-        assert_eq!(game.tally_at(2), None);
+        assert_eq!(game.tallies_since(2), None);
         assert_eq!(encode(&game), "already_used tx otter 3:");
     }
 
