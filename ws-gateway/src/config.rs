@@ -95,6 +95,16 @@ pub struct Config {
     #[arg(long, env = "WS_GATEWAY_PRESENCE_RENEW_INTERVAL", default_value = "5s", value_parser = service_kit::durations::non_zero)]
     pub presence_renew_interval: Duration,
 
+    /// The shortest time between two `presence_diff` pushes of a room: a lone join or leave
+    /// goes out at once, those of a burst together at the end of the interval.
+    #[arg(long, env = "WS_GATEWAY_PRESENCE_BATCH_INTERVAL", default_value = "100ms", value_parser = humantime::parse_duration)]
+    pub presence_batch_interval: Duration,
+
+    /// Room messages (tallies, presence diffs) that may wait for one member's socket; past
+    /// that the member is skipped, and sent the room's state once its socket has caught up.
+    #[arg(long, env = "WS_GATEWAY_ROOM_MEMBER_BACKLOG", default_value_t = 64, value_parser = at_least_one)]
+    pub room_member_backlog: usize,
+
     /// Messages per second per connection (burst of as many); over it: `rate_limited` replies,
     /// and a further second's worth of refused messages closes the socket with 1008.
     #[arg(long, env = "WS_GATEWAY_MAX_PUSHES_PER_SECOND", default_value_t = 100)]

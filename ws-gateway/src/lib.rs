@@ -25,6 +25,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 pub use config::Config;
 use hangman::members::Members;
+use hangman::rooms::{RoomLimits, Rooms};
 use phoenix_channels::socket::SocketLimits;
 use phoenix_channels::telemetry::Metrics;
 use phoenix_channels::transport::{AllowedOrigins, Endpoint, TransportConfig};
@@ -144,7 +145,15 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         },
     };
     let members = Members::new(upstream.clone(), config.presence_renew_interval);
-    let router = hangman::router(upstream.clone(), members.clone());
+    let rooms = Rooms::new(
+        upstream.clone(),
+        RoomLimits {
+            presence_wait: config.grpc_request_timeout,
+            presence_batch: config.presence_batch_interval,
+            member_backlog: config.room_member_backlog,
+        },
+    );
+    let router = hangman::router(upstream.clone(), members.clone(), rooms);
     let endpoint = Endpoint::new(hangman::HangmanSocket, router, transport);
     let app = endpoint
         .routes(&config.mounts)

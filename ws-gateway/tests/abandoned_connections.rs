@@ -9,9 +9,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Client, GatewayProcess};
+use common::{Client, GatewayProcess, raise_open_files_limit};
 use futures::StreamExt;
-use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
 use serde_json::json;
 
 const ABANDONED: usize = 10_000;
@@ -19,30 +18,6 @@ const ABANDONED: usize = 10_000;
 /// Open files besides the abandoned connections, in this process or the gateway: the
 /// player, listeners, gRPC connections, metrics scrapes, the runtime, the binaries' own.
 const OTHER_FILES: u64 = 1_024;
-
-/// Raises this process's soft limit on open files to `needed` (a process may, up to its
-/// hard limit); processes it spawns afterwards inherit it.
-fn raise_open_files_limit(needed: u64) {
-    let Rlimit { current, maximum } = getrlimit(Resource::Nofile);
-    if current.is_none_or(|soft| soft >= needed) {
-        return;
-    }
-    if let Some(hard) = maximum.filter(|&hard| hard < needed) {
-        panic!(
-            "this test opens {ABANDONED} connections and needs {needed} open files, but the \
-             hard limit is {hard}: raise it (`ulimit -Hn {needed}` as root, LimitNOFILE in \
-             systemd, `--ulimit nofile={needed}` in Docker)"
-        );
-    }
-    setrlimit(
-        Resource::Nofile,
-        Rlimit {
-            current: Some(needed),
-            maximum,
-        },
-    )
-    .expect("raising the soft limit on open files up to the hard limit");
-}
 
 #[tokio::test]
 async fn ten_thousand_abandoned_connections_are_reaped_and_hurt_no_one() {

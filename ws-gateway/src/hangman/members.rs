@@ -69,6 +69,18 @@ pub struct Membership {
     announced: bool,
 }
 
+impl Membership {
+    /// The member's key in the game service's presence (the `phx_ref` clients see).
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Whether the game service keeps the member (it keeps presence).
+    pub fn announced(&self) -> bool {
+        self.announced
+    }
+}
+
 /// A new member key: 128 random bits, as 32 hex digits (the contract allows 1 to 64 characters).
 fn new_key() -> String {
     format!("{:032x}", rand::random::<u128>())

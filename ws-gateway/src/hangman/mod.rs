@@ -4,12 +4,15 @@
 //! - [`game_channel`]: `hangman:game`, a private game per join (or resumed by id).
 //! - [`room_channel`]: `game:<id>`, a shared room with Presence, and recovery of the tallies a
 //!   rejoining client missed.
+//! - [`rooms`]: the rooms this process carries, one game-service watch each, fanned out to
+//!   their members.
 //! - [`members`]: the room members this process carries, kept in the game service's presence.
 //! - [`tally`]: the tally as channel JSON.
 
 pub mod game_channel;
 pub mod members;
 pub mod room_channel;
+pub mod rooms;
 pub mod tally;
 
 use rand::Rng;
@@ -58,7 +61,11 @@ impl Connect for HangmanSocket {
 }
 
 /// `channel "hangman:game"` and `channel "game:*"`.
-pub fn router(upstream: Upstream, members: members::Members) -> Router<Player> {
+pub fn router(
+    upstream: Upstream,
+    members: members::Members,
+    rooms: rooms::Rooms,
+) -> Router<Player> {
     Router::new()
         .channel(
             game_channel::TOPIC,
@@ -68,7 +75,11 @@ pub fn router(upstream: Upstream, members: members::Members) -> Router<Player> {
         )
         .channel(
             room_channel::TOPIC_PATTERN,
-            room_channel::RoomJoin { upstream, members },
+            room_channel::RoomJoin {
+                upstream,
+                members,
+                rooms,
+            },
         )
 }
 

@@ -1,22 +1,24 @@
 //! `game:<id>`: a shared room on an existing game. Every member gets a `tally` push when anyone
 //! moves, and Phoenix Presence (`presence_state`, `presence_diff`) lists who is in the room —
 //! both from the game service's watch stream, so members on every gateway replica see the same
-//! moves and each other.
+//! moves and each other. The members on this gateway share one watch ([`super::rooms`]).
 //!
 //! A join may carry `{"version": N}`, the version of the last tally the client saw: the reply
 //! then says whether the changes since could be recovered and gives them (`recovered`,
 //! `missed`), so a client that lost its socket misses no tally.
+
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use hangman_proto::v1::PresenceMember;
 use serde_json::{Value, json};
 
 use super::game_channel::join_object;
 use super::members::{Members, Membership};
+use super::rooms::{RoomInfo, Rooms, Subscription};
 use super::{Player, error_reply, guess_of, is_plausible_game_id, tally};
-use crate::upstream::{Recovery, TraceContext, Upstream, UpstreamError, WatchEvent, WatchOptions};
+use crate::upstream::{Recovery, TraceContext, Upstream, UpstreamError};
 use phoenix_channels::channel::{Channel, ChannelContext, Crash, InfoSender, Join, Reply};
 use phoenix_channels::message::Payload;
-use phoenix_channels::presence::{self, Presence};
 
 pub const TOPIC_PATTERN: &str = "game:*";
 const TOPIC_PREFIX: &str = "game:";
@@ -24,21 +26,17 @@ const TOPIC_PREFIX: &str = "game:";
 pub struct RoomJoin {
     pub upstream: Upstream,
     pub members: Members,
+    pub rooms: Rooms,
 }
 
 pub struct RoomChannel {
     upstream: Upstream,
     trace: TraceContext,
     game_id: String,
-    /// Takes this member out of the room when the channel ends, however it ends.
+    /// This member's place in the room's fan-out on this gateway.
+    subscription: Subscription,
+    /// Takes this member out of the room's presence when the channel ends, however it ends.
     _membership: Membership,
-}
-
-/// What reaches a room channel besides its client's events: the watch stream.
-pub enum RoomInfo {
-    Watch(Result<WatchEvent, UpstreamError>),
-    /// The watch stream ended: the game was ended or expired.
-    GameEnded,
 }
 
 /// The `version` of a room join's payload: absent, or a non-negative integer.
@@ -48,12 +46,6 @@ fn since_version(payload: &Payload) -> Result<Option<u64>, Value> {
         None => Ok(None),
         Some(version) => version.as_u64().map(Some).ok_or_else(invalid),
     }
-}
-
-/// A presence member as the npm client's `Presence` reads it: grouped by the player's name,
-/// one meta per connection, `phx_ref` its member key.
-fn presence_of(member: PresenceMember) -> Presence {
-    Presence::new(member.name, member.key).with("online_at", member.online_at.to_string())
 }
 
 impl Join<Player> for RoomJoin {
@@ -74,26 +66,30 @@ impl Join<Player> for RoomJoin {
             return Err(json!({"reason": "not_found"}));
         }
         let reason = |err: UpstreamError| json!({"reason": err.reason()});
-        // In the room before the watch opens, so that its first `presence_state` lists the
-        // joiner; out again (the membership dropped) if either call fails.
+        // In the game service's presence first, so that every replica's members see the joiner;
+        // out again (the membership dropped) if joining the room fails.
         let membership = self
             .members
             .join(&player.trace, game_id, &player.key)
             .await
             .map_err(reason)?;
-        let options = WatchOptions {
-            presence: true,
-            since_version,
-        };
-        let (watched, watch) = self
-            .upstream
-            .watch_game(&player.trace, game_id, options)
+        // The joiner's own first `presence_state` lists it, even before the game service's
+        // diff with its join reaches the room.
+        let me = membership.announced().then(|| PresenceMember {
+            key: membership.key().to_owned(),
+            name: player.key.clone(),
+            online_at: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        });
+        let (subscription, joined) = self
+            .rooms
+            .join(&player.trace, game_id, since_version, me, info)
             .await
             .map_err(reason)?;
-        info.forward(watch, RoomInfo::Watch, Some(RoomInfo::GameEnded));
         tracing::info!(trace_id = %player.trace.trace_id(), %game_id, player = %player.key, "joined room");
-        let mut response = tally::with_game_id(game_id, &watched.tally);
-        match watched.recovery {
+        let mut response = tally::with_game_id(game_id, &joined.tally);
+        match joined.recovery {
             // A game service older than versions answers no recovery: nothing was recovered.
             None if since_version.is_some() => response["recovered"] = json!(false),
             None => {}
@@ -107,6 +103,7 @@ impl Join<Player> for RoomJoin {
             upstream: self.upstream.clone(),
             trace: player.trace,
             game_id: game_id.to_owned(),
+            subscription,
             _membership: membership,
         };
         Ok((channel, response))
@@ -158,32 +155,20 @@ impl Channel for RoomChannel {
         ctx: &ChannelContext<RoomInfo>,
     ) -> Result<(), Crash> {
         match info {
-            RoomInfo::Watch(Ok(WatchEvent::Tally(t))) => {
-                ctx.push("tally", tally::encoded(&t)).await
+            RoomInfo::Push(event, payload) => {
+                ctx.push(event, payload).await;
+                // A member the room skipped (its socket fell behind) catches up here.
+                for info in self.subscription.handled() {
+                    if let RoomInfo::Push(event, payload) = info {
+                        ctx.push(event, payload).await;
+                    }
+                }
+                Ok(())
             }
-            RoomInfo::Watch(Ok(WatchEvent::PresenceState(members))) => {
-                let state = presence::state(members.into_iter().map(presence_of));
-                ctx.push("presence_state", state).await;
-            }
-            RoomInfo::Watch(Ok(WatchEvent::PresenceDiff { joins, leaves })) => {
-                let diff = presence::diff(
-                    joins.into_iter().map(presence_of),
-                    leaves.into_iter().map(presence_of),
-                );
-                ctx.push("presence_diff", diff).await;
-            }
-            RoomInfo::Watch(Err(err)) => {
-                return Err(Crash {
-                    reason: err.reason().to_owned(),
-                });
-            }
-            RoomInfo::GameEnded => {
-                return Err(Crash {
-                    reason: "game_ended".to_owned(),
-                });
-            }
+            RoomInfo::Closed(reason) => Err(Crash {
+                reason: reason.to_owned(),
+            }),
         }
-        Ok(())
     }
 }
 

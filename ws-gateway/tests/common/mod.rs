@@ -231,3 +231,29 @@ impl GatewayProcess {
             .unwrap_or(0.0)
     }
 }
+
+/// Raises this process's soft limit on open files to `needed` (a process may, up to its hard
+/// limit); processes it spawns afterwards inherit it. Where the hard limit is too low the test
+/// fails and says so: it never tests fewer connections than it says.
+pub fn raise_open_files_limit(needed: u64) {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let Rlimit { current, maximum } = getrlimit(Resource::Nofile);
+    if current.is_none_or(|soft| soft >= needed) {
+        return;
+    }
+    if let Some(hard) = maximum.filter(|&hard| hard < needed) {
+        panic!(
+            "this test needs {needed} open files, but the hard limit is {hard}: raise it \
+             (`ulimit -Hn {needed}` as root, LimitNOFILE in systemd, `--ulimit nofile={needed}` \
+             in Docker)"
+        );
+    }
+    setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: Some(needed),
+            maximum,
+        },
+    )
+    .expect("raising the soft limit on open files up to the hard limit");
+}
