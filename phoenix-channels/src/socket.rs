@@ -5,10 +5,11 @@
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Poll, ready};
 use std::time::Duration;
 
 use futures::stream::FuturesUnordered;
-use futures::{FutureExt, SinkExt, StreamExt};
+use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, sleep_until};
@@ -161,13 +162,14 @@ impl<A: Send + Sync + 'static> Socket<A> {
                     Some(()) = self.running.next(), if !self.running.is_empty() => Next::Nothing,
                     Some(msg) = from_channels.recv() => Next::SendQueued(msg),
                     frame = ws.next() => {
+                        // One clock read per frame, for the idle timer and the rate limit.
                         last_activity = Instant::now();
                         match frame {
                             None => Next::Stop(Stop::Gone),
                             Some(Ok(WsMessage::Close(_))) => Next::Stop(Stop::ClientClosed),
                             Some(Err(err)) => Next::Stop(read_error(&err, &self.metrics)),
-                            Some(Ok(WsMessage::Text(text))) => self.on_frame(self.serializer.decode_text(text.as_str())),
-                            Some(Ok(WsMessage::Binary(bytes))) => self.on_frame(self.serializer.decode_binary(&bytes)),
+                            Some(Ok(WsMessage::Text(text))) => self.on_frame(self.serializer.decode_text(text.as_str()), last_activity),
+                            Some(Ok(WsMessage::Binary(bytes))) => self.on_frame(self.serializer.decode_binary(&bytes), last_activity),
                             // Pings are answered by the WebSocket library; they still count as activity.
                             // (Raw frames are only ever written, never read.)
                             Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_))) => Next::Nothing,
@@ -235,9 +237,9 @@ impl<A: Send + Sync + 'static> Socket<A> {
         ws.flush().await.map_err(|_| Stop::Gone)
     }
 
-    /// What a client's frame calls for.
-    fn on_frame(&mut self, decoded: Result<Message, DecodeError>) -> Next {
-        match self.rate.check(Instant::now()) {
+    /// What a client's frame, read at `now`, calls for.
+    fn on_frame(&mut self, decoded: Result<Message, DecodeError>, now: Instant) -> Next {
+        match self.rate.check(now) {
             Rate::Allowed => {}
             Rate::Abusive => {
                 self.metrics.frame_error(FrameError::RateAbuse);
@@ -456,17 +458,25 @@ async fn close(ws: &mut WsStream, stop: Stop, limits: &SocketLimits) {
 /// buffers, for as long as the client likes. Meanwhile the socket's loop waits on the write,
 /// so its own idle timer cannot fire.
 ///
-/// A combinator rather than an async fn, which would keep `write` twice (as passed, then
-/// inside the timeout): this future is part of every socket's task.
-fn within_idle_timeout(
+/// The timer starts when the write first has to wait. Nearly every write completes at once
+/// (the kernel takes the bytes), and a tokio timer costs the runtime's timer lock when dropped,
+/// even one never started: that was a lock per message sent. The write is boxed, and the
+/// timer too once it starts, so that what every socket's task keeps for this await is two
+/// pointers, not the write and a timer.
+fn within_idle_timeout<'a>(
     idle_timeout: Duration,
-    write: impl Future<Output = Result<(), Stop>>,
-) -> impl Future<Output = Result<(), Stop>> {
-    tokio::time::timeout(idle_timeout, write).map(|written| {
-        written.unwrap_or_else(|_| {
-            tracing::debug!("the client took nothing for the idle timeout; dropping it");
-            Err(Stop::Gone)
-        })
+    write: impl Future<Output = Result<(), Stop>> + Send + 'a,
+) -> impl Future<Output = Result<(), Stop>> + Send + 'a {
+    let mut write = Box::pin(write);
+    let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
+    std::future::poll_fn(move |cx| {
+        if let Poll::Ready(written) = write.as_mut().poll(cx) {
+            return Poll::Ready(written);
+        }
+        let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(idle_timeout)));
+        ready!(timer.as_mut().poll(cx));
+        tracing::debug!("the client took nothing for the idle timeout; dropping it");
+        Poll::Ready(Err(Stop::Gone))
     })
 }
 

@@ -131,6 +131,24 @@ proptest! {
         }
     }
 
+    /// A V2 frame the fast path reads (a valid one) decodes as the general path decodes it,
+    /// and any other gets the general path's answer: valid messages, then any five (or four,
+    /// or six) JSON values.
+    #[test]
+    fn v2_frames_decode_as_the_general_path_decodes_them(
+        message in message(),
+        fields in vec(json(), 4..7),
+    ) {
+        let Payload::Json(payload) = &message.payload else { unreachable!() };
+        let valid = serde_json::to_string(&(
+            &message.join_ref, &message.msg_ref, &message.topic, &message.event, payload,
+        )).unwrap();
+        prop_assert_eq!(v2_json::decode(&valid), Ok(message));
+        prop_assert_eq!(v2_json::decode(&valid), v2_json::decode_in_general(&valid));
+        let any = Value::Array(fields).to_string();
+        prop_assert_eq!(v2_json::decode(&any), v2_json::decode_in_general(&any));
+    }
+
     /// Frames cut short or with a byte changed: the salvage path reads them again.
     #[test]
     fn damaged_frames_decode_or_are_refused(

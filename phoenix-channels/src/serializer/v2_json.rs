@@ -1,15 +1,82 @@
 //! The V2 JSON format (`vsn` 2.x, Phoenix's `V2.JSONSerializer`): text frames holding a
 //! `[join_ref, ref, topic, event, payload]` array.
 
+use std::fmt;
+
+use serde::de::{self, Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use super::DecodeError;
 use super::json::{self, Fields, message_of, salvage};
-use crate::message::{Message, Outbound};
+use super::{DecodeError, MAX_FIELD_LEN};
+use crate::message::{Message, Outbound, Payload};
 
 pub fn decode(text: &str) -> Result<Message, DecodeError> {
+    // A valid frame (every client message, nearly) is read in one pass straight into its
+    // message. Anything else goes the general way, which reads it as a JSON value first to
+    // tell what is wrong with it and salvage its refs: a frame the fast path refuses gets
+    // exactly the general path's answer.
+    match serde_json::from_str(text) {
+        Ok(Valid(message)) => Ok(message),
+        Err(_) => decode_in_general(text),
+    }
+}
+
+/// Reads any frame as a JSON value, then checks it, saying what is wrong.
+pub(super) fn decode_in_general(text: &str) -> Result<Message, DecodeError> {
     json::decode(text, message, raw_fields)
+}
+
+/// A frame the protocol allows: `[join_ref, ref, topic, event, payload]` with each ref null
+/// or a string, topic and event non-empty strings, no field longer than [`MAX_FIELD_LEN`].
+struct Valid(Message);
+
+impl<'de> de::Deserialize<'de> for Valid {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_seq(ValidVisitor)
+    }
+}
+
+struct ValidVisitor;
+
+impl<'de> Visitor<'de> for ValidVisitor {
+    type Value = Valid;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a [join_ref, ref, topic, event, payload] array")
+    }
+
+    fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<Valid, S::Error> {
+        fn field<'de, S: SeqAccess<'de>>(seq: &mut S) -> Result<Option<String>, S::Error> {
+            match seq.next_element::<Option<String>>()? {
+                Some(Some(s)) if s.len() > MAX_FIELD_LEN => Err(de::Error::custom("too long")),
+                Some(value) => Ok(value),
+                None => Err(de::Error::custom("too few fields")),
+            }
+        }
+        fn required<'de, S: SeqAccess<'de>>(seq: &mut S) -> Result<String, S::Error> {
+            field(seq)?
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| de::Error::custom("missing"))
+        }
+        let join_ref = field(&mut seq)?;
+        let msg_ref = field(&mut seq)?;
+        let topic = required(&mut seq)?;
+        let event = required(&mut seq)?;
+        let payload = seq
+            .next_element::<Value>()?
+            .ok_or_else(|| de::Error::custom("too few fields"))?;
+        if seq.next_element::<IgnoredAny>()?.is_some() {
+            return Err(de::Error::custom("too many fields"));
+        }
+        Ok(Valid(Message {
+            join_ref,
+            msg_ref,
+            topic,
+            event,
+            payload: Payload::Json(payload),
+        }))
+    }
 }
 
 /// `[join_ref, ref, topic, event, payload]`.
