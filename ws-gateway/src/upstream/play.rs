@@ -8,7 +8,10 @@
 //! either side.
 //!
 //! - Deadline: a move not answered within the request timeout fails `unavailable` (as a unary
-//!   call that times out) and leaves the pending map; its reply, if it comes, is dropped.
+//!   call that times out) and leaves the pending map; its reply, if it comes, is dropped. A
+//!   waiting move has no timer of its own (a timer costs two turns of the runtime's timer lock):
+//!   each stream's sweeper fails the moves past their deadline every tenth of the timeout, so a
+//!   move fails between its deadline and a tenth of the timeout after it.
 //! - Back-pressure: the writer's queue is bounded and the writer waits for the stream's HTTP/2
 //!   window, which the game service stops opening past its moves in flight per stream; a move
 //!   waiting for room waits within its deadline.
@@ -32,6 +35,7 @@ use h2::client::SendRequest;
 use hangman_proto::v1::{PlayRequest, PlayResponse, Tally, play_response::Outcome};
 use prost::Message;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant as Deadline;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Uri;
 use tonic::{Code, Status};
@@ -83,9 +87,13 @@ struct Open {
     pending: Arc<Pending>,
 }
 
+/// Where a move's answer goes.
+type Reply = oneshot::Sender<Result<Tally, UpstreamError>>;
+
 #[derive(Default)]
 struct Pending {
-    replies: Mutex<HashMap<u64, oneshot::Sender<Result<Tally, UpstreamError>>>>,
+    /// The moves sent and not answered yet, with their deadlines.
+    replies: Mutex<HashMap<u64, (Deadline, Reply)>>,
     /// Cancelled when the stream broke or ended: no reply will come for what is pending.
     ended: CancellationToken,
     /// Set when the stream's connection is being retired: new moves go on a new stream.
@@ -93,19 +101,29 @@ struct Pending {
 }
 
 impl Pending {
-    /// Waits for the reply to `request_id` from now on; `false` if the stream has ended.
-    fn expect(
-        &self,
-        request_id: u64,
-        reply: oneshot::Sender<Result<Tally, UpstreamError>>,
-    ) -> bool {
+    /// Waits for the reply to `request_id` from now until `deadline`; `false` if the stream has
+    /// ended.
+    fn expect(&self, request_id: u64, deadline: Deadline, reply: Reply) -> bool {
         let mut replies = self.replies.lock().expect("pending lock");
         // Checked under the lock that `end` takes, so no move is left waiting on a dead stream.
         if self.ended.is_cancelled() {
             return false;
         }
-        replies.insert(request_id, reply);
+        replies.insert(request_id, (deadline, reply));
         true
+    }
+
+    /// Fails the moves whose deadline is past `now`; their replies, if they come, are dropped.
+    fn expire(&self, now: Deadline) {
+        let expired: Vec<_> = self
+            .replies
+            .lock()
+            .expect("pending lock")
+            .extract_if(|_, (deadline, _)| *deadline <= now)
+            .collect();
+        for (_, (_, waiting)) in expired {
+            let _ = waiting.send(Err(timed_out()));
+        }
     }
 
     fn forget(&self, request_id: u64) {
@@ -122,7 +140,7 @@ impl Pending {
             .expect("pending lock")
             .remove(&reply.request_id);
         // None: its move gave up at its deadline; the late reply is dropped.
-        if let Some(waiting) = waiting {
+        if let Some((_, waiting)) = waiting {
             let _ = waiting.send(answer(reply.outcome));
         }
     }
@@ -137,7 +155,7 @@ impl Pending {
         if !pending.is_empty() {
             tracing::info!(moves = pending.len(), %why, "moves pending on a broken Play stream fail");
         }
-        for (_, waiting) in pending {
+        for (_, (_, waiting)) in pending {
             let _ = waiting.send(Err(why.clone()));
         }
     }
@@ -162,15 +180,23 @@ fn answer(outcome: Option<Outcome>) -> Result<Tally, UpstreamError> {
     }
 }
 
+fn timed_out() -> UpstreamError {
+    UpstreamError::Unavailable("timed out".into())
+}
+
+fn stream_ended() -> UpstreamError {
+    UpstreamError::Unavailable("the Play stream ended".into())
+}
+
 /// Takes the reply slot of a move out of the pending map if the move gives up (its deadline,
 /// or its caller gone) before the reply came.
-struct Waiting<'a> {
-    pending: &'a Pending,
+struct Waiting {
+    pending: Arc<Pending>,
     request_id: u64,
     answered: bool,
 }
 
-impl Drop for Waiting<'_> {
+impl Drop for Waiting {
     fn drop(&mut self) {
         if !self.answered {
             self.pending.forget(self.request_id);
@@ -210,16 +236,41 @@ impl PlayStreams {
             game_id: game_id.to_owned(),
             guess: guess.to_owned(),
         };
-        match tokio::time::timeout(self.request_timeout, self.play(request)).await {
-            Ok(played) => played,
-            Err(_) => Played::Answer(Err(UpstreamError::Unavailable("timed out".into()))),
-        }
+        let deadline = Deadline::now() + self.request_timeout;
+        // Finding the lane's stream and room in its queue waits only for a stream's first move
+        // or a full queue: a timer (two turns of the runtime's timer lock) only then.
+        let queuing = self.queue(request, deadline);
+        tokio::pin!(queuing);
+        let queued = match (&mut queuing).now_or_never() {
+            Some(queued) => queued,
+            None => match tokio::time::timeout_at(deadline, queuing).await {
+                Ok(queued) => queued,
+                Err(_) => return Played::Answer(Err(timed_out())),
+            },
+        };
+        let (mut waiting, answered) = match queued {
+            Ok(queued) => queued,
+            Err(played) => return played,
+        };
+        // No timer here either: the stream's sweeper answers the move at its deadline.
+        let answer = answered.await.unwrap_or_else(|_| Err(stream_ended()));
+        waiting.answered = true;
+        Played::Answer(answer)
     }
 
-    async fn play(&self, request: PlayRequest) -> Played {
+    /// Queues the move on a lane's stream: where its answer will come.
+    async fn queue(
+        &self,
+        request: PlayRequest,
+        deadline: Deadline,
+    ) -> Result<(Waiting, oneshot::Receiver<Result<Tally, UpstreamError>>), Played> {
         let slots = match self.transport.slot_count().await {
             Ok(slots) => slots,
-            Err(err) => return Played::Answer(Err(UpstreamError::Unavailable(err.to_string()))),
+            Err(err) => {
+                return Err(Played::Answer(Err(UpstreamError::Unavailable(
+                    err.to_string(),
+                ))));
+            }
         };
         let lane = self.next_lane.fetch_add(1, Ordering::Relaxed) % slots;
         let open = match self.open(lane).await {
@@ -227,32 +278,24 @@ impl PlayStreams {
             Err(Played::Unsupported) => {
                 let until = self.millis() + UNSUPPORTED_FOR.as_millis() as u64;
                 self.unsupported_until.store(until, Ordering::Relaxed);
-                return Played::Unsupported;
+                return Err(Played::Unsupported);
             }
-            Err(answer) => return answer,
+            Err(answer) => return Err(answer),
         };
         let request_id = request.request_id;
         let (reply, answered) = oneshot::channel();
-        if !open.pending.expect(request_id, reply) {
-            return Played::Answer(Err(UpstreamError::Unavailable(
-                "the Play stream ended".into(),
-            )));
+        if !open.pending.expect(request_id, deadline, reply) {
+            return Err(Played::Answer(Err(stream_ended())));
         }
-        let mut waiting = Waiting {
-            pending: &open.pending,
+        let waiting = Waiting {
+            pending: Arc::clone(&open.pending),
             request_id,
             answered: false,
         };
         if open.moves.send(request).await.is_err() {
-            return Played::Answer(Err(UpstreamError::Unavailable(
-                "the Play stream ended".into(),
-            )));
+            return Err(Played::Answer(Err(stream_ended())));
         }
-        let answer = answered
-            .await
-            .unwrap_or_else(|_| Err(UpstreamError::Unavailable("the Play stream ended".into())));
-        waiting.answered = true;
-        Played::Answer(answer)
+        Ok((waiting, answered))
     }
 
     /// The lane's stream, opened if it has none that takes moves.
@@ -317,6 +360,7 @@ impl PlayStreams {
         let pending = Arc::new(Pending::default());
         tokio::spawn(write(queued, body, connection, Arc::clone(&pending)));
         tokio::spawn(read(response.into_body(), Arc::clone(&pending)));
+        tokio::spawn(sweep(Arc::clone(&pending), self.request_timeout / 10));
         Ok(Open { moves, pending })
     }
 }
@@ -367,6 +411,19 @@ async fn write(
                 "the Play stream broke: {err}"
             )));
             return;
+        }
+    }
+}
+
+/// The sweeper: every `tick` (a tenth of the request timeout), fails the moves past their
+/// deadline, until the stream ends.
+async fn sweep(pending: Arc<Pending>, tick: Duration) {
+    let mut ticks = tokio::time::interval(tick.max(Duration::from_millis(1)));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => pending.expire(Deadline::now()),
+            () = pending.ended.cancelled() => return,
         }
     }
 }
@@ -436,4 +493,40 @@ fn dispatch(received: &mut BytesMut, pending: &Pending) -> Result<(), String> {
         pending.answer(reply);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn waiting(
+        pending: &Pending,
+        request_id: u64,
+        deadline: Deadline,
+    ) -> oneshot::Receiver<Result<Tally, UpstreamError>> {
+        let (reply, answer) = oneshot::channel();
+        assert!(pending.expect(request_id, deadline, reply));
+        answer
+    }
+
+    #[test]
+    fn the_sweep_fails_the_moves_past_their_deadline_and_only_those() {
+        let pending = Pending::default();
+        let now = Deadline::now();
+        let mut past = waiting(&pending, 1, now);
+        let mut future = waiting(&pending, 2, now + Duration::from_secs(1));
+        pending.expire(now);
+        let Ok(Err(UpstreamError::Unavailable(why))) = past.try_recv() else {
+            panic!("the move past its deadline is answered");
+        };
+        assert_eq!(why, "timed out");
+        assert!(future.try_recv().is_err(), "the other one still waits");
+        // Its reply, when it comes, is still its own.
+        pending.answer(PlayResponse {
+            request_id: 2,
+            outcome: Some(Outcome::Tally(Tally::default())),
+            ..PlayResponse::default()
+        });
+        assert!(matches!(future.try_recv(), Ok(Ok(_))));
+    }
 }
