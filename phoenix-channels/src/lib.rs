@@ -9,6 +9,7 @@
 //!   subprotocol, connection cap; the [`Connect`](transport::Connect) hook (a socket module's
 //!   `connect/3`).
 //! - [`serializer`]: frames ⇄ [`message`]s (V1 objects, V2 arrays, V2 binary).
+//! - `fragment` (private): large outgoing messages split into WebSocket fragments.
 //! - [`socket`]: one connection: heartbeats, joins, leaves, routing, idle timeout; its
 //!   message rate limit (`rate_limit`, a token bucket) and the [`close_code`]s it sends.
 //! - [`channel`]: the [`Channel`](channel::Channel) trait and the topic [`Router`](channel::Router);
@@ -20,6 +21,7 @@
 
 pub mod channel;
 pub mod close_code;
+mod fragment;
 mod mailbox;
 pub mod message;
 pub mod presence;

@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::channel::{ChannelHandle, ChannelMsg, ChannelRun, JoinRequest, Router, ToSocket};
 use super::close_code;
+use super::fragment;
 use super::mailbox;
 use super::message::{Message, Outbound, Payload, Status, events};
 use super::rate_limit::{Rate, RateLimiter};
@@ -429,7 +430,11 @@ impl<A: Send + Sync + 'static> Socket<A> {
                 return Ok(());
             }
         };
-        ws.feed(frame).await.map_err(|_| Stop::Gone)
+        // A large message goes in fragments, so the write buffer never grows to its size.
+        for frame in fragment::frames(frame, fragment::FRAGMENT_SIZE) {
+            ws.feed(frame).await.map_err(|_| Stop::Gone)?;
+        }
+        Ok(())
     }
 }
 
