@@ -1,13 +1,14 @@
 //! A room's members on one gateway share one watch of the game: the game service serves a
 //! gateway, not each member, so a room holds more members than the game service lets watch
-//! one game, and a room of 5 000 members on one gateway gets every tally to every member.
+//! one game, and a room of 5 000 members on one gateway gets every tally to every member. The
+//! watch ends with the room's last member here, and a member that falls behind is caught up.
 
 mod common;
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use common::{Client, GatewayProcess, raise_open_files_limit};
+use common::{Client, GatewayProcess, PATIENCE, names, raise_open_files_limit, system, until};
 use serde_json::{Value, json};
 use tokio::sync::{Barrier, Semaphore};
 use tokio_tungstenite::tungstenite::Message;
@@ -32,21 +33,17 @@ impl PresenceView {
             .map(|meta| meta["phx_ref"].as_str().expect("a phx_ref").to_owned())
     }
 
-    /// Takes in a frame; `true` if it was a presence push.
-    fn apply(&mut self, frame: &Value) -> bool {
+    /// Takes in a frame; any other than a presence push changes nothing.
+    fn apply(&mut self, frame: &Value) {
         match frame[3].as_str() {
-            Some("presence_state") => {
-                self.0 = Self::refs(&frame[4]).collect();
-                true
-            }
+            Some("presence_state") => self.0 = Self::refs(&frame[4]).collect(),
             Some("presence_diff") => {
                 self.0.extend(Self::refs(&frame[4]["joins"]));
                 for gone in Self::refs(&frame[4]["leaves"]) {
                     self.0.remove(&gone);
                 }
-                true
             }
-            _ => false,
+            _ => {}
         }
     }
 }
@@ -108,6 +105,77 @@ async fn a_room_holds_more_members_than_the_game_service_lets_watch_one_game() {
     for member in &mut members {
         assert_eq!(tallies_until_the_last_move(member).await, [1, 2, 3]);
     }
+}
+
+/// The watch is the room's, not a member's: the game service lets one watcher at a time watch
+/// the game, so a second gateway's room can open only once the first gateway's closed.
+#[tokio::test]
+async fn a_room_closes_its_watch_with_its_last_member() {
+    let games = common::game_service_with(&["--max-watchers-per-game", "1"]).await;
+    let (one, two) = (
+        common::gateway(&games.url(), &[]).await,
+        common::gateway(&games.url(), &[]).await,
+    );
+    let url =
+        |gateway: &ws_gateway::Server| format!("{}/socket/websocket?vsn=2.0.0", gateway.ws_url());
+    let mut owner = Client::connect(&url(&one)).await;
+    let (_, room) = new_game(&mut owner).await;
+    let mut alice = Client::connect(&url(&one)).await;
+    let (alice_ref, _) = alice.join_ok(&room, json!({})).await;
+    let mut bob = Client::connect(&url(&two)).await;
+    let (_, refused) = bob.join(&room, json!({})).await;
+    assert_eq!(
+        refused[4]["status"], "error",
+        "the game's one watcher is gateway one's: {refused}"
+    );
+
+    alice.call(&alice_ref, &room, "phx_leave", json!({})).await;
+    // The watch ends as the room closes; the game service frees its watcher soon after.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let (_, reply) = bob.join(&room, json!({})).await;
+        if reply[4]["status"] == "ok" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still refused: {reply}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Past `--room-member-backlog` messages waiting for a member, the room skips it, and sends it
+/// the tally and everyone present once it has caught up: it misses no state.
+#[tokio::test]
+async fn a_member_past_its_backlog_is_skipped_then_sent_the_room_state() {
+    // One message may wait; joins after the first diff are held for the next move.
+    let sys = system(&[
+        "--room-member-backlog",
+        "1",
+        "--presence-batch-interval",
+        "1m",
+    ])
+    .await;
+    let mut owner = sys.client().await;
+    let (owner_ref, room) = new_game(&mut owner).await;
+    let mut members = Vec::new();
+    for name in ["alice", "bob", "carol"] {
+        let mut member =
+            Client::connect(&sys.socket_url(&format!("vsn=2.0.0&player={name}"))).await;
+        member.join_ok(&room, json!({})).await;
+        members.push(member);
+    }
+    // The move's tally follows the held diff of carol's join, one message more than alice
+    // may have waiting: she gets the diff, then the tally and everyone, as the room is now.
+    let (reply, _) = owner.call(&owner_ref, GAME, "make_move", json!("h")).await;
+    assert_eq!(reply["status"], "ok", "{reply}");
+    let alice = &mut members[0];
+    let (tally, _) = until(alice, |f| f[3] == "tally").await;
+    assert_eq!(tally[4]["version"], 1, "{tally}");
+    let state = alice.recv().await;
+    assert_eq!(state[3], "presence_state", "{state}");
+    assert_eq!(names(&state[4]), ["alice", "bob", "carol"]);
 }
 
 const ROOM_OF: usize = 5_000;

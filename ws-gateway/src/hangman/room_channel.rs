@@ -155,13 +155,11 @@ impl Channel for RoomChannel {
         ctx: &ChannelContext<RoomInfo>,
     ) -> Result<(), Crash> {
         match info {
-            RoomInfo::Push(event, payload) => {
+            RoomInfo::Push((event, payload)) => {
                 ctx.push(event, payload).await;
                 // A member the room skipped (its socket fell behind) catches up here.
-                for info in self.subscription.handled() {
-                    if let RoomInfo::Push(event, payload) = info {
-                        ctx.push(event, payload).await;
-                    }
+                for (event, payload) in self.subscription.handled() {
+                    ctx.push(event, payload).await;
                 }
                 Ok(())
             }

@@ -21,12 +21,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use futures::{FutureExt, StreamExt};
 use hangman_proto::v1::{PresenceMember, Tally};
 use tokio::sync::{Notify, OnceCell};
 use tokio::task::AbortHandle;
+use tokio::time::Instant;
 
 use super::tally;
 use crate::upstream::{
@@ -57,10 +56,12 @@ pub struct RoomLimits {
     pub member_backlog: usize,
 }
 
+/// An event to push to a member, its payload encoded once for the whole room.
+pub type Push = (&'static str, Payload);
+
 /// What a room sends to a member's channel.
 pub enum RoomInfo {
-    /// An event to push, its payload encoded once for the whole room.
-    Push(&'static str, Payload),
+    Push(Push),
     /// The room's watch ended: the channel ends with this reason.
     Closed(&'static str),
 }
@@ -85,10 +86,7 @@ struct Held {
 
 struct Room {
     game_id: String,
-    /// [`RoomLimits::member_backlog`].
-    member_backlog: usize,
-    /// [`RoomLimits::presence_batch`].
-    presence_batch: Duration,
+    limits: RoomLimits,
     /// Set once the watch is open and the state below filled from its first messages.
     opened: OnceCell<()>,
     state: Mutex<RoomState>,
@@ -100,8 +98,6 @@ struct Room {
 struct RoomState {
     /// The tallies the room knows, oldest first; the last is the game's tally now.
     tallies: VecDeque<Tally>,
-    /// The tally now, encoded once for every push and resync.
-    tally_payload: Option<Payload>,
     /// The room knows every tally after this version (`None`: the game service keeps no
     /// versions, so the room recovers nothing).
     complete_after: Option<u64>,
@@ -160,11 +156,6 @@ impl Rooms {
         }
     }
 
-    /// Rooms open now (one game-service watch each).
-    pub fn open_rooms(&self) -> usize {
-        self.hub.rooms().len()
-    }
-
     /// Puts a member in the room of `game_id`, opening the room (its watch) if it is the
     /// first here. The member's channel then gets the room's pushes through `info`, first a
     /// `presence_state` of everyone (with `me`, the member itself, when presence is kept).
@@ -204,7 +195,7 @@ impl Rooms {
                 presence_state(everyone)
             };
             if backlog.offer(self.hub.limits.member_backlog) {
-                info.send(RoomInfo::Push("presence_state", everyone));
+                info.send(RoomInfo::Push(("presence_state", everyone)));
             }
         }
         state.members.insert(
@@ -232,8 +223,7 @@ fn ended_error(reason: &'static str) -> UpstreamError {
 }
 
 /// Opens the room's watch, fills its state from the first messages and starts the task that
-/// reads the rest.
-/// With `presence` (the game service keeps it), the room waits for the game service's first
+/// reads the rest. With `presence` (the game service keeps it), the room waits for the game service's first
 /// list of who is in it, which follows the first tally.
 async fn open(
     hub: &Arc<Hub>,
@@ -259,13 +249,12 @@ async fn open(
     }
     let mut state = room.state();
     state.start(watched);
-    let watch = match first {
-        Some(Ok(WatchEvent::PresenceState(members))) => {
-            state.presence = members.into_iter().map(|m| (m.key.clone(), m)).collect();
-            futures::stream::iter(None).chain(watch).left_stream()
-        }
-        other => futures::stream::iter(other).chain(watch).right_stream(),
-    };
+    // Anything but the expected list is the reader's first message.
+    if let Some(Ok(WatchEvent::PresenceState(members))) = first {
+        state.presence = members.into_iter().map(|m| (m.key.clone(), m)).collect();
+        first = None;
+    }
+    let watch = futures::stream::iter(first).chain(watch);
     // The joiner opening the room holds it, so the room cannot close before the reader's
     // handle is in place.
     let reader = tokio::spawn(read_watch(Arc::clone(hub), Arc::clone(room), watch));
@@ -330,7 +319,7 @@ impl Room {
     /// Waits, at most `wait`, until the room lists the member `key` or its watch ended: the
     /// game service has added the member, and its word of that is on the way.
     async fn await_member(&self, key: &str, wait: Duration) {
-        let deadline = tokio::time::Instant::now() + wait;
+        let deadline = Instant::now() + wait;
         loop {
             let changed = self.presence_changed.notified();
             let mut changed = std::pin::pin!(changed);
@@ -359,7 +348,7 @@ impl Room {
                     // The members hear who came and went before the move that follows.
                     pushes.extend(state.take_presence_diff());
                     let payload = state.add_tally(tally);
-                    pushes.push(RoomInfo::Push("tally", payload));
+                    pushes.push(("tally", payload));
                 }
                 WatchEvent::PresenceDiff { joins, leaves } => {
                     presence_changed = true;
@@ -389,14 +378,14 @@ impl Room {
         let now = Instant::now();
         let due = state
             .last_diff_at
-            .map_or(now, |last| last + self.presence_batch);
+            .map_or(now, |last| last + self.limits.presence_batch);
         let flush_at = if state.unsent.is_empty() || due <= now {
             pushes.extend(state.take_presence_diff());
             None
         } else {
             Some(due)
         };
-        state.send(&pushes, self.member_backlog);
+        state.send(&pushes, self.limits.member_backlog);
         if presence_changed {
             state.presence_payload = None;
         }
@@ -411,7 +400,7 @@ impl Room {
     fn flush_presence(&self) {
         let mut state = self.state();
         let diff: Vec<_> = state.take_presence_diff().into_iter().collect();
-        state.send(&diff, self.member_backlog);
+        state.send(&diff, self.limits.member_backlog);
     }
 
     /// The watch ended: every member's channel ends with `reason`.
@@ -439,13 +428,12 @@ impl RoomState {
                 Some(0)
             }
         };
-        self.tallies.push_back(watched.tally.clone());
-        self.tally_payload = Some(tally::encoded(&watched.tally));
+        self.tallies.push_back(watched.tally);
         self.trim_history();
     }
 
     /// The `presence_diff` of the joins and leaves not sent yet, if there are any.
-    fn take_presence_diff(&mut self) -> Option<RoomInfo> {
+    fn take_presence_diff(&mut self) -> Option<Push> {
         let diff = self.unsent.take(&self.presence)?;
         self.last_diff_at = Some(Instant::now());
         Some(diff)
@@ -463,7 +451,6 @@ impl RoomState {
         }
         let payload = tally::encoded(&tally);
         self.tallies.push_back(tally);
-        self.tally_payload = Some(payload.clone());
         self.trim_history();
         payload
     }
@@ -500,12 +487,14 @@ impl RoomState {
     }
 
     /// The room's state for a member that fell behind: the tally now and everyone present.
-    fn resync(&mut self) -> Vec<RoomInfo> {
-        let mut pushes = Vec::new();
-        if let Some(tally) = &self.tally_payload {
-            pushes.push(RoomInfo::Push("tally", tally.clone()));
-        }
-        pushes.push(RoomInfo::Push("presence_state", self.presence_payload()));
+    fn resync(&mut self) -> Vec<Push> {
+        let mut pushes: Vec<Push> = self
+            .tallies
+            .back()
+            .map(|now| ("tally", tally::encoded(now)))
+            .into_iter()
+            .collect();
+        pushes.push(("presence_state", self.presence_payload()));
         pushes
     }
 
@@ -518,19 +507,16 @@ impl RoomState {
 
     /// Sends `pushes` to every member that is keeping up; one that is not is skipped from
     /// the first push it has no room for.
-    fn send(&self, pushes: &[RoomInfo], member_backlog: usize) {
+    fn send(&self, pushes: &[Push], member_backlog: usize) {
         if pushes.is_empty() {
             return;
         }
         for member in self.members.values() {
             for push in pushes {
-                let RoomInfo::Push(event, payload) = push else {
-                    continue;
-                };
                 if !member.backlog.offer(member_backlog) {
                     break;
                 }
-                member.info.send(RoomInfo::Push(event, payload.clone()));
+                member.info.send(RoomInfo::Push(push.clone()));
             }
         }
     }
@@ -557,7 +543,7 @@ impl PresenceChange {
     }
 
     /// The `presence_diff` push of the change so far, if anything changed; starts a new one.
-    fn take(&mut self, presence: &HashMap<String, PresenceMember>) -> Option<RoomInfo> {
+    fn take(&mut self, presence: &HashMap<String, PresenceMember>) -> Option<Push> {
         let mut joins = Vec::new();
         let mut leaves = Vec::new();
         for (key, before) in self.before.drain() {
@@ -579,7 +565,7 @@ impl PresenceChange {
             joins.into_iter().map(presence_of),
             leaves.into_iter().map(presence_of),
         );
-        Some(RoomInfo::Push("presence_diff", Payload::encode(&diff)))
+        Some(("presence_diff", Payload::encode(&diff)))
     }
 }
 
@@ -604,8 +590,7 @@ impl Hub {
         let held = rooms.entry(game_id.to_owned()).or_insert_with(|| Held {
             room: Arc::new(Room {
                 game_id: game_id.to_owned(),
-                member_backlog: self.limits.member_backlog,
-                presence_batch: self.limits.presence_batch,
+                limits: self.limits,
                 opened: OnceCell::new(),
                 state: Mutex::default(),
                 presence_changed: Notify::new(),
@@ -658,9 +643,9 @@ impl Drop for Hold {
 }
 
 impl Subscription {
-    /// Call after pushing each [`RoomInfo::Push`] this member got: the pushes the member
+    /// Call after pushing each [`Push`] this member got: the pushes the member
     /// should send next to catch up, if it fell behind and was skipped.
-    pub fn handled(&self) -> Vec<RoomInfo> {
+    pub fn handled(&self) -> Vec<Push> {
         if !self.backlog.handled() {
             return Vec::new();
         }
@@ -808,8 +793,8 @@ mod tests {
         assert_eq!(state.recovery(100), Some(Recovery::Gap));
     }
 
-    fn diff_of(info: Option<RoomInfo>) -> Option<serde_json::Value> {
-        let Some(RoomInfo::Push("presence_diff", Payload::Encoded(raw))) = info else {
+    fn diff_of(push: Option<Push>) -> Option<serde_json::Value> {
+        let Some(("presence_diff", Payload::Encoded(raw))) = push else {
             return None;
         };
         Some(serde_json::from_str(raw.get()).unwrap())
