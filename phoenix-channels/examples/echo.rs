@@ -16,6 +16,7 @@
 use std::time::Duration;
 
 use phoenix_channels::channel::{Channel, ChannelContext, Crash, InfoSender, Join, Reply, Router};
+use phoenix_channels::longpoll::LongPollConfig;
 use phoenix_channels::message::Payload;
 use phoenix_channels::socket::SocketLimits;
 use phoenix_channels::telemetry::Metrics;
@@ -88,6 +89,9 @@ async fn main() -> std::io::Result<()> {
         },
         // `phoenix_connections`, `phoenix_channels`, ... (no recorder is installed here).
         metrics: Metrics::default(),
+        websocket: true,
+        // The npm client's `LongPoll` at `/socket/longpoll`, with Phoenix's window and expiry.
+        longpoll: Some(LongPollConfig::default()),
     };
     let endpoint = Endpoint::new(Anyone, Router::new().channel("echo:*", EchoJoin), config);
     let app = endpoint.routes(&["/socket".to_owned()]);

@@ -8,6 +8,9 @@
 //! - [`transport`]: `GET {mount}/websocket`, `vsn` negotiation, origin check, auth-token
 //!   subprotocol, connection cap; the [`Connect`](transport::Connect) hook (a socket module's
 //!   `connect/3`).
+//! - [`longpoll`]: `GET`/`POST {mount}/longpoll`, Phoenix's long-poll transport: sessions
+//!   resumed by signed tokens, each running the same socket as a WebSocket connection.
+//! - `wire` (private): what a socket reads and writes, a WebSocket or a long-poll session.
 //! - [`serializer`]: frames ⇄ [`message`]s (V1 objects, V2 arrays, V2 binary).
 //! - `fragment` (private): large outgoing messages split into WebSocket fragments.
 //! - [`socket`]: one connection: heartbeats, joins, leaves, routing, idle timeout; its
@@ -22,6 +25,7 @@
 pub mod channel;
 pub mod close_code;
 mod fragment;
+pub mod longpoll;
 mod mailbox;
 pub mod message;
 pub mod presence;
@@ -32,3 +36,4 @@ pub mod telemetry;
 #[cfg(feature = "test-client")]
 pub mod test_client;
 pub mod transport;
+mod wire;

@@ -12,7 +12,7 @@
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Poll, Waker};
+use std::task::{Context, Poll, Waker};
 
 /// Where messages go in; cloned for each producer.
 pub(crate) struct Sender<T>(Arc<Shared<T>>);
@@ -161,26 +161,28 @@ impl<T> Drop for Sender<T> {
 impl<T> Receiver<T> {
     /// The next message; `None` once every sender is gone and the queue is empty.
     pub(crate) async fn recv(&mut self) -> Option<T> {
-        poll_fn(|cx| {
-            let mut state = self.0.lock();
-            if let Some(msg) = state.queue.pop_front() {
-                // A full queue has room again: its waiting senders try once more.
-                let waiting = std::mem::take(&mut state.waiting_for_room);
-                drop(state);
-                waiting.into_iter().for_each(Waker::wake);
-                return Poll::Ready(Some(msg));
-            }
-            if state.senders == 0 {
-                return Poll::Ready(None);
-            }
-            state.receiver = Some(cx.waker().clone());
-            // A queue emptied after a burst gives its memory back.
-            if state.queue.capacity() > IDLE_CAPACITY {
-                state.queue.shrink_to(IDLE_CAPACITY);
-            }
-            Poll::Pending
-        })
-        .await
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// [`recv`](Self::recv) as a poll, for a stream built on the queue.
+    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        let mut state = self.0.lock();
+        if let Some(msg) = state.queue.pop_front() {
+            // A full queue has room again: its waiting senders try once more.
+            let waiting = std::mem::take(&mut state.waiting_for_room);
+            drop(state);
+            waiting.into_iter().for_each(Waker::wake);
+            return Poll::Ready(Some(msg));
+        }
+        if state.senders == 0 {
+            return Poll::Ready(None);
+        }
+        state.receiver = Some(cx.waker().clone());
+        // A queue emptied after a burst gives its memory back.
+        if state.queue.capacity() > IDLE_CAPACITY {
+            state.queue.shrink_to(IDLE_CAPACITY);
+        }
+        Poll::Pending
     }
 
     /// The next message if one is queued, without waiting.

@@ -13,7 +13,6 @@ use futures::stream::FuturesUnordered;
 use futures::task::AtomicWaker;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, sleep_until};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::Utf8Bytes;
@@ -22,13 +21,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::channel::{ChannelHandle, ChannelMsg, ChannelRun, JoinRequest, Router, ToSocket};
 use super::close_code;
-use super::fragment;
 use super::mailbox;
 use super::message::{Message, Outbound, Payload, Status, events};
 use super::rate_limit::{Rate, RateLimiter};
 use super::serializer::{DecodeError, DecodeErrorKind, Frame, Serializer};
 use super::telemetry::{FrameError, Metrics};
-use super::transport::WsStream;
+use super::wire::Wire;
 
 /// How many outbound messages may queue from channels before they wait for the client.
 const OUTBOX: usize = 64;
@@ -117,7 +115,7 @@ impl<A: Send + Sync + 'static> Socket<A> {
         (socket, outbox_rx)
     }
 
-    /// Serves the connection once `upgraded` gives it, until it closes; channels end with it,
+    /// Serves the connection once `connected` gives it, until it closes; channels end with it,
     /// and `connection` (what counts it) is dropped last.
     #[expect(
         clippy::manual_async_fn,
@@ -125,7 +123,7 @@ impl<A: Send + Sync + 'static> Socket<A> {
     )]
     pub(crate) fn run(
         mut self,
-        upgraded: Pin<Box<dyn Future<Output = Option<WsStream>> + Send>>,
+        connected: Pin<Box<dyn Future<Output = Option<Wire>> + Send>>,
         mut from_channels: mailbox::Receiver<ToSocket>,
         shutdown: CancellationToken,
         connection: impl Send + 'static,
@@ -133,7 +131,7 @@ impl<A: Send + Sync + 'static> Socket<A> {
         // An async block rather than an async fn: an async fn's future keeps its arguments
         // twice (as passed, then moved into the body's locals), 500 bytes of every socket.
         async move {
-            let Some(mut ws) = upgraded.await else {
+            let Some(mut ws) = connected.await else {
                 return;
             };
             let idle_timeout = self.limits.idle_timeout;
@@ -217,7 +215,7 @@ impl<A: Send + Sync + 'static> Socket<A> {
     /// Sends what the channels queued, every message already waiting in one write.
     async fn send_queued(
         &mut self,
-        ws: &mut WsStream,
+        ws: &mut Wire,
         first: ToSocket,
         queue: &mut mailbox::Receiver<ToSocket>,
     ) -> Result<(), Stop> {
@@ -344,7 +342,7 @@ impl<A: Send + Sync + 'static> Socket<A> {
         Next::Nothing
     }
 
-    async fn join(&mut self, ws: &mut WsStream, msg: Message) -> Result<(), Stop> {
+    async fn join(&mut self, ws: &mut Wire, msg: Message) -> Result<(), Stop> {
         let Message {
             join_ref,
             msg_ref,
@@ -408,7 +406,7 @@ impl<A: Send + Sync + 'static> Socket<A> {
     }
 
     /// Sends one message now.
-    async fn send(&mut self, ws: &mut WsStream, out: &Outbound) -> Result<(), Stop> {
+    async fn send(&mut self, ws: &mut Wire, out: &Outbound) -> Result<(), Stop> {
         let idle_timeout = self.limits.idle_timeout;
         let write = async {
             self.feed(ws, out).await?;
@@ -418,7 +416,7 @@ impl<A: Send + Sync + 'static> Socket<A> {
     }
 
     /// Queues one message in the connection's write buffer; a flush sends it.
-    async fn feed(&mut self, ws: &mut WsStream, out: &Outbound) -> Result<(), Stop> {
+    async fn feed(&mut self, ws: &mut Wire, out: &Outbound) -> Result<(), Stop> {
         let frame = match self.serializer.encode(out) {
             Some(Frame::Text(text)) => WsMessage::Text(text.into()),
             Some(Frame::Binary(bytes)) => WsMessage::Binary(bytes.into()),
@@ -430,8 +428,9 @@ impl<A: Send + Sync + 'static> Socket<A> {
                 return Ok(());
             }
         };
-        // A large message goes in fragments, so the write buffer never grows to its size.
-        for frame in fragment::frames(frame, fragment::FRAGMENT_SIZE) {
+        // A large message goes in WebSocket fragments, so the write buffer never grows to its
+        // size.
+        for frame in ws.frames(frame) {
             ws.feed(frame).await.map_err(|_| Stop::Gone)?;
         }
         Ok(())
@@ -481,7 +480,7 @@ impl ReadGate {
     /// The connection's next frame, as `ws.next()` gives it.
     fn poll_next(
         &self,
-        ws: &mut WsStream,
+        ws: &mut Wire,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<WsMessage, WsError>>> {
         self.wake.task.register(cx.waker());
@@ -498,7 +497,7 @@ impl ReadGate {
 }
 
 /// Ends the connection the way `stop` says.
-async fn close(ws: &mut WsStream, stop: Stop, limits: &SocketLimits) {
+async fn close(ws: &mut Wire, stop: Stop, limits: &SocketLimits) {
     match stop {
         Stop::Gone => {}
         Stop::ClientClosed => {
@@ -549,7 +548,7 @@ fn within_idle_timeout<'a>(
 
 /// Reads and discards the client's frames until its close frame or the end of the stream,
 /// for at most `patience`.
-async fn drain_until_closed(ws: &mut WsStream, patience: Duration) {
+async fn drain_until_closed(ws: &mut Wire, patience: Duration) {
     let drain = async {
         while let Some(Ok(frame)) = ws.next().await {
             if matches!(frame, WsMessage::Close(_)) {
@@ -582,22 +581,16 @@ fn close_frame(code: u16, reason: &'static str) -> WsMessage {
 /// is closed (the client reads the close frame, then the end), and the client's bytes are read
 /// raw and discarded until it closes its side, all within `patience` (`--close-timeout`). By
 /// then nothing unread is left to provoke a reset, unless the client kept sending all along.
-async fn fail_connection(ws: &mut WsStream, code: u16, reason: &'static str, patience: Duration) {
+async fn fail_connection(ws: &mut Wire, code: u16, reason: &'static str, patience: Duration) {
     // The send is bounded too: a client that reads nothing would hold it forever.
     let fail = async {
         if ws.send(close_frame(code, reason)).await.is_ok() {
-            discard_until_end(ws.get_mut()).await;
+            ws.discard_until_end().await;
         }
     };
     if tokio::time::timeout(patience, fail).await.is_err() {
         tracing::debug!("client did not take the close frame or end its side in time");
     }
-}
-
-async fn discard_until_end(io: &mut (impl AsyncRead + AsyncWrite + Unpin)) {
-    let _ = io.shutdown().await;
-    let mut discard = vec![0; 8192];
-    while let Ok(1..) = io.read(&mut discard).await {}
 }
 
 fn error_reply(

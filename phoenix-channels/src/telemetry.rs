@@ -54,6 +54,8 @@ impl FrameError {
 pub struct Metrics {
     /// `{prefix}_connections`: WebSocket connections open.
     pub(crate) connections: Gauge,
+    /// `{prefix}_longpoll_sessions`: long-poll sessions open.
+    pub(crate) longpoll_sessions: Gauge,
     /// `{prefix}_channels`: channels joined, counted from a successful join until it ends.
     pub(crate) channels: Gauge,
     /// `{prefix}_messages_total`: valid messages received (heartbeats included).
@@ -63,12 +65,13 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// The metrics named `{prefix}_connections`, `{prefix}_channels`,
-    /// `{prefix}_messages_total` and `{prefix}_frame_errors_total{kind}`.
+    /// The metrics named `{prefix}_connections`, `{prefix}_longpoll_sessions`,
+    /// `{prefix}_channels`, `{prefix}_messages_total` and `{prefix}_frame_errors_total{kind}`.
     pub fn with_prefix(prefix: &str) -> Self {
         let frame_errors = format!("{prefix}_frame_errors_total");
         Metrics {
             connections: metrics::gauge!(format!("{prefix}_connections")),
+            longpoll_sessions: metrics::gauge!(format!("{prefix}_longpoll_sessions")),
             channels: metrics::gauge!(format!("{prefix}_channels")),
             messages: metrics::counter!(format!("{prefix}_messages_total")),
             frame_errors: FrameError::ALL
@@ -130,6 +133,7 @@ mod tests {
             ("chat_frame_errors_total{kind=rate_abuse}", "0"),
             ("chat_frame_errors_total{kind=rate_limited}", "0"),
             ("chat_frame_errors_total{kind=too_large}", "1"),
+            ("chat_longpoll_sessions{}", "0"),
             ("chat_messages_total{}", "0"),
         ]
         .map(|(name, value)| (name.to_owned(), value.to_owned()));

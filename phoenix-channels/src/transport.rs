@@ -1,8 +1,11 @@
-//! The WebSocket transport: `GET {mount}/websocket` with `vsn` negotiation, the origin check,
-//! the auth-token subprotocol, the connection cap, and the upgrade into a [`Socket`].
+//! The [`Endpoint`]: what both transports share (the connect step, the sockets and their
+//! shutdown, the routes of each mount), and the WebSocket transport: `GET {mount}/websocket`
+//! with `vsn` negotiation, the origin check, the auth-token subprotocol, the connection cap,
+//! and the upgrade into a [`Socket`]. The long-poll transport is [`crate::longpoll`].
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -21,9 +24,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::channel::Router;
+use super::longpoll::{self, LongPoll, LongPollConfig, MountState};
 use super::serializer::Serializer;
 use super::socket::{Socket, SocketLimits};
 use super::telemetry::Metrics;
+use super::wire::Wire;
 
 /// The subprotocol the npm client offers next to its auth token.
 const PHOENIX_PROTOCOL: &str = "phoenix";
@@ -138,16 +143,28 @@ pub struct TransportConfig {
     pub limits: SocketLimits,
     /// The metrics recorded, under the names the user chose.
     pub metrics: Metrics,
+    /// Whether `GET {mount}/websocket` upgrades. Off, it answers 404, and a client that can
+    /// falls back to long-poll (a test of that fallback needs a server that refuses).
+    pub websocket: bool,
+    /// The long-poll transport at `{mount}/longpoll`, when on.
+    pub longpoll: Option<LongPollConfig>,
+}
+
+/// Why a connection (or long-poll session) is refused: 403, or 503 for now.
+pub(crate) enum Refusal {
+    Forbidden(String),
+    Unavailable(&'static str),
 }
 
 /// A Phoenix endpoint: a connect hook, a topic router and the transport settings.
 pub struct Endpoint<C: Connect> {
     connect: C,
     router: Arc<Router<C::Assigns>>,
-    config: TransportConfig,
+    pub(crate) config: TransportConfig,
     limits: Arc<SocketLimits>,
-    metrics: Arc<Metrics>,
+    pub(crate) metrics: Arc<Metrics>,
     connections: AtomicUsize,
+    pub(crate) longpoll: Option<LongPoll>,
     shutdown: CancellationToken,
     sockets: TaskTracker,
 }
@@ -159,6 +176,7 @@ impl<C: Connect> Endpoint<C> {
             router: Arc::new(router),
             limits: Arc::new(config.limits.clone()),
             metrics: Arc::new(config.metrics.clone()),
+            longpoll: config.longpoll.clone().map(LongPoll::new),
             config,
             connections: AtomicUsize::new(0),
             shutdown: CancellationToken::new(),
@@ -166,19 +184,85 @@ impl<C: Connect> Endpoint<C> {
         })
     }
 
-    /// `GET {mount}/websocket` for each mount.
-    pub fn routes<S>(self: &Arc<Self>, mounts: &[String]) -> axum::Router<S> {
+    /// `GET {mount}/websocket` and, with long-poll on, `GET`/`POST {mount}/longpoll`, for each
+    /// mount.
+    pub fn routes<S: Clone + Send + Sync + 'static>(
+        self: &Arc<Self>,
+        mounts: &[String],
+    ) -> axum::Router<S> {
         let mut router = axum::Router::new();
         for mount in mounts {
-            let path = format!("{}/websocket", mount.trim_end_matches('/'));
-            router = router.route(&path, get(upgrade::<C>));
+            let mount = mount.trim_end_matches('/');
+            let websocket = format!("{mount}/websocket");
+            router = if self.config.websocket {
+                router.route(&websocket, get(upgrade::<C>).with_state(Arc::clone(self)))
+            } else {
+                let off = format!("the WebSocket transport is off here: use {mount}/longpoll\n");
+                router.route(
+                    &websocket,
+                    get(|| async move { (StatusCode::NOT_FOUND, off) }),
+                )
+            };
+            if self.longpoll.is_some() {
+                let state: MountState<C> = (Arc::clone(self), Arc::from(mount));
+                let serve = get(longpoll::serve::<C>).post(longpoll::serve::<C>);
+                router = router.route(&format!("{mount}/longpoll"), serve.with_state(state));
+            }
         }
-        router.with_state(Arc::clone(self))
+        router
     }
 
-    /// Connections open right now.
+    /// WebSocket connections open right now.
     pub fn connections(&self) -> usize {
         self.connections.load(Ordering::Relaxed)
+    }
+
+    /// Long-poll sessions open right now.
+    pub fn longpoll_sessions(&self) -> usize {
+        self.longpoll.as_ref().map_or(0, LongPoll::open_sessions)
+    }
+
+    /// The connect step both transports take: the serializer `vsn` asks for, and the
+    /// [`Connect`] hook's assigns.
+    pub(crate) fn accept(
+        &self,
+        info: &ConnectInfo,
+    ) -> Result<(Serializer, Arc<C::Assigns>), Refusal> {
+        let Some(serializer) = Serializer::for_vsn(info.params.get("vsn").map(String::as_str))
+        else {
+            return Err(Refusal::Forbidden(
+                "unsupported vsn: this server speaks 1.0.0 and 2.0.0".into(),
+            ));
+        };
+        let assigns = self
+            .connect
+            .connect(info)
+            .map_err(|refused| Refusal::Forbidden(refused.to_string()))?;
+        if self.shutdown.is_cancelled() {
+            return Err(Refusal::Unavailable("server shutting down"));
+        }
+        Ok((serializer, Arc::new(assigns)))
+    }
+
+    /// Runs a socket over the wire `connected` gives, until it closes; `slot` (what counts
+    /// it) is dropped last. The task is tracked from now: a shutdown waits for a connection
+    /// still being handed over, too.
+    pub(crate) fn spawn_socket(
+        &self,
+        serializer: Serializer,
+        assigns: Arc<C::Assigns>,
+        connected: Pin<Box<dyn Future<Output = Option<Wire>> + Send>>,
+        slot: impl Send + 'static,
+    ) {
+        let (socket, outbox) = Socket::new(
+            serializer,
+            assigns,
+            Arc::clone(&self.router),
+            Arc::clone(&self.limits),
+            Arc::clone(&self.metrics),
+        );
+        let run = socket.run(connected, outbox, self.shutdown.clone(), slot);
+        tokio::spawn(self.sockets.track_future(run));
     }
 
     /// Closes every socket (with the configured 1001/1012 code) and waits for them to end.
@@ -289,12 +373,6 @@ async fn upgrade<C: Connect>(
         Err((status, why)) => return refuse(status, why),
     };
     let headers = request.headers();
-    let Some(serializer) = Serializer::for_vsn(params.get("vsn").map(String::as_str)) else {
-        return refuse(
-            StatusCode::FORBIDDEN,
-            "unsupported vsn: this server speaks 1.0.0 and 2.0.0",
-        );
-    };
     if !endpoint.config.allowed_origins.allows(headers) {
         return refuse(StatusCode::FORBIDDEN, "origin not allowed");
     }
@@ -304,13 +382,11 @@ async fn upgrade<C: Connect>(
     };
     let phoenix_offered = offered_protocols(headers).any(|p| p == PHOENIX_PROTOCOL);
     let info = ConnectInfo { params, auth_token };
-    let assigns = match endpoint.connect.connect(&info) {
-        Ok(assigns) => Arc::new(assigns),
-        Err(refused) => return refuse(StatusCode::FORBIDDEN, &refused.to_string()),
+    let (serializer, assigns) = match endpoint.accept(&info) {
+        Ok(accepted) => accepted,
+        Err(Refusal::Forbidden(why)) => return refuse(StatusCode::FORBIDDEN, &why),
+        Err(Refusal::Unavailable(why)) => return refuse(StatusCode::SERVICE_UNAVAILABLE, why),
     };
-    if endpoint.shutdown.is_cancelled() {
-        return refuse(StatusCode::SERVICE_UNAVAILABLE, "server shutting down");
-    }
     let Some(slot) = ConnectionSlot::acquire(&endpoint) else {
         return refuse(StatusCode::SERVICE_UNAVAILABLE, "too many connections");
     };
@@ -325,36 +401,26 @@ async fn upgrade<C: Connect>(
         // one write), or as soon as 4 KiB are waiting; the write buffer is not allocated ahead.
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(4096);
-    let (phx_socket, outbox) = Socket::new(
-        serializer,
-        assigns,
-        Arc::clone(&endpoint.router),
-        Arc::clone(&endpoint.limits),
-        Arc::clone(&endpoint.metrics),
-    );
-    let shutdown = endpoint.shutdown.clone();
-    // Tracked from now: a shutdown waits for a connection still being handed over, too.
     // The socket's task is its `run` alone, handed the upgrade to await first (boxed, and
     // gone once done): a task around `run` would keep what it moved into `run` twice.
     let upgraded = Box::pin(async move {
         // hyper hands the connection over once the 101 below is written.
         match on_upgrade.await {
-            Ok(upgraded) => Some(
+            Ok(upgraded) => Some(Wire::WebSocket(
                 WebSocketStream::from_raw_socket(
                     TokioIo::new(upgraded),
                     Role::Server,
                     Some(config),
                 )
                 .await,
-            ),
+            )),
             Err(err) => {
                 tracing::debug!(%err, "websocket upgrade failed");
                 None
             }
         }
     });
-    let run = phx_socket.run(upgraded, outbox, shutdown, slot);
-    tokio::spawn(endpoint.sockets.track_future(run));
+    endpoint.spawn_socket(serializer, assigns, upgraded, slot);
 
     let mut response = Response::new(Body::empty());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;

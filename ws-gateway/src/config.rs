@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use phoenix_channels::longpoll::SigningKey;
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -53,6 +54,62 @@ pub struct Config {
     /// Host header is not trusted (DNS rebinding). No Origin header is allowed; two are refused.
     #[arg(long, env = "WS_GATEWAY_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
+
+    /// The transports served at each mount (comma-separated): `websocket` at
+    /// `{mount}/websocket`, `longpoll` at `{mount}/longpoll`. Without `websocket`, its path
+    /// answers 404, and clients that can fall back to long-poll do.
+    #[arg(
+        long,
+        env = "WS_GATEWAY_TRANSPORTS",
+        value_delimiter = ',',
+        default_value = "websocket,longpoll",
+        required = true
+    )]
+    pub transports: Vec<Transport>,
+
+    /// How long a long-poll request waits for messages before answering 204 (Phoenix: 10 s).
+    #[arg(long, env = "WS_GATEWAY_LONGPOLL_WINDOW", default_value = "10s", value_parser = service_kit::durations::non_zero)]
+    pub longpoll_window: Duration,
+
+    /// A long-poll session with no poll waiting ends once none has come for this long: its
+    /// channels leave, and its client opens a new session and rejoins.
+    #[arg(long, env = "WS_GATEWAY_LONGPOLL_EXPIRY", default_value = "15s", value_parser = service_kit::durations::non_zero)]
+    pub longpoll_expiry: Duration,
+
+    /// Long-poll sessions open at once; more get HTTP 503.
+    #[arg(
+        long,
+        env = "WS_GATEWAY_LONGPOLL_MAX_SESSIONS",
+        default_value_t = 10_000
+    )]
+    pub longpoll_max_sessions: usize,
+
+    /// The largest long-poll POST body, in bytes; larger gets HTTP 413.
+    #[arg(long, env = "WS_GATEWAY_LONGPOLL_MAX_BODY", default_value_t = 1024 * 1024)]
+    pub longpoll_max_body: usize,
+
+    /// The most messages (lines) one long-poll POST carries (the npm client batches up to
+    /// 100); more gets HTTP 400.
+    #[arg(long, env = "WS_GATEWAY_LONGPOLL_MAX_MESSAGES", default_value_t = 100, value_parser = at_least_one)]
+    pub longpoll_max_messages: usize,
+
+    /// Messages a long-poll session keeps for its client between polls; a client that lets
+    /// them fill for the idle timeout is dropped, as a WebSocket client that stops reading.
+    #[arg(long, env = "WS_GATEWAY_LONGPOLL_BUFFER", default_value_t = 256, value_parser = at_least_one)]
+    pub longpoll_buffer: usize,
+
+    /// The key long-poll tokens are signed with (at least 32 bytes), the same on every
+    /// replica; in Kubernetes, from a Secret. Unset: a random key of this process, so sessions
+    /// survive no restart and no other replica can resume them.
+    #[arg(long, env = "WS_GATEWAY_LONGPOLL_SECRET", hide_env_values = true, value_parser = signing_key)]
+    pub longpoll_secret: Option<SigningKey>,
+
+    /// The address (`host:port`) other replicas reach this one at (in Kubernetes the pod's
+    /// IP and port). Tokens name it, and a long-poll request that lands on a replica not
+    /// holding its session is forwarded to the one that does. Port 0 stands for the port
+    /// bound. Unset: such a request is answered 410, and the client opens a new session.
+    #[arg(long, env = "WS_GATEWAY_LONGPOLL_ADVERTISE")]
+    pub longpoll_advertise: Option<String>,
 
     /// Close a connection that sent nothing (not even a heartbeat) for this long.
     #[arg(long, env = "WS_GATEWAY_IDLE_TIMEOUT", default_value = "60s", value_parser = service_kit::durations::non_zero)]
@@ -153,6 +210,17 @@ pub struct Config {
     pub log_json: bool,
 }
 
+/// A transport a mount serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Transport {
+    Websocket,
+    Longpoll,
+}
+
+fn signing_key(value: &str) -> Result<SigningKey, String> {
+    SigningKey::new(value).map_err(|err| err.to_string())
+}
+
 fn parse_shutdown_code(s: &str) -> Result<u16, String> {
     match s {
         "1001" => Ok(1001),
@@ -184,6 +252,30 @@ mod tests {
     }
 
     #[test]
+    fn both_transports_by_default_and_at_least_one() {
+        use super::Transport;
+        let config = Config::try_parse_from(["ws-gateway"]).unwrap();
+        assert_eq!(
+            config.transports,
+            [Transport::Websocket, Transport::Longpoll]
+        );
+        let only = Config::try_parse_from(["ws-gateway", "--transports", "longpoll"]).unwrap();
+        assert_eq!(only.transports, [Transport::Longpoll]);
+        assert!(Config::try_parse_from(["ws-gateway", "--transports", ""]).is_err());
+        assert!(Config::try_parse_from(["ws-gateway", "--transports", "sse"]).is_err());
+    }
+
+    #[test]
+    fn a_longpoll_secret_shorter_than_32_bytes_is_refused() {
+        let short = "k".repeat(31);
+        let err = Config::try_parse_from(["ws-gateway", "--longpoll-secret", short.as_str()])
+            .unwrap_err();
+        assert!(err.to_string().contains("at least 32 bytes"), "{err}");
+        let long = "k".repeat(32);
+        assert!(Config::try_parse_from(["ws-gateway", "--longpoll-secret", long.as_str()]).is_ok());
+    }
+
+    #[test]
     fn the_shutdown_timeout_is_named_as_in_the_other_services_and_the_old_name_still_works() {
         for flag in ["--shutdown-timeout", "--shutdown-drain"] {
             let config = Config::try_parse_from(["ws-gateway", flag, "7s"]).unwrap();
@@ -205,6 +297,8 @@ mod tests {
             "--grpc-keep-alive",
             "--grpc-resolve-interval",
             "--presence-renew-interval",
+            "--longpoll-window",
+            "--longpoll-expiry",
         ] {
             let err = Config::try_parse_from(["ws-gateway", flag, "0s"]).unwrap_err();
             assert!(

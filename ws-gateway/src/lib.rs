@@ -24,8 +24,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 pub use config::Config;
+use config::Transport;
 use hangman::members::Members;
 use hangman::rooms::{RoomLimits, Rooms};
+use phoenix_channels::longpoll::LongPollConfig;
 use phoenix_channels::socket::SocketLimits;
 use phoenix_channels::telemetry::Metrics;
 use phoenix_channels::transport::{AllowedOrigins, Endpoint, TransportConfig};
@@ -48,6 +50,8 @@ pub enum StartError {
     },
     #[error("invalid mount path {0:?}: it must start with '/'")]
     Mount(String),
+    #[error("invalid --longpoll-advertise {0:?}: it must be host:port")]
+    Advertise(String),
 }
 
 /// A running gateway.
@@ -82,6 +86,11 @@ impl Server {
     /// WebSocket connections open right now.
     pub fn connections(&self) -> usize {
         self.endpoint.connections()
+    }
+
+    /// Long-poll sessions open right now.
+    pub fn longpoll_sessions(&self) -> usize {
+        self.endpoint.longpoll_sessions()
     }
 
     /// Graceful stop: sockets are closed with the shutdown close code (1001 by default), the
@@ -126,6 +135,20 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         connections: config.grpc_connections,
         resolve_interval: config.grpc_resolve_interval,
     })?;
+    let listen_error = |source| StartError::Listen {
+        addr: config.listen,
+        source,
+    };
+    // Bound first: the long-poll advertise address may stand for the port bound.
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(listen_error)?;
+    let addr = listener.local_addr().map_err(listen_error)?;
+    let longpoll = config
+        .transports
+        .contains(&Transport::Longpoll)
+        .then(|| longpoll_config(&config, addr.port()))
+        .transpose()?;
     let transport = TransportConfig {
         allowed_origins: AllowedOrigins::new(&config.allowed_origins, config.listen.ip()),
         max_frame_size: config.max_frame_size,
@@ -143,6 +166,8 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
             http::metrics_handle();
             Metrics::with_prefix(METRICS_PREFIX)
         },
+        websocket: config.transports.contains(&Transport::Websocket),
+        longpoll,
     };
     let members = Members::new(upstream.clone(), config.presence_renew_interval);
     let rooms = Rooms::new(
@@ -160,15 +185,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         .merge(http::routes(upstream, &config.mounts));
     let app = http::spa(app, &config.static_dir, &config.static_path);
 
-    let listen_error = |source| StartError::Listen {
-        addr: config.listen,
-        source,
-    };
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(listen_error)?;
-    let addr = listener.local_addr().map_err(listen_error)?;
-    tracing::info!(mounts = ?config.mounts, game_service = %config.game_service, "listening on {addr}");
+    tracing::info!(mounts = ?config.mounts, transports = ?config.transports, game_service = %config.game_service, "listening on {addr}");
 
     let stop_renewals = CancellationToken::new();
     let renewals = members.run(stop_renewals.clone());
@@ -191,5 +208,37 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         stop_renewals: stop_renewals.drop_guard(),
         renewals,
         drain: config.shutdown_timeout,
+    })
+}
+
+/// The long-poll settings from the flags; the advertise address's port 0 becomes `port`.
+fn longpoll_config(config: &Config, port: u16) -> Result<LongPollConfig, StartError> {
+    let advertise = match config.longpoll_advertise.as_deref() {
+        None | Some("") => None,
+        Some(advertise) => {
+            let (host, advertised_port) = advertise
+                .rsplit_once(':')
+                .filter(|(host, _)| !host.is_empty())
+                .ok_or_else(|| StartError::Advertise(advertise.to_owned()))?;
+            let advertised_port: u16 = advertised_port
+                .parse()
+                .map_err(|_| StartError::Advertise(advertise.to_owned()))?;
+            let port = if advertised_port == 0 {
+                port
+            } else {
+                advertised_port
+            };
+            Some(format!("{host}:{port}"))
+        }
+    };
+    Ok(LongPollConfig {
+        window: config.longpoll_window,
+        expiry: config.longpoll_expiry,
+        max_sessions: config.longpoll_max_sessions,
+        max_body: config.longpoll_max_body,
+        max_messages: config.longpoll_max_messages,
+        buffer: config.longpoll_buffer,
+        key: config.longpoll_secret.clone(),
+        advertise,
     })
 }

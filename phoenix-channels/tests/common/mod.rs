@@ -27,6 +27,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use phoenix_channels::channel::{Channel, ChannelContext, Crash, InfoSender, Join, Reply, Router};
+use phoenix_channels::longpoll::LongPollConfig;
 use phoenix_channels::message::Payload;
 use phoenix_channels::presence::{self, Presence};
 use phoenix_channels::socket::SocketLimits;
@@ -191,6 +192,8 @@ pub fn config() -> TransportConfig {
             close_timeout: Duration::from_secs(2),
         },
         metrics: Metrics::default(),
+        websocket: true,
+        longpoll: Some(LongPollConfig::default()),
     }
 }
 
@@ -213,13 +216,22 @@ pub async fn serve(config: TransportConfig) -> Server {
 }
 
 pub async fn serve_at(config: TransportConfig, mounts: &[&str]) -> Server {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    serve_on(listener, config, mounts)
+}
+
+/// Serves the echo app on `listener` (bound ahead, when the config must name its address).
+pub fn serve_on(
+    listener: tokio::net::TcpListener,
+    config: TransportConfig,
+    mounts: &[&str],
+) -> Server {
     let router = Router::new()
         .channel("echo:*", EchoJoin::default())
         .channel("presence:*", PresenceJoin);
     let endpoint = Endpoint::new(App, router, config);
     let mounts: Vec<String> = mounts.iter().map(|m| (*m).to_owned()).collect();
     let app: axum::Router = endpoint.routes(&mounts);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let serve = tokio::spawn(async move {
         axum::serve(listener, app).await.unwrap();
