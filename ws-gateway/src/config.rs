@@ -62,8 +62,7 @@ pub struct Config {
         long,
         env = "WS_GATEWAY_TRANSPORTS",
         value_delimiter = ',',
-        default_value = "websocket,longpoll",
-        required = true
+        default_value = "websocket,longpoll"
     )]
     pub transports: Vec<Transport>,
 
