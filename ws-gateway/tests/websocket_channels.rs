@@ -164,3 +164,76 @@ async fn every_mount_serves_the_socket() {
     let mut client = sys.client().await;
     client.join_ok("hangman:game", json!({})).await;
 }
+
+/// `GET {base}/socket/longpoll?{query}`: the answer's HTTP status and JSON body.
+async fn longpoll_get(base: &str, query: &str) -> (u16, Value) {
+    let response = reqwest::get(format!("{base}/socket/longpoll?{query}"))
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let body = response.text().await.unwrap();
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn the_long_poll_flags_reach_the_protocol_layer() {
+    const SECRET: &str = "a-test-secret-of-at-least-32-bytes!";
+    let games = common::game_service().await;
+    // Two replicas sharing a key, each advertising port 0: the port it bound.
+    let flags = [
+        "--transports",
+        "longpoll",
+        "--longpoll-secret",
+        SECRET,
+        "--longpoll-advertise",
+        "127.0.0.1:0",
+        "--longpoll-max-sessions",
+        "1",
+        "--longpoll-window",
+        "200ms",
+    ];
+    let holder = common::gateway(&games.url(), &flags).await;
+    let other = common::gateway(&games.url(), &flags).await;
+
+    let websocket = try_connect(
+        &format!("{}/socket/websocket?vsn=2.0.0", holder.ws_url()),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        websocket.err().map(|s| s.as_u16()),
+        Some(404),
+        "--transports"
+    );
+
+    let (_, opened) = longpoll_get(&holder.url(), "vsn=2.0.0&player=ann").await;
+    assert_eq!(opened["status"], 410, "{opened}");
+    let token = opened["token"].as_str().unwrap();
+    let (status, _) = longpoll_get(&holder.url(), "vsn=2.0.0").await;
+    assert_eq!(status, 503, "--longpoll-max-sessions");
+
+    // Through the other replica, a join of a game and its reply: forwarded to the holder,
+    // which is only reachable at the port it advertised.
+    let join = json!(["1", "1", "hangman:game", "phx_join", {}]).to_string();
+    let posted = reqwest::Client::new()
+        .post(format!("{}/socket/longpoll?token={token}", other.url()))
+        .header("content-type", "application/x-ndjson")
+        .body(join)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.text().await.unwrap(), r#"{"status":200}"#);
+    let (_, polled) = longpoll_get(&other.url(), &format!("token={token}")).await;
+    assert_eq!(polled["status"], 200, "{polled}");
+    let reply: Value = serde_json::from_str(polled["messages"][0].as_str().unwrap()).unwrap();
+    assert_eq!(reply[3], "phx_reply");
+    assert_eq!(reply[4]["status"], "ok", "{reply}");
+    assert_eq!(reply[4]["response"]["tally"]["turns_left"], 7);
+    assert_eq!(
+        (holder.longpoll_sessions(), other.longpoll_sessions()),
+        (1, 0)
+    );
+    // Nothing more to say within the 200 ms window.
+    let (_, empty) = longpoll_get(&other.url(), &format!("token={token}")).await;
+    assert_eq!(empty["status"], 204, "--longpoll-window");
+}
