@@ -15,6 +15,24 @@ describe('ConnectionBadge', () => {
     expect(badge.attributes('data-state')).toBe(connection)
     expect(badge.classes()).toContain(connection)
   })
+
+  it.each([
+    ['websocket', 'Connected · WebSocket'],
+    ['longpoll', 'Connected · long-poll'],
+  ] as const)('names the %s transport once connected', (transport, label) => {
+    const badge = mount(ConnectionBadge, { props: { connection: 'connected', transport } }).get('[data-testid=connection]')
+    expect(badge.text()).toBe(label)
+    expect(badge.attributes('data-state')).toBe('connected')
+    expect(badge.attributes('data-transport')).toBe(transport)
+  })
+
+  it('names no transport while not connected: none carries the game then', () => {
+    const badge = mount(ConnectionBadge, { props: { connection: 'reconnecting', transport: 'longpoll' } }).get(
+      '[data-testid=connection]',
+    )
+    expect(badge.text()).toBe('Reconnecting…')
+    expect(badge.attributes('data-transport')).toBeUndefined()
+  })
 })
 
 describe('SharePanel', () => {

@@ -3,7 +3,8 @@
 // lost in transit is queued again, and one that can no longer be played is
 // reported; and about tallies: a room is rejoined with the version shown and
 // its missed changes are shown in order, and a tally older than the one shown
-// never is. `phoenix`'s Socket is replaced by a fake whose channels' replies and
+// never is; and about the transport: the npm client's own long-poll fallback, and
+// the transport it opened named in the state. `phoenix`'s Socket is replaced by a fake whose channels' replies and
 // pushes the tests give by hand; its Presence is the real one.
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { watch } from 'vue'
@@ -58,8 +59,25 @@ const fake = vi.hoisted(() => {
   }
 
   const channels: FakeChannel[] = []
+  const sockets: Socket[] = []
   class Socket {
-    onOpen() {}
+    /** The transport instance of the open connection, as the npm client's `conn` holds it. */
+    conn: unknown = null
+    opened: Handler[] = []
+    constructor(
+      readonly url: string,
+      readonly options: Record<string, unknown>,
+    ) {
+      sockets.push(this)
+    }
+    /** The npm client opened a connection over the transport instance `conn`. */
+    open(conn: object) {
+      this.conn = conn
+      this.opened.forEach((handler) => handler())
+    }
+    onOpen(handler: Handler) {
+      this.opened.push(handler)
+    }
     onClose() {}
     onError() {}
     connect() {}
@@ -70,10 +88,11 @@ const fake = vi.hoisted(() => {
       return channel
     }
   }
-  return { channels, Socket }
+  return { channels, sockets, Socket }
 })
 vi.mock('phoenix', async (importOriginal) => ({ ...(await importOriginal<object>()), Socket: fake.Socket }))
 
+const { LongPoll } = await import('phoenix')
 const { GAME_ID_KEY, openSession } = await import('../src/game/session')
 
 function memoryStorage(entries: Record<string, string> = {}): Storage {
@@ -125,6 +144,7 @@ const moves = (channel: { pushes: { event: string; payload: unknown }[] }) =>
 
 beforeEach(() => {
   fake.channels.length = 0
+  fake.sockets.length = 0
 })
 afterEach(() => session.close())
 
@@ -306,5 +326,25 @@ describe('players in the room', () => {
     expect(session.state.players).toEqual(['ann', 'bob', 'cy'])
     room.events.presence_diff({ joins: {}, leaves: { cy: { metas: [meta('2')] } } })
     expect(session.state.players).toEqual(['ann', 'bob'])
+  })
+})
+
+describe('transport', () => {
+  it("leaves the fallback to the npm client: long-poll after 2.5 s, remembered in the session's storage", () => {
+    const { storage } = open()
+    expect(fake.sockets[0].options).toMatchObject({ longPollFallbackMs: 2_500, sessionStorage: storage })
+  })
+
+  it('names the transport of the connection the npm client opened, after a fallback too', () => {
+    const { own } = open()
+    const socket = fake.sockets[0]
+    expect(session.state.transport).toBeNull()
+    socket.open(new EventTarget()) // any transport but LongPoll: the browser's WebSocket
+    own.joinPush.reply('ok', { game_id: 'g1', tally: tally([]) })
+    expect(session.state).toMatchObject({ connection: 'connected', transport: 'websocket' })
+
+    // LongPoll's constructor starts polling; an instance of its class is all the session looks at.
+    socket.open(Object.create(LongPoll.prototype))
+    expect(session.state).toMatchObject({ connection: 'connected', transport: 'longpoll' })
   })
 })

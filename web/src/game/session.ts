@@ -14,22 +14,28 @@
  * join succeeds again; a guess the server refuses, or one that cannot be
  * played any more, is reported in `state.notice`. Nothing is dropped silently.
  *
+ * The socket tries the WebSocket first and falls back to long-poll by itself (the npm client's
+ * `longPollFallbackMs`); `state.transport` says which one the open connection uses.
+ *
  * Tallies carry the game's version: a room is rejoined with the version shown
  * (its join params are a closure phoenix calls at every join), so the reply
  * brings the changes missed while away, and a tally older than the one shown is
  * never shown.
  */
-import { Presence, Socket, type Channel, type Push } from 'phoenix'
+import { LongPoll, Presence, Socket, type Channel, type Push } from 'phoenix'
 import { reactive, readonly } from 'vue'
 import { isNewer, isOver, normalizeGuess, type Tally } from './tally'
 
 export type Connection = 'connecting' | 'connected' | 'reconnecting' | 'offline'
+export type Transport = 'websocket' | 'longpoll'
 
 export interface SessionState {
   mode: 'own' | 'room'
   gameId: string | null
   tally: Tally | null
   connection: Connection
+  /** The transport of the connection that opened last; null until one has. */
+  transport: Transport | null
   /** Guesses waiting for the connection to come back, in the order typed. */
   pending: string[]
   /** A message the player must see: a refused or dropped guess, an expired game. */
@@ -45,10 +51,18 @@ export interface SessionOptions {
   socketUrl: string
   /** Presence key, sent as the socket connect param `player`. */
   player: string
-  /** Where the own game's id is kept (the page passes `sessionStorage`). */
+  /**
+   * Where the own game's id is kept (the page passes `sessionStorage`), and where the npm
+   * client remembers that it fell back to long-poll (`phx:fallback:LongPoll`).
+   */
   storage: Storage
   /** Join this shared room instead of the player's own game. */
   roomId?: string
+  /**
+   * How long the WebSocket may take to open before the npm client falls back to long-poll;
+   * an error before it opens falls back at once. Default `LONG_POLL_FALLBACK_MS`.
+   */
+  longPollFallbackMs?: number
 }
 
 export interface GameSession {
@@ -59,6 +73,8 @@ export interface GameSession {
 }
 
 export const GAME_ID_KEY = 'hangman.game_id'
+/** As in the apps Phoenix generates. */
+export const LONG_POLL_FALLBACK_MS = 2_500
 /** How long a sent guess may wait for its reply before it counts as lost in transit. */
 const MOVE_TIMEOUT_MS = 10_000
 
@@ -80,6 +96,13 @@ export function socketUrlFor(pageUrl: string): string {
   url.search = ''
   url.hash = ''
   return url.toString()
+}
+
+/** The transport of the socket's current connection, as the npm client holds it. */
+function transportOf(socket: Socket): Transport {
+  // `conn`, the transport instance, is missing from @types/phoenix.
+  const { conn } = socket as unknown as { conn: unknown }
+  return conn instanceof LongPoll ? 'longpoll' : 'websocket'
 }
 
 /** A join (or `new_game`) reply. */
@@ -109,6 +132,7 @@ export function openSession(options: SessionOptions): GameSession {
     gameId: roomId ?? storage.getItem(GAME_ID_KEY),
     tally: null,
     connection: 'connecting',
+    transport: null,
     pending: [],
     notice: null,
     players: [],
@@ -131,9 +155,14 @@ export function openSession(options: SessionOptions): GameSession {
   window.addEventListener('online', refreshConnection)
   window.addEventListener('offline', refreshConnection)
 
-  const socket = new Socket(options.socketUrl, { params: { player: options.player } })
+  const socket = new Socket(options.socketUrl, {
+    params: { player: options.player },
+    longPollFallbackMs: options.longPollFallbackMs ?? LONG_POLL_FALLBACK_MS,
+    sessionStorage: storage,
+  })
   socket.onOpen(() => {
     link.socketOpen = true
+    state.transport = transportOf(socket)
     refreshConnection()
   })
   const lost = () => {
