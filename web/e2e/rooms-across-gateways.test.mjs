@@ -16,6 +16,7 @@ import {
   gameIdOf,
   openSpa,
   playedKey,
+  watchSocketTraffic,
 } from './support/page.mjs'
 import { startServicesDirectly, stopServices } from './support/stack.mjs'
 
@@ -90,24 +91,21 @@ describe('a shared room across two gateway replicas', () => {
   })
 })
 
-/** The frames (serializer V2: `[join_ref, ref, topic, event, payload]`) of `topic` a page sends and gets. */
+/**
+ * The messages of `topic` a page sends and gets on the sockets it opens from now on, over either
+ * transport: a WebSocket that cannot reconnect makes the npm client fall back to long-poll.
+ */
 function roomFrames(page, topic) {
-  const sent = []
-  const received = []
-  const keep = (into) => (frame) => {
-    const message = JSON.parse(frame.payload)
-    if (message[2] === topic) into.push({ ref: message[1], event: message[3], payload: message[4] })
-  }
-  page.on('websocket', (ws) => {
-    ws.on('framesent', keep(sent))
-    ws.on('framereceived', keep(received))
-  })
-  const replyTo = (push) => received.find((m) => m.event === 'phx_reply' && m.ref === push.ref)?.payload
+  const traffic = watchSocketTraffic(page)
+  const ofTopic = (messages) => messages.filter((m) => m.topic === topic)
+  const replyTo = (push) =>
+    ofTopic(traffic.received).find((m) => m.event === 'phx_reply' && m.ref === push.ref)?.payload
   return {
     /** The last join answered ok, and the response. */
     joined() {
+      const sent = ofTopic(traffic.sent)
       const join = sent.findLast((m) => m.event === 'phx_join' && replyTo(m)?.status === 'ok')
-      assert.ok(join, `no join of ${topic} was answered ok: ${JSON.stringify({ sent, received })}`)
+      assert.ok(join, `no join of ${topic} was answered ok: ${JSON.stringify(traffic)}`)
       return [join, replyTo(join).response]
     },
   }

@@ -23,16 +23,20 @@ export async function expectConnection(page, state, timeoutMs = 30_000) {
   await page.locator(`[data-testid=connection][data-state=${state}]`).waitFor({ timeout: timeoutMs })
 }
 
-/** Opens the SPA at `url` in a fresh context and waits until a game is on screen and connected. */
+/**
+ * Opens the SPA at `url` in a fresh context and waits until a game is on screen and connected;
+ * `traffic` is its socket traffic from before the page loaded (`watchSocketTraffic`).
+ */
 export async function openSpa(browser, url, contextOptions = {}) {
   const context = await browser.newContext({ viewport: { width: 900, height: 900 }, ...contextOptions })
   const page = await context.newPage()
   const problems = []
   page.on('pageerror', (error) => problems.push(error))
+  const traffic = watchSocketTraffic(page)
   await page.goto(url)
   await expectConnection(page, 'connected')
   await statusOf(page).waitFor()
-  return { context, page, problems }
+  return { context, page, problems, traffic }
 }
 
 /** The word as shown: one entry per letter, '' for a blank. */
@@ -85,4 +89,37 @@ export async function expectPlayingTogether(first, second, word, { hit, miss }) 
 export async function expectLeft(first, second) {
   await second.context.close()
   await expectText(first.page.getByTestId('presence'), '1 player in this game')
+}
+
+/**
+ * What goes over the page's socket from now on, whichever transport carries it: the WebSockets
+ * it opens (`websockets`, their URLs), its long-poll requests (`polls`: method and URL), and the
+ * channel messages (serializer V2: `{ref, topic, event, payload}`) it sends (WebSocket frames,
+ * long-poll POST lines) and gets (frames, the `messages` of poll answers).
+ */
+export function watchSocketTraffic(page) {
+  const traffic = { websockets: [], polls: [], sent: [], received: [] }
+  const keep = (into) => (text) => {
+    if (typeof text !== 'string' || !text.startsWith('[')) return // a binary message
+    const [, ref, topic, event, payload] = JSON.parse(text)
+    into.push({ ref, topic, event, payload })
+  }
+  const isPoll = (url) => new URL(url).pathname.endsWith('/longpoll')
+  page.on('websocket', (ws) => {
+    traffic.websockets.push(ws.url())
+    ws.on('framesent', (frame) => keep(traffic.sent)(frame.payload))
+    ws.on('framereceived', (frame) => keep(traffic.received)(frame.payload))
+  })
+  page.on('request', (request) => {
+    if (!isPoll(request.url())) return
+    traffic.polls.push({ method: request.method(), url: request.url() })
+    if (request.method() === 'POST') request.postData().split('\n').forEach(keep(traffic.sent))
+  })
+  page.on('response', async (response) => {
+    if (!isPoll(response.url()) || response.request().method() !== 'GET') return
+    // A poll still waiting when the page goes away has no body to read.
+    const body = await response.json().catch(() => null)
+    body?.messages?.forEach(keep(traffic.received))
+  })
+  return traffic
 }

@@ -179,7 +179,8 @@ export async function startBinary(name, env) {
  * game-service (one-word dictionary) and ws-gateway serving web/dist, started
  * directly on free ports. `gatewayEnv` adds or overrides WS_GATEWAY_* settings;
  * `restartGateway` and `restartGameService` bring one back on the address it had;
- * `addGateway` starts one more gateway replica on the same game service.
+ * `addGateway(moreEnv)` starts one more gateway replica on the same game service, `moreEnv`
+ * adding to or overriding its settings.
  */
 export async function startServicesDirectly(word, gatewayEnv = {}) {
   buildForDirectStart()
@@ -204,8 +205,8 @@ export async function startServicesDirectly(word, gatewayEnv = {}) {
       services.gateway = await startBinary('ws-gateway', { ...env, WS_GATEWAY_LISTEN: services.gateway.address })
       return services.gateway
     }
-    services.addGateway = async () => {
-      const gateway = await startBinary('ws-gateway', { ...env, WS_GATEWAY_LISTEN: '127.0.0.1:0' })
+    services.addGateway = async (moreEnv = {}) => {
+      const gateway = await startBinary('ws-gateway', { ...env, WS_GATEWAY_LISTEN: '127.0.0.1:0', ...moreEnv })
       services.moreGateways.push(gateway)
       return gateway
     }
