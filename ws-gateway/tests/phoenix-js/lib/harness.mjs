@@ -1,12 +1,15 @@
 // Starts the real binaries (built beforehand with `cargo build --workspace`) and a redis-server
-// of the test's own, and connects the official npm `phoenix` client to them over the `ws` package.
+// of the test's own, and connects the official npm `phoenix` client to them over the `ws`
+// package or over the client's own LongPoll (Node's global fetch); an HTTP proxy of the test's
+// own can stand in front of gateways.
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer as createHttpServer, request as httpRequest } from 'node:http';
 import { createServer, connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Presence, Socket } from 'phoenix';
+import { LongPoll, Presence, Socket } from 'phoenix';
 import WebSocket from 'ws';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -24,9 +27,9 @@ export function binary(name) {
   return path;
 }
 
-/** Spawns a binary and resolves once it logs `listening on ADDR`. */
-export function start(name, args) {
-  const child = spawn(binary(name), args, { stdio: ['ignore', 'ignore', 'pipe'] });
+/** Spawns a binary (`env` added to this process's) and resolves once it logs `listening on ADDR`. */
+export function start(name, args, env = {}) {
+  const child = spawn(binary(name), args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
   let log = '';
   return new Promise((resolvePromise, reject) => {
     const timer = setTimeout(() => reject(new Error(`${name} did not log "listening on":\n${log}`)), 15000);
@@ -43,9 +46,12 @@ export function start(name, args) {
   });
 }
 
-/** Stops a child (SIGTERM: gracefully; SIGKILL: `kill -9`) and resolves once it has exited. */
+/**
+ * Stops a child (SIGTERM: gracefully; SIGKILL: `kill -9`) and resolves once it has exited; a
+ * child that never started (`undefined`: its start failed) is nothing to stop.
+ */
 export function stop(child, signal = 'SIGTERM') {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  if (!child || child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
   return new Promise((res) => {
     child.once('exit', () => res());
     child.kill(signal);
@@ -66,8 +72,8 @@ export function startGameService({ store, args = [] } = {}) {
   return start('game-service', ['--listen', '127.0.0.1:0', ...gameServiceFlags(), ...storeFlags, ...args]);
 }
 
-export function startGateway(gameService, { listen = '127.0.0.1:0', args = [] } = {}) {
-  return start('ws-gateway', ['--listen', listen, '--game-service', `http://${gameService.addr}`, ...args]);
+export function startGateway(gameService, { listen = '127.0.0.1:0', args = [], env = {} } = {}) {
+  return start('ws-gateway', ['--listen', listen, '--game-service', `http://${gameService.addr}`, ...args], env);
 }
 
 /** A free loopback port (the kernel's pick, released again). */
@@ -130,6 +136,11 @@ export function connect(gateway, opts = {}) {
   return socket;
 }
 
+/** A phoenix Socket on the gateway (or proxy) at `target.addr` over the client's own LongPoll. */
+export function connectLongPoll(target, opts = {}) {
+  return connect(target, { transport: LongPoll, ...opts });
+}
+
 /** Resolves with the response of a push (or join) once it gets `ok`, rejects on anything else. */
 export function ok(push) {
   return new Promise((res, rej) => {
@@ -156,6 +167,19 @@ export function next(channel, event, pred = () => true) {
   });
 }
 
+/**
+ * The steps that undo what the test `t` started, run once it ends however it ends, last first
+ * (a socket closed before the gateway it uses stops, a gateway before its game service):
+ * `const undo = cleanups(t); undo(() => stop(gateway));`.
+ */
+export function cleanups(t) {
+  const steps = [];
+  t.after(async () => {
+    for (const step of steps.reverse()) await step();
+  });
+  return (step) => steps.push(step);
+}
+
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /**
@@ -172,11 +196,12 @@ export async function until(cond, what, timeoutMs = 10_000) {
 
 /**
  * A player (`player`, the Presence key) in the room `topic` through `gateway`, not joined yet:
- * its socket, channel (joined with `params`, a value or a function) and the npm Presence of the
- * room, with the names it saw join (a first connection) and leave (a last one).
+ * its socket (`socketOpts` added to connect's, e.g. `{ transport: LongPoll }`), channel (joined
+ * with `params`, a value or a function) and the npm Presence of the room, with the names it saw
+ * join (a first connection) and leave (a last one).
  */
-export function roomMember(gateway, player, topic, params = {}) {
-  const socket = connect(gateway, { params: { player } });
+export function roomMember(gateway, player, topic, params = {}, socketOpts = {}) {
+  const socket = connect(gateway, { params: { player }, ...socketOpts });
   const channel = socket.channel(topic, params);
   const presence = new Presence(channel);
   const member = { socket, channel, presence, joined: [], left: [] };
@@ -185,4 +210,101 @@ export function roomMember(gateway, player, topic, params = {}) {
   /** The names in the room, sorted, as one string: 'alice,bob'. */
   member.names = () => presence.list((key) => key).sort().join();
   return member;
+}
+
+/** The value of the metric `name` (a gauge or counter without labels) on the gateway's /metrics. */
+export async function metric(gateway, name) {
+  const text = await (await fetch(`http://${gateway.addr}/metrics`)).text();
+  const match = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
+  if (!match) throw new Error(`no ${name} in /metrics:\n${text}`);
+  return Number(match[1]);
+}
+
+/**
+ * Long-poll requests made by hand with fetch at `{mount}/longpoll` on `addr`, as the npm client
+ * makes them (`vsn=2.0.0`, the token in the query). Each resolves with the answer's HTTP
+ * status, content type, text and body (the JSON, or null when the text is not JSON).
+ */
+export function rawLongPoll(addr, mount = '/socket') {
+  const url = (query) => `http://${addr}${mount}/longpoll?${new URLSearchParams({ vsn: '2.0.0', ...query })}`;
+  const answer = async (response) => {
+    const text = await response.text();
+    let body = null;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      // a plain-text answer: body stays null
+    }
+    return { http: response.status, type: response.headers.get('content-type') ?? '', text, body };
+  };
+  return {
+    /** A GET without a token: a new session, `{status: 410, token}`. */
+    open: (query = {}) => fetch(url(query)).then(answer),
+    poll: (token) => fetch(url({ token })).then(answer),
+    /** A POST of `lines` (an array, one encoded message each, or the whole body as a string). */
+    post: (token, lines) =>
+      fetch(url({ token }), {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-ndjson' },
+        body: Array.isArray(lines) ? lines.join('\n') : lines,
+      }).then(answer),
+  };
+}
+
+/**
+ * An HTTP proxy on a free loopback port in front of `targets` (things with an `addr`: gateways).
+ * Each request goes to the next target in turn (round-robin) and is logged in `requests`
+ * (`{method, target, body}`, the body of a POST as sent); `served[i]` counts target i's.
+ * `hold()` cuts the clients off: every request after it waits, unsent, until `release()`
+ * sends them on; requests already sent complete as usual. A client that gives up a request
+ * gives it up at the target too.
+ */
+export function startProxy(targets) {
+  const served = targets.map(() => 0);
+  const requests = [];
+  let turn = 0;
+  let held = null;
+  const forward = (req, res) => {
+    const target = turn;
+    turn = (turn + 1) % targets.length;
+    served[target]++;
+    const entry = { method: req.method, target, body: '' };
+    requests.push(entry);
+    const [host, port] = targets[target].addr.split(':');
+    const upstream = httpRequest({ host, port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
+      res.writeHead(answer.statusCode, answer.headers);
+      answer.pipe(res);
+    });
+    upstream.on('error', () => res.destroy());
+    res.on('close', () => res.writableFinished || upstream.destroy());
+    req.on('data', (chunk) => (entry.body += chunk));
+    req.pipe(upstream);
+  };
+  const server = createHttpServer((req, res) => (held ? held.push(() => forward(req, res)) : forward(req, res)));
+  return new Promise((res, rej) => {
+    server.once('error', rej);
+    server.listen(0, '127.0.0.1', () => {
+      res({
+        addr: `127.0.0.1:${server.address().port}`,
+        served,
+        requests,
+        hold: () => {
+          held ??= [];
+        },
+        /** Sends the held requests on; resolves with how many there were. */
+        release: () => {
+          const waiting = held ?? [];
+          held = null;
+          waiting.forEach((send) => send());
+          return waiting.length;
+        },
+        /** How many requests wait while held. */
+        holding: () => held?.length ?? 0,
+        close: () => {
+          server.closeAllConnections();
+          return new Promise((done) => server.close(() => done()));
+        },
+      });
+    });
+  });
 }
