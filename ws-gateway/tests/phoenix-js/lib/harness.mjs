@@ -222,8 +222,9 @@ export async function metric(gateway, name) {
 
 /**
  * Long-poll requests made by hand with fetch at `{mount}/longpoll` on `addr`, as the npm client
- * makes them (`vsn=2.0.0`, the token in the query). Each resolves with the answer's HTTP
- * status, content type, text and body (the JSON, or null when the text is not JSON).
+ * makes them (`vsn=2.0.0`, the token in the query unless it is null; `headers` added). Each
+ * resolves with the answer's HTTP status, content type, text and body (the JSON, or null when
+ * the text is not JSON).
  */
 export function rawLongPoll(addr, mount = '/socket') {
   const url = (query) => `http://${addr}${mount}/longpoll?${new URLSearchParams({ vsn: '2.0.0', ...query })}`;
@@ -237,15 +238,16 @@ export function rawLongPoll(addr, mount = '/socket') {
     }
     return { http: response.status, type: response.headers.get('content-type') ?? '', text, body };
   };
+  const withToken = (token) => (token === null ? {} : { token });
   return {
     /** A GET without a token: a new session, `{status: 410, token}`. */
-    open: (query = {}) => fetch(url(query)).then(answer),
-    poll: (token) => fetch(url({ token })).then(answer),
+    open: (query = {}, headers = {}) => fetch(url(query), { headers }).then(answer),
+    poll: (token, headers = {}) => fetch(url(withToken(token)), { headers }).then(answer),
     /** A POST of `lines` (an array, one encoded message each, or the whole body as a string). */
-    post: (token, lines) =>
-      fetch(url({ token }), {
+    post: (token, lines, headers = {}) =>
+      fetch(url(withToken(token)), {
         method: 'POST',
-        headers: { 'content-type': 'application/x-ndjson' },
+        headers: { 'content-type': 'application/x-ndjson', ...headers },
         body: Array.isArray(lines) ? lines.join('\n') : lines,
       }).then(answer),
   };

@@ -36,6 +36,19 @@ const SESSIONS = 'ws_gateway_longpoll_sessions';
 const NEW_TALLY = { game_state: 'initializing', turns_left: 7, letters: ['_', '_', '_', '_', '_'], used: [], version: 0 };
 const overLongPoll = { transport: LongPoll };
 
+/**
+ * A game service and a gateway (`gatewayOpts` as startGateway takes them) of the test `t`'s
+ * own, and `undo` (see cleanups), which stops them once the test ends.
+ */
+async function gameAndGateway(t, gatewayOpts = {}) {
+  const undo = cleanups(t);
+  const games = await startGameService();
+  undo(() => stop(games));
+  const gateway = await startGateway(games, gatewayOpts);
+  undo(() => stop(gateway));
+  return { undo, games, gateway };
+}
+
 describe('the official client over long-poll', () => {
   let games;
   let gateway;
@@ -125,14 +138,23 @@ describe('the official client over long-poll', () => {
   });
 });
 
+describe('the token in a header', () => {
+  test('a token in x-phoenix-longpoll-token (npm phoenix 1.9) works as one in the query', async (t) => {
+    const { gateway } = await gameAndGateway(t);
+    const raw = rawLongPoll(gateway.addr);
+    const { token } = (await raw.open()).body;
+    const inHeader = { 'x-phoenix-longpoll-token': token };
+    assert.deepEqual((await raw.post(null, [heartbeat('1')], inHeader)).body, { status: 200 });
+    const polled = (await raw.poll(null, inHeader)).body;
+    assert.equal(polled.status, 200);
+    assert.deepEqual(polled.messages.map((m) => JSON.parse(m)[1]), ['1']);
+  });
+});
+
 describe('polls as activity', () => {
   test('a client that only polls stays connected past the idle timeout (the npm client sends no heartbeat over long-poll)', async (t) => {
-    const undo = cleanups(t);
-    const games = await startGameService();
-    undo(() => stop(games));
     // Each poll begun is activity; a poll waiting is not, so the window must be the shorter.
-    const gateway = await startGateway(games, { args: ['--idle-timeout', '1s', '--longpoll-window', '400ms'] });
-    undo(() => stop(gateway));
+    const { undo, gateway } = await gameAndGateway(t, { args: ['--idle-timeout', '1s', '--longpoll-window', '400ms'] });
     const socket = connectLongPoll(gateway);
     undo(() => socket.disconnect());
     let closes = 0;
@@ -147,11 +169,7 @@ describe('polls as activity', () => {
 
 describe('a gateway serving long-poll only', () => {
   test("the client's own fallback (longPollFallbackMs) plays over long-poll, and the next socket goes straight to it", async (t) => {
-    const undo = cleanups(t);
-    const games = await startGameService();
-    undo(() => stop(games));
-    const gateway = await startGateway(games, { env: { WS_GATEWAY_TRANSPORTS: 'longpoll' } });
-    undo(() => stop(gateway));
+    const { undo, gateway } = await gameAndGateway(t, { env: { WS_GATEWAY_TRANSPORTS: 'longpoll' } });
     const refused = await fetch(`http://${gateway.addr}/socket/websocket?vsn=2.0.0`);
     assert.equal(refused.status, 404);
     assert.match(refused.headers.get('content-type'), /^text\/plain/);
@@ -190,14 +208,10 @@ describe('a gateway serving long-poll only', () => {
 
 describe('a session that expired while its client was cut off', () => {
   test('the client is answered 410, opens a new session and rejoins with its version, getting what it missed', async (t) => {
-    const undo = cleanups(t);
-    const games = await startGameService();
-    undo(() => stop(games));
     // A short poll window, so that the poll under way when the proxy cuts alice off ends soon.
-    const gateway = await startGateway(games, {
+    const { undo, gateway } = await gameAndGateway(t, {
       env: { WS_GATEWAY_LONGPOLL_SECRET: SECRET, WS_GATEWAY_LONGPOLL_EXPIRY: '1s', WS_GATEWAY_LONGPOLL_WINDOW: '1s' },
     });
-    undo(() => stop(gateway));
     const proxy = await startProxy([gateway]);
     undo(() => proxy.close());
 
@@ -249,12 +263,10 @@ describe('a session that expired while its client was cut off', () => {
 
 describe('gateway restart', () => {
   test('the client reconnects on its own, rejoins with its game id and the game goes on', async (t) => {
-    const undo = cleanups(t);
-    const games = await startGameService();
-    undo(() => stop(games));
     // No secret: a random key per process, so no token survives the restart.
-    let gateway = await startGateway(games);
-    undo(() => stop(gateway));
+    const { undo, games, gateway: first } = await gameAndGateway(t);
+    let gateway = first;
+    undo(() => stop(gateway)); // the one started again
     const socket = connectLongPoll(gateway);
     undo(() => socket.disconnect());
     let gameId = null;
@@ -435,6 +447,19 @@ describe('bad long-poll requests', () => {
     const foreign = (await rawLongPoll(otherKey.addr).open()).body.token;
     gone(await raw.poll(foreign), 'a token signed with another key');
     gone(await raw.post(foreign, [heartbeat('1')]), 'a POST with a token signed with another key');
+    await livePlays();
+  });
+
+  test('a foreign Origin or an unknown vsn is refused with status 403, as the WebSocket refuses it', async () => {
+    const evil = { origin: 'https://evil.example' };
+    const refused = [await raw.open({}, evil), await raw.open({ vsn: '3.0.0' })];
+    const { token } = (await raw.open()).body;
+    refused.push(await raw.poll(token, evil), await raw.post(token, [heartbeat('1')], evil));
+    for (const answer of refused) {
+      assert.equal(answer.http, 200);
+      assert.equal(answer.body.status, 403);
+      assert.equal(answer.body.token, undefined);
+    }
     await livePlays();
   });
 
