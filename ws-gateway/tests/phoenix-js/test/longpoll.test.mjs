@@ -359,6 +359,12 @@ describe('two gateways with one secret behind a round-robin proxy', () => {
     await ok(bob.channel.leave());
     await until(() => alice.names() === 'alice', 'bob left');
     assert.ok(proxy.served.every((n) => n >= 10), `both gateways served requests: ${proxy.served}`);
+
+    // The holder gone (killed): the other gateway cannot forward, and answers 410.
+    await stop(gateways[0], 'SIGKILL');
+    const orphaned = await b.poll(token);
+    assert.equal(orphaned.http, 200);
+    assert.equal(orphaned.body.status, 410);
   });
 
   test('without an advertised address, a request for a session the other gateway holds is answered 410', async (t) => {
