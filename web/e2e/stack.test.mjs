@@ -149,7 +149,8 @@ describe('the whole stack, started with scripts/run', () => {
 
   it('fits a phone-sized screen and plays with the keyboard alone', async () => {
     const { page } = await open(stack.gatewayUrl, { viewport: { width: 375, height: 740 }, isMobile: true })
-    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth)
+    // clientWidth, not innerWidth: on a mobile viewport innerWidth grows to the content's width.
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth)
     assert.ok(overflow <= 0, `the page scrolls sideways by ${overflow}px`)
     await typeLetter(page, 'm')
     await expectText(statusOf(page), 'Good guess!')
