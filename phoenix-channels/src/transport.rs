@@ -176,7 +176,10 @@ impl<C: Connect> Endpoint<C> {
             router: Arc::new(router),
             limits: Arc::new(config.limits.clone()),
             metrics: Arc::new(config.metrics.clone()),
-            longpoll: config.longpoll.clone().map(LongPoll::new),
+            longpoll: config
+                .longpoll
+                .clone()
+                .map(|longpoll| LongPoll::new(longpoll, config.limits.idle_timeout)),
             config,
             connections: AtomicUsize::new(0),
             shutdown: CancellationToken::new(),

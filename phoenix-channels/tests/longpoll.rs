@@ -212,6 +212,28 @@ async fn polls_keep_a_session_past_the_idle_timeout_and_without_them_it_expires(
 }
 
 #[tokio::test]
+async fn a_window_longer_than_the_idle_timeout_is_shortened_so_waiting_polls_keep_the_session() {
+    let mut config = with_longpoll(|lp| lp.window = Duration::from_secs(10));
+    config.limits.idle_timeout = Duration::from_millis(400);
+    let server = serve(config).await;
+    let session = Session::open(&base(&server), "vsn=2.0.0").await;
+    session.assert_echoes("1").await;
+    // Each poll waits the shortened window (200 ms) out; for five idle timeouts the client
+    // does nothing but poll.
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(2) {
+        let polled = std::time::Instant::now();
+        assert_eq!(session.poll().await["status"], 204);
+        assert!(polled.elapsed() < Duration::from_millis(400));
+    }
+    assert_eq!(server.endpoint.longpoll_sessions(), 1);
+    session
+        .send(&[json!(["1", "e2", "echo:a", "echo", 2])])
+        .await;
+    assert_eq!(session.receive(1).await[0][4]["response"], 2);
+}
+
+#[tokio::test]
 async fn forged_or_foreign_tokens_are_gone_and_the_session_they_imitate_plays_on() {
     let key = || SigningKey::new([7; 32]).unwrap();
     let server = serve_at(

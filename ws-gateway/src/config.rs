@@ -67,6 +67,8 @@ pub struct Config {
     pub transports: Vec<Transport>,
 
     /// How long a long-poll request waits for messages before answering 204 (Phoenix: 10 s).
+    /// A poll's start and end are the client's signs of life for `--idle-timeout`, so a
+    /// window not shorter than that is shortened to half of it (with a warning).
     #[arg(long, env = "WS_GATEWAY_LONGPOLL_WINDOW", default_value = "10s", value_parser = service_kit::durations::non_zero)]
     pub longpoll_window: Duration,
 

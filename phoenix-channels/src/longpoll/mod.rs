@@ -55,7 +55,10 @@ const AUTH_TOKEN_HEADER: &str = "x-phoenix-authtoken";
 /// The long-poll transport's settings.
 #[derive(Debug, Clone)]
 pub struct LongPollConfig {
-    /// How long a poll waits for messages before answering 204 (Phoenix: 10 s).
+    /// How long a poll waits for messages before answering 204 (Phoenix: 10 s). A poll's
+    /// start and end are its session's signs of life for the socket's idle timeout, so the
+    /// window must be shorter than that: the endpoint shortens it to half the idle timeout
+    /// if it is not, with a warning.
     pub window: Duration,
     /// A session with no poll waiting ends once none has come for this long.
     pub expiry: Duration,
@@ -132,7 +135,17 @@ pub(crate) struct LongPoll {
 }
 
 impl LongPoll {
-    pub(crate) fn new(config: LongPollConfig) -> Self {
+    pub(crate) fn new(mut config: LongPollConfig, idle_timeout: Duration) -> Self {
+        if config.window >= idle_timeout {
+            let window = idle_timeout / 2;
+            tracing::warn!(
+                configured = ?config.window,
+                ?window,
+                "the long-poll window must be shorter than the idle timeout, or a client \
+                 waiting in a poll would be taken for idle: shortened"
+            );
+            config.window = window;
+        }
         let key = config.key.clone().unwrap_or_else(|| {
             tracing::warn!(
                 "no long-poll signing key given: using a random one, so sessions do not \

@@ -54,8 +54,8 @@ struct State {
     polls_waiting: usize,
     /// When the last poll ended (or the session began).
     last_poll: Instant,
-    /// A poll began that the socket has not counted as activity yet.
-    poll_began: bool,
+    /// A poll began or ended that the socket has not counted as activity yet.
+    polled: bool,
     /// The number of the newest poll: an older one still waiting answers `Nothing`.
     newest_poll: u64,
     closed: bool,
@@ -72,7 +72,7 @@ impl Session {
                 room: None,
                 polls_waiting: 0,
                 last_poll: Instant::now(),
-                poll_began: false,
+                polled: false,
                 newest_poll: 0,
                 closed: false,
             }),
@@ -104,7 +104,7 @@ impl Session {
         let ticket = {
             let mut state = self.lock();
             state.polls_waiting += 1;
-            state.poll_began = true;
+            state.polled = true;
             state.newest_poll += 1;
             state.newest_poll
         };
@@ -164,6 +164,9 @@ impl Drop for PollWaiting<'_> {
         let mut state = self.0.lock();
         state.polls_waiting -= 1;
         state.last_poll = Instant::now();
+        // The client was there all along: with the next poll's start, the gap between two
+        // signs of life is a window at most (the endpoint keeps it under the idle timeout).
+        state.polled = true;
         drop(state);
         self.0.socket.wake();
     }
@@ -205,7 +208,7 @@ impl Stream for SessionWire {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
         this.session.socket.register(cx.waker());
-        if std::mem::take(&mut this.session.lock().poll_began) {
+        if std::mem::take(&mut this.session.lock().polled) {
             // A poll is the long-poll client's sign of life, as a WebSocket's ping.
             return Poll::Ready(Some(Ok(Message::Ping(Bytes::new()))));
         }
@@ -328,7 +331,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn the_socket_sees_polls_as_activity_and_the_session_expires_without_them() {
+    async fn the_socket_sees_a_polls_start_and_end_as_activity_and_the_session_expires_without_polls() {
         let (session, mut wire) = Session::new(8, Duration::from_secs(15));
         let poll = tokio::spawn({
             let session = Arc::clone(&session);
@@ -338,6 +341,8 @@ mod tests {
         session.deliver(text("[1]")).await.unwrap();
         assert_eq!(wire.next().await.unwrap().unwrap(), text("[1]"));
         poll.await.unwrap();
+        // Its end is a sign of life too: the client was waiting in it all along.
+        assert!(matches!(wire.next().await, Some(Ok(Message::Ping(_)))));
         // The poll ended at 10 s: 15 s later, with no other, the session is over.
         let started = Instant::now();
         assert!(wire.next().await.is_none());
