@@ -34,6 +34,11 @@ TARGET = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
 LISTENING = re.compile(r"listening on ([^\s\",]+)")
 # Upper bound for a service to start or a probe to turn 200 (not a timing check).
 START_LIMIT = 60
+# What the downward API's status.podIP gives a pod here unless a test says otherwise (an
+# address of TEST-NET-1, RFC 5737).
+EXAMPLE_POD_IP = "192.0.2.10"
+# `$(NAME)` in an env var's value: the kubelet replaces it by NAME's value, if defined before.
+ENV_REFERENCE = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
 
 
 # --- tools ------------------------------------------------------------------------
@@ -118,19 +123,27 @@ class Manifests:
             if selector.items() <= d["spec"]["template"]["metadata"]["labels"].items()
         ]
 
-    def container_env(self, container: dict) -> dict[str, str]:
-        """The environment the pod spec gives a container (env and envFrom ConfigMaps).
-        A Secret's key is its rendered value, or `secret_placeholder` when the Secret is
-        not rendered (the operator creates it)."""
+    def container_env(self, container: dict, pod_ip: str = EXAMPLE_POD_IP) -> dict[str, str]:
+        """The environment the pod spec gives a container (env and envFrom ConfigMaps),
+        `$(NAME)` expanded as the kubelet does. A Secret's key is its rendered value, or
+        `secret_placeholder` when the Secret is not rendered (the operator creates it); the
+        downward API's `status.podIP` is `pod_ip`."""
         env: dict[str, str] = {}
         for source in container.get("envFrom", []):
             env.update(self.get("ConfigMap", source["configMapRef"]["name"])["data"])
         for var in container.get("env", []):
             if "value" in var:
-                env[var["name"]] = var["value"]
+                env[var["name"]] = ENV_REFERENCE.sub(
+                    lambda ref: env.get(ref.group(1), ref.group(0)), var["value"]
+                )
+                continue
+            field_ref = var.get("valueFrom", {}).get("fieldRef")
+            if field_ref:
+                assert field_ref["fieldPath"] == "status.podIP", f"{var['name']}: {field_ref}"
+                env[var["name"]] = pod_ip
                 continue
             ref = var.get("valueFrom", {}).get("secretKeyRef")
-            assert ref, f"{var['name']}: only literal values and Secret keys are expected"
+            assert ref, f"{var['name']}: only literals, Secret keys and the pod IP are expected"
             value = self.secret_value(ref["name"], ref["key"])
             env[var["name"]] = secret_placeholder(ref) if value is None else value
         return env

@@ -11,17 +11,21 @@ Debian's redis-server with the Deployment's arguments.
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import re
 import secrets
 import socket
 import subprocess
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import pytest
 
 from conftest import (
+    ENV_REFERENCE,
+    EXAMPLE_POD_IP,
     REPO,
+    START_LIMIT,
     Service,
     env_twins,
     free_port,
@@ -41,6 +45,8 @@ from conftest import (
 
 FRONT_ENDS = {"html-gallows", "ws-gateway-v1", "ws-gateway-v2"}
 STORE_SECRET = {"name": "game-service-store", "key": "url"}
+LONGPOLL_SECRET = {"name": "ws-gateway-longpoll", "key": "secret"}
+ADVERTISE = "WS_GATEWAY_LONGPOLL_ADVERTISE"
 README = REPO / "deploy" / "README.md"
 
 
@@ -68,10 +74,10 @@ def listen_address(env: dict[str, str]) -> tuple[str, str]:
     return name, env[name]
 
 
-def pod_env(manifests, images, container: dict) -> dict[str, str]:
+def pod_env(manifests, images, container: dict, **pod) -> dict[str, str]:
     """The environment the container starts with: its image's ENV, then the pod's."""
     image = images[service_of_image(container["image"])]
-    return {**image.env, **manifests.container_env(container)}
+    return {**image.env, **manifests.container_env(container, **pod)}
 
 
 def container_port(container: dict, port) -> int:
@@ -93,10 +99,16 @@ class Pod:
         image = images[self.service]
         root = lay_out(image, tmp_path / "root", binaries, web_dist)
         write_secret_mounts(self.pod_spec, self.container, root)
-        self.env = pod_env(manifests, images, self.container)
+        self.env = pod_env(manifests, images, self.container, pod_ip="127.0.0.1")
         self.listen_var, self.listen = listen_address(self.env)
         run_env = {k: in_root(v, root) for k, v in self.env.items()}
         run_env[self.listen_var] = "127.0.0.1:0"
+        if ADVERTISE in run_env:
+            # The pod IP and container port it advertises are, here, loopback and port 0,
+            # which the gateway takes for the port it binds.
+            host, advertised = run_env[ADVERTISE].rsplit(":", 1)
+            assert advertised == self.listen.rsplit(":", 1)[1], run_env[ADVERTISE]
+            run_env[ADVERTISE] = f"{host}:0"
         for key in run_env:
             if key.endswith("_GAME_SERVICE"):
                 run_env[key] = game_service.url
@@ -129,10 +141,16 @@ def start_pod(manifests, tmp_path, images, binaries, web_dist, game_service, red
 
 # --- probes and configuration against the binaries --------------------------------
 def test_every_env_var_the_manifests_set_is_a_flag_of_the_binary(manifests, images, binaries):
+    """...or only there to be expanded into one (`$(POD_IP)`)."""
     for deployment, _, container in containers(manifests):
         service = service_of_image(container["image"])
         known = env_twins(binaries[service])
-        unknown = set(pod_env(manifests, images, container)) - known
+        expanded = {
+            name
+            for var in container.get("env", [])
+            for name in ENV_REFERENCE.findall(var.get("value", ""))
+        }
+        unknown = set(pod_env(manifests, images, container)) - known - expanded
         assert not unknown, f"{deployment['metadata']['name']}: {service} reads no {unknown}"
 
 
@@ -212,25 +230,121 @@ def test_game_service_has_a_headless_service_beside_its_cluster_ip(manifests):
         assert port["appProtocol"] == "kubernetes.io/h2c"
 
 
-def test_each_gateway_version_serves_its_mount_and_spa_under_its_route(manifests, start_pod):
+def gateway_routes(manifests):
+    """(version, {path prefix: rule}) of each gateway version's HTTPRoute."""
     for route in manifests.of_kind("HTTPRoute"):
-        (rule,) = route["spec"]["rules"]
-        (backend,) = rule["backendRefs"]
-        if not backend["name"].startswith("ws-gateway-"):
-            continue
-        version = backend["name"].removeprefix("ws-gateway-")
-        (match,) = rule["matches"]
-        assert match["path"] == {"type": "PathPrefix", "value": f"/ws/{version}"}
+        backends = {b["name"] for rule in route["spec"]["rules"] for b in rule["backendRefs"]}
+        (backend,) = backends
+        if backend.startswith("ws-gateway-"):
+            rules = {}
+            for rule in route["spec"]["rules"]:
+                (match,) = rule["matches"]
+                assert match["path"]["type"] == "PathPrefix", match
+                rules[match["path"]["value"]] = rule
+            yield backend.removeprefix("ws-gateway-"), rules
+
+
+def test_each_gateway_version_serves_its_mount_and_spa_under_its_route(manifests, start_pod):
+    versions = []
+    for version, rules in gateway_routes(manifests):
+        versions.append(version)
+        (backend,) = rules[f"/ws/{version}"]["backendRefs"]
         service = manifests.get("Service", backend["name"])
         (deployment,) = manifests.selected_deployments(service["spec"]["selector"])
         assert deployment["metadata"]["name"] == f"ws-gateway-{version}"
         pod = start_pod(deployment)
         mount, static = pod.env["WS_GATEWAY_MOUNT"], pod.env["WS_GATEWAY_STATIC_PATH"]
         assert mount.startswith(f"/ws/{version}/") and static.startswith(f"/ws/{version}/")
+        assert set(rules) == {f"/ws/{version}", f"{mount}/longpoll"}
+        assert rules[f"{mount}/longpoll"]["backendRefs"] == [backend]
         assert wait_for_status(pod.addr, "/readyz") == 200
         status, _, body = http_get(pod.addr, static)
         assert status == 200 and b"<html" in body.lower(), f"{static}: {status} {body[:200]}"
         assert websocket_upgrade(pod.addr, f"{mount}/websocket?vsn=2.0.0") == 101
+        # The npm client's long-poll fallback: a GET without a token opens a session.
+        opened = longpoll(pod.addr, "GET", f"{mount}/longpoll?vsn=2.0.0")
+        assert opened["status"] == 410 and opened["token"], opened
+    assert sorted(versions) == ["v1", "v2"]
+
+
+def test_longpoll_routes_outlast_a_poll_and_websocket_routes_have_no_deadline(manifests):
+    """A poll is held up to the window, then may be forwarded once to the replica holding
+    its session: the route's deadline leaves that 10 s or more. A WebSocket is one request
+    as long as the game: its route has none (0s)."""
+    for version, rules in gateway_routes(manifests):
+        env = manifests.container_env(manifests.container(f"ws-gateway-{version}"))
+        window = parse_seconds(env["WS_GATEWAY_LONGPOLL_WINDOW"])
+        longpoll_rule = rules[f"{env['WS_GATEWAY_MOUNT']}/longpoll"]
+        assert parse_seconds(longpoll_rule["timeouts"]["request"]) >= window + 10, version
+        assert "backendRequest" not in longpoll_rule["timeouts"], "a forward is one request"
+        assert rules[f"/ws/{version}"]["timeouts"] == {"request": "0s"}, version
+
+
+def longpoll(addr: str, method: str, path: str, body: str = "") -> dict:
+    """One long-poll request (a GET or an ndjson POST): its JSON answer, which says the
+    status (the HTTP status is 200)."""
+    host, port = addr.rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=START_LIMIT)
+    try:
+        headers = {"Content-Type": "application/x-ndjson"} if method == "POST" else {}
+        conn.request(method, path, body=body or None, headers=headers)
+        response = conn.getresponse()
+        answer = response.read()
+        assert response.status == 200, f"{method} {path}: {response.status} {answer[:200]}"
+        return json.loads(answer)
+    finally:
+        conn.close()
+
+
+def test_each_gateway_advertises_its_pod_ip_and_container_port(manifests):
+    for deployment, _, container in containers(manifests):
+        if not deployment["metadata"]["name"].startswith("ws-gateway-"):
+            continue
+        env = manifests.container_env(container)
+        (port,) = container["ports"]
+        assert env[ADVERTISE] == f"{EXAMPLE_POD_IP}:{port['containerPort']}"
+        assert env["WS_GATEWAY_LISTEN"].endswith(f":{port['containerPort']}")
+
+
+def test_a_longpoll_request_on_another_replica_reaches_its_session(manifests, start_pod):
+    """Two replicas of each version, started as the manifests start them (one signing key,
+    each advertising its own address): a session opened on one is joined and polled
+    through the other, which forwards to the holder."""
+    for version, _ in gateway_routes(manifests):
+        deployment = manifests.get("Deployment", f"ws-gateway-{version}")
+        holder, other = start_pod(deployment), start_pod(deployment)
+        path = f"{holder.env['WS_GATEWAY_MOUNT']}/longpoll?vsn=2.0.0"
+        token = quote(longpoll(holder.addr, "GET", path)["token"])
+        join = '["1","1","hangman:game","phx_join",{}]'
+        assert longpoll(other.addr, "POST", f"{path}&token={token}", join) == {"status": 200}
+        polled = longpoll(other.addr, "GET", f"{path}&token={token}")
+        assert polled["status"] == 200, polled
+        reply = json.loads(polled["messages"][0])
+        assert reply[:4] == ["1", "1", "hangman:game", "phx_reply"], reply
+        assert reply[4]["status"] == "ok", reply
+
+
+def test_longpoll_tokens_are_signed_with_a_key_every_replica_shares(manifests):
+    """From a Secret, never a key of the pod's own (the binary's default, which another
+    replica could not check): dev generates a public, development-only one, prod's is the
+    operator's (documented) and not committed."""
+    for deployment, _, container in containers(manifests):
+        if not deployment["metadata"]["name"].startswith("ws-gateway-"):
+            continue
+        (var,) = [v for v in container["env"] if v["name"] == "WS_GATEWAY_LONGPOLL_SECRET"]
+        ref = var["valueFrom"]["secretKeyRef"]
+        assert not ref.get("optional"), "no Secret, no pod: never a key per pod"
+        key = manifests.container_env(container)["WS_GATEWAY_LONGPOLL_SECRET"]
+        assert len(key.encode()) >= 32, "the gateway refuses a key under 32 bytes"
+        if manifests.overlay == "dev":
+            assert ref["name"].startswith(LONGPOLL_SECRET["name"] + "-"), "generated"
+            assert "dev" in key and "never" in key, "a dev key says it is one"
+        else:
+            assert ref == LONGPOLL_SECRET
+            assert key == secret_placeholder(ref), "prod renders no signing key"
+    readme = README.read_text()
+    assert f"kubectl create secret generic {LONGPOLL_SECRET['name']}" in readme
+    assert f"--from-literal={LONGPOLL_SECRET['key']}=" in readme
 
 
 def websocket_upgrade(addr: str, path: str, host: str = "", origin: str = "") -> int:
@@ -350,6 +464,48 @@ def test_network_policy_admits_both_front_ends_and_nothing_else(manifests):
     for name in ("game-service", "game-service-headless"):
         selector = manifests.get("Service", name)["spec"]["selector"]
         assert policy["podSelector"]["matchLabels"].items() <= selector.items(), name
+
+
+def admits(policy: dict, peer_labels: dict, port: dict) -> bool:
+    """Whether an Ingress NetworkPolicy lets pods with `peer_labels` (same namespace) reach a
+    container `port` (number and name) of the pods it selects."""
+    if "Ingress" not in policy["spec"].get("policyTypes", ["Ingress"]):
+        return True
+    for rule in policy["spec"].get("ingress", []):
+        peers = rule.get("from")
+        peer_ok = peers is None or any(
+            set(peer) == {"podSelector"}
+            and peer["podSelector"].get("matchLabels", {}).items() <= peer_labels.items()
+            for peer in peers
+        )
+        names = (port["containerPort"], port["name"])
+        ports = rule.get("ports")
+        if peer_ok and (ports is None or any(p.get("port") in names for p in ports)):
+            return True
+    return False
+
+
+def test_gateway_replicas_may_forward_long_polls_to_each_other(manifests):
+    """A long-poll request is forwarded to the replica holding its session, at its pod IP and
+    container port: any policy that isolates gateway pods must admit their own version's."""
+    for deployment, _, container in containers(manifests):
+        if not deployment["metadata"]["name"].startswith("ws-gateway-"):
+            continue
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        (port,) = container["ports"]
+        for policy in manifests.of_kind("NetworkPolicy"):
+            selector = policy["spec"]["podSelector"].get("matchLabels", {})
+            if selector.items() <= labels.items():
+                assert admits(policy, labels, port), policy["metadata"]
+        # ...which a policy admitting only other pods would not.
+        isolating = {
+            "spec": {
+                "podSelector": {"matchLabels": labels},
+                "policyTypes": ["Ingress"],
+                "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "envoy"}}}]}],
+            }
+        }
+        assert not admits(isolating, labels, port)
 
 
 def test_autoscalers_and_disruption_budgets_cover_the_front_ends_and_game_service(manifests):
@@ -595,10 +751,11 @@ def parse_seconds(value: str) -> int:
 
 
 def test_cookie_key_comes_from_a_secret_that_is_not_committed(manifests):
-    # No Secret is rendered, so no key; dev's plain Redis URL is the one exception.
-    rendered = [s["metadata"]["name"] for s in manifests.of_kind("Secret")]
+    # No Secret is rendered, so no key; dev's plain Redis URL and public long-poll key are
+    # the exceptions.
+    rendered = sorted(s["metadata"]["name"].rsplit("-", 1)[0] for s in manifests.of_kind("Secret"))
     if manifests.overlay == "dev":
-        assert len(rendered) == 1 and rendered[0].startswith("game-service-store-"), rendered
+        assert rendered == ["game-service-store", LONGPOLL_SECRET["name"]], rendered
     else:
         assert rendered == []
     pod = manifests.get("Deployment", "html-gallows")["spec"]["template"]["spec"]

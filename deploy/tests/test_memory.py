@@ -65,6 +65,15 @@ GATEWAY_PER_ROOM = 28 * KIB
 # Per connection waiting for its first complete request (half-open, slowloris):
 # scripts/half-open-rss, +28.3-32 MiB for 1 024.
 GATEWAY_PER_PENDING = 32 * KIB
+# Per idle long-poll session joined to hangman:game, its poll waiting: 2 000 sessions of the
+# npm client's LongPoll, ws-gateway/tests/phoenix-js/bench/longpoll-memory.mjs, measured
+# 37.7-39.8 KiB in 9 runs (38.3-39.5 after two more poll windows), 29.7-30.9 of it the HTTP
+# connection the poll waits on (docs/benchmarks.md).
+GATEWAY_PER_SESSION = 48 * KIB
+# A message waiting in a session's buffer for the next poll. The gateway's largest to the SPA,
+# a tally with the word and 26 letters used, is under 500 B (the presence of a large room,
+# sent once a join, is more; the headroom pays for it).
+GATEWAY_BUFFERED_MESSAGE = 1 * KIB
 # html-gallows, release build on loopback. RSS started: measured 6.3-6.9 MiB.
 HTML_BASELINE = 8 * MIB
 # Per game watched by the tally cache: 1 000 games created and viewed through the forms,
@@ -126,6 +135,17 @@ GATEWAY_LIMITS = [
     "WS_GATEWAY_MAX_CHANNELS",
     "WS_GATEWAY_MAX_FRAME_SIZE",
     "WS_GATEWAY_MAX_PENDING_CONNECTIONS",
+    "WS_GATEWAY_LONGPOLL_MAX_SESSIONS",
+    "WS_GATEWAY_LONGPOLL_BUFFER",
+    "WS_GATEWAY_LONGPOLL_MAX_BODY",
+]
+# Long-poll settings that are no term of the sum but bound what it counts: the messages of a
+# POST (its body bounds their bytes), how long a poll is held and how long a session no poll
+# came for lives on. Set in the manifests all the same.
+GATEWAY_SETTINGS = [
+    "WS_GATEWAY_LONGPOLL_MAX_MESSAGES",
+    "WS_GATEWAY_LONGPOLL_WINDOW",
+    "WS_GATEWAY_LONGPOLL_EXPIRY",
 ]
 HTML_LIMITS = [
     "HTML_GALLOWS_TALLY_CACHE_GAMES",
@@ -134,9 +154,12 @@ HTML_LIMITS = [
 ]
 
 
-def admission_limits(env: dict[str, str], names: list[str]) -> dict[str, int]:
-    """The admission limits a pod sets; each must be set, and not to 0 (no limit)."""
-    missing = [name for name in names if name not in env]
+def admission_limits(
+    env: dict[str, str], names: list[str], settings: list[str] = ()
+) -> dict[str, int]:
+    """The admission limits a pod sets; each must be set, and not to 0 (no limit), as must
+    the `settings` that bound them."""
+    missing = [name for name in [*names, *settings] if name not in env]
     assert not missing, f"{missing} not set: the memory limit cannot rest on a default"
     limits = {name: int(env[name]) for name in names}
     assert all(limits.values()), f"{limits}: 0 turns a limit off"
@@ -144,16 +167,24 @@ def admission_limits(env: dict[str, str], names: list[str]) -> dict[str, int]:
 
 
 def gateway_need(env: dict[str, str]) -> float:
-    n = admission_limits(env, GATEWAY_LIMITS)
+    n = admission_limits(env, GATEWAY_LIMITS, GATEWAY_SETTINGS)
+    rooms = n["WS_GATEWAY_MAX_CHANNELS"] * GATEWAY_PER_ROOM
     per_connection = (
-        GATEWAY_PER_CONNECTION
-        + GATEWAY_FRAME_BUFFER * n["WS_GATEWAY_MAX_FRAME_SIZE"]
-        + n["WS_GATEWAY_MAX_CHANNELS"] * GATEWAY_PER_ROOM
+        GATEWAY_PER_CONNECTION + GATEWAY_FRAME_BUFFER * n["WS_GATEWAY_MAX_FRAME_SIZE"] + rooms
+    )
+    # A session's buffer full, and one POST body in flight (the npm client sends one at a
+    # time; the decoded messages are in the headroom).
+    per_session = (
+        GATEWAY_PER_SESSION
+        + n["WS_GATEWAY_LONGPOLL_BUFFER"] * GATEWAY_BUFFERED_MESSAGE
+        + n["WS_GATEWAY_LONGPOLL_MAX_BODY"]
+        + rooms
     )
     return (
         GATEWAY_BASELINE
         + n["WS_GATEWAY_MAX_CONNECTIONS"] * per_connection
         + n["WS_GATEWAY_MAX_PENDING_CONNECTIONS"] * GATEWAY_PER_PENDING
+        + n["WS_GATEWAY_LONGPOLL_MAX_SESSIONS"] * per_session
     )
 
 
@@ -168,15 +199,16 @@ def html_need(env: dict[str, str]) -> float:
 
 
 def front_ends(manifests):
-    """(Deployment, what a full pod needs, its admission limits) for every front end."""
+    """(Deployment, what a full pod needs, its admission limits, the settings that bound
+    them) for every front end."""
     gateways = [
         d["metadata"]["name"]
         for d in manifests.of_kind("Deployment")
         if d["metadata"]["labels"].get("app.kubernetes.io/name") == "ws-gateway"
     ]
     assert len(gateways) >= 2, f"{manifests.overlay}: expected both gateway versions"
-    return [(name, gateway_need, GATEWAY_LIMITS) for name in gateways] + [
-        ("html-gallows", html_need, HTML_LIMITS)
+    return [(name, gateway_need, GATEWAY_LIMITS, GATEWAY_SETTINGS) for name in gateways] + [
+        ("html-gallows", html_need, HTML_LIMITS, [])
     ]
 
 
@@ -193,7 +225,7 @@ def over_limit(manifests, name, need, env) -> str | None:
 
 
 def test_full_front_ends_fit_their_memory_limits_with_headroom(manifests):
-    for name, need, _ in front_ends(manifests):
+    for name, need, _, _ in front_ends(manifests):
         env = manifests.container_env(manifests.container(name))
         assert over_limit(manifests, name, need, env) is None, over_limit(
             manifests, name, need, env
@@ -202,12 +234,14 @@ def test_full_front_ends_fit_their_memory_limits_with_headroom(manifests):
 
 def test_a_front_end_maximum_raised_without_the_memory_limit_fails(manifests):
     """The check above reads each maximum from the manifests: any one of them raised
-    tenfold (or left to the binary's default) without the memory limit fails it."""
-    for name, need, names in front_ends(manifests):
+    tenfold (or it, or a setting that bounds it, left to the binary's default) without the
+    memory limit fails it."""
+    for name, need, names, settings in front_ends(manifests):
         env = manifests.container_env(manifests.container(name))
         for key in names:
             raised = {**env, key: str(int(env[key]) * 10)}
             assert over_limit(manifests, name, need, raised), f"{name}: {key} x 10 fits"
+        for key in [*names, *settings]:
             unset = {k: v for k, v in env.items() if k != key}
             try:
                 need(unset)
