@@ -69,6 +69,13 @@ def hangman_deployments(manifests):
     return [d for d, _, _ in containers(manifests)]
 
 
+def gateways(manifests):
+    """(Deployment, container) of each gateway version."""
+    for deployment, _, container in containers(manifests):
+        if deployment["metadata"]["name"].startswith("ws-gateway-"):
+            yield deployment, container
+
+
 def listen_address(env: dict[str, str]) -> tuple[str, str]:
     (name,) = [k for k in env if k.endswith("_LISTEN")]
     return name, env[name]
@@ -297,9 +304,7 @@ def longpoll(addr: str, method: str, path: str, body: str = "") -> dict:
 
 
 def test_each_gateway_advertises_its_pod_ip_and_container_port(manifests):
-    for deployment, _, container in containers(manifests):
-        if not deployment["metadata"]["name"].startswith("ws-gateway-"):
-            continue
+    for _, container in gateways(manifests):
         env = manifests.container_env(container)
         (port,) = container["ports"]
         assert env[ADVERTISE] == f"{EXAMPLE_POD_IP}:{port['containerPort']}"
@@ -328,9 +333,7 @@ def test_longpoll_tokens_are_signed_with_a_key_every_replica_shares(manifests):
     """From a Secret, never a key of the pod's own (the binary's default, which another
     replica could not check): dev generates a public, development-only one, prod's is the
     operator's (documented) and not committed."""
-    for deployment, _, container in containers(manifests):
-        if not deployment["metadata"]["name"].startswith("ws-gateway-"):
-            continue
+    for _, container in gateways(manifests):
         (var,) = [v for v in container["env"] if v["name"] == "WS_GATEWAY_LONGPOLL_SECRET"]
         ref = var["valueFrom"]["secretKeyRef"]
         assert not ref.get("optional"), "no Secret, no pod: never a key per pod"
@@ -382,10 +385,8 @@ def test_each_gateway_version_admits_pages_of_the_public_origin_only(manifests, 
     overlay must name the origin its Gateway serves the SPA on; loopback is always allowed."""
     origins = public_origins(manifests)
     assert origins
-    for deployment, _, container in containers(manifests):
+    for deployment, container in gateways(manifests):
         name = deployment["metadata"]["name"]
-        if not name.startswith("ws-gateway-"):
-            continue
         allowed = manifests.container_env(container).get("WS_GATEWAY_ALLOWED_ORIGINS", "")
         for origin in origins:
             if "://localhost" not in origin:
@@ -488,9 +489,7 @@ def admits(policy: dict, peer_labels: dict, port: dict) -> bool:
 def test_gateway_replicas_may_forward_long_polls_to_each_other(manifests):
     """A long-poll request is forwarded to the replica holding its session, at its pod IP and
     container port: any policy that isolates gateway pods must admit their own version's."""
-    for deployment, _, container in containers(manifests):
-        if not deployment["metadata"]["name"].startswith("ws-gateway-"):
-            continue
+    for deployment, container in gateways(manifests):
         labels = deployment["spec"]["template"]["metadata"]["labels"]
         (port,) = container["ports"]
         for policy in manifests.of_kind("NetworkPolicy"):
