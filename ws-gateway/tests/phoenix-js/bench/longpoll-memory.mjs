@@ -13,9 +13,15 @@
 //   the connection a poll waits on costs by itself (the gateway closes it after its
 //   `--header-read-timeout`, so measure it without `--hold`).
 //
-//   node bench/longpoll-memory.mjs --gateway 127.0.0.1:4100 --gateway-pid PID \
-//       [--transport longpoll|websocket|keepalive] [--clients 2000] [--concurrency 100] \
-//       [--mount /socket] [--hold SECONDS]   # RSS again after SECONDS more (polls go on)
+// Given several gateways (replicas sharing `--longpoll-secret`, each with
+// `--longpoll-advertise`), the clients reach them through a proxy of the script's own that
+// sends each request to the next gateway in turn, as a Kubernetes Service or Gateway
+// balances requests: a poll that lands on a replica not holding its session is forwarded.
+// The figures are then summed over the gateways.
+//
+//   node bench/longpoll-memory.mjs --gateway 127.0.0.1:4100[,127.0.0.1:4101] \
+//       --gateway-pid PID[,PID] [--transport longpoll|websocket|keepalive] [--clients 2000] \
+//       [--concurrency 100] [--mount /socket] [--hold SECONDS]   # RSS again after SECONDS more
 //
 // Measure each transport on a gateway of its own: memory freed by one run is reused by the
 // next, which would then look cheaper than it is.
@@ -24,7 +30,7 @@ import { connect } from 'node:net';
 import { parseArgs } from 'node:util';
 import { LongPoll, Socket } from 'phoenix';
 import WebSocket from 'ws';
-import { ok, sleep } from '../lib/harness.mjs';
+import { ok, sleep, startProxy } from '../lib/harness.mjs';
 
 const { values: args } = parseArgs({
   options: {
@@ -42,21 +48,27 @@ if (!args.gateway || !args['gateway-pid']) {
   process.exit(2);
 }
 const clients = Number(args.clients);
+const gateways = args.gateway.split(',');
+const pids = args['gateway-pid'].split(',');
+if (pids.length !== gateways.length) throw new Error('one --gateway-pid per --gateway');
+const target = gateways.length > 1 ? (await startProxy(gateways.map((addr) => ({ addr })))).addr : gateways[0];
 
-/** The gateway's resident set, in KiB. */
+/** The gateways' resident sets, in KiB. */
 function rssKiB() {
-  const status = readFileSync(`/proc/${args['gateway-pid']}/status`, 'utf8');
-  return Number(/^VmRSS:\s+(\d+) kB/m.exec(status)[1]);
+  const status = (pid) => readFileSync(`/proc/${pid}/status`, 'utf8');
+  return pids.map((pid) => Number(/^VmRSS:\s+(\d+) kB/m.exec(status(pid))[1]));
 }
 
-/** The gateway's open file descriptors: one per TCP connection, and a few of its own. */
+/** The gateways' open file descriptors: one per TCP connection, and a few of their own. */
 function openFiles() {
-  return readdirSync(`/proc/${args['gateway-pid']}/fd`).length;
+  return pids.map((pid) => readdirSync(`/proc/${pid}/fd`).length);
 }
+
+const sum = (values) => values.reduce((a, b) => a + b, 0);
 
 /** A phoenix socket over `transport`, joined to `hangman:game`; nothing is sent after. */
 async function joined(transport) {
-  const socket = new Socket(`ws://${args.gateway}${args.mount}`, {
+  const socket = new Socket(`ws://${target}${args.mount}`, {
     transport,
     reconnectAfterMs: () => 1000,
     rejoinAfterMs: () => 1000,
@@ -68,10 +80,10 @@ async function joined(transport) {
 
 /** An HTTP/1.1 connection that got its answer to GET /healthz and stays open. */
 async function keptAlive() {
-  const [host, port] = args.gateway.split(':');
+  const [host, port] = target.split(':');
   const tcp = connect(Number(port), host);
   await new Promise((res, rej) => tcp.once('connect', res).once('error', rej));
-  tcp.write(`GET /healthz HTTP/1.1\r\nHost: ${args.gateway}\r\n\r\n`);
+  tcp.write(`GET /healthz HTTP/1.1\r\nHost: ${target}\r\n\r\n`);
   await new Promise((res) => tcp.once('data', res));
   return { open: () => !tcp.destroyed, close: () => tcp.destroy() };
 }
@@ -111,13 +123,17 @@ console.log(`${args.transport}: ${idle.length} clients opened in ${((Date.now() 
 await sleep(3000);
 const [after, filesAfter] = [rssKiB(), openFiles()];
 console.log(`${args.transport}: ${idle.filter((client) => client.open()).length} of ${idle.length} still open`);
-const perClient = (kib) => ((kib - before) / clients).toFixed(1);
-console.log(`gateway RSS: ${before} KiB before, ${after} KiB with ${clients} idle ${args.transport} clients = ${perClient(after)} KiB per client`);
-console.log(`gateway connections: ${((filesAfter - filesBefore) / clients).toFixed(2)} per client`);
+const perClient = (kib) => ((sum(kib) - sum(before)) / clients).toFixed(1);
+console.log(
+  `gateway RSS: ${before.join(' + ')} KiB before, ${after.join(' + ')} KiB with ${clients} idle ` +
+    `${args.transport} clients = ${perClient(after)} KiB per client`,
+);
+const connections = after.map((_, i) => ((filesAfter[i] - filesBefore[i]) / clients).toFixed(2));
+console.log(`gateway connections: ${connections.join(' + ')} per client`);
 if (Number(args.hold) > 0) {
   await sleep(Number(args.hold) * 1000);
   const held = rssKiB();
-  console.log(`after ${args.hold} s more: ${held} KiB = ${perClient(held)} KiB per client`);
+  console.log(`after ${args.hold} s more: ${held.join(' + ')} KiB = ${perClient(held)} KiB per client`);
 }
 idle.forEach((client) => client.close());
 await sleep(500);
