@@ -70,6 +70,13 @@ GATEWAY_PER_PENDING = 32 * KIB
 # 37.7-39.8 KiB in 9 runs (38.3-39.5 after two more poll windows), 29.7-30.9 of it the HTTP
 # connection the poll waits on (docs/benchmarks.md).
 GATEWAY_PER_SESSION = 48 * KIB
+# A poll that lands on a replica not holding its session is forwarded to the holder: the
+# forwarder keeps the client's connection and one of its own to the holder while it waits.
+# Measured with the same script behind a round-robin proxy: 69.2-71.4 KiB a session summed
+# over two replicas (half the polls forwarded), 81.6 over three, so about 62 KiB a forwarded
+# poll. A replica forwards the polls of 1/n of each other replica's sessions: fewer than it may
+# hold itself, so one forwarded poll (and one forwarded POST body) is counted per session.
+GATEWAY_PER_FORWARDED_POLL = 64 * KIB
 # A message waiting in a session's buffer for the next poll. The gateway's largest to the SPA,
 # a tally with the word and 26 letters used, is under 500 B (the presence of a large room,
 # sent once a join, is more; the headroom pays for it).
@@ -173,11 +180,12 @@ def gateway_need(env: dict[str, str]) -> float:
         GATEWAY_PER_CONNECTION + GATEWAY_FRAME_BUFFER * n["WS_GATEWAY_MAX_FRAME_SIZE"] + rooms
     )
     # A session's buffer full, and one POST body in flight (the npm client sends one at a
-    # time; the decoded messages are in the headroom).
+    # time; the decoded messages are in the headroom), here and at a forwarder.
     per_session = (
         GATEWAY_PER_SESSION
+        + GATEWAY_PER_FORWARDED_POLL
         + n["WS_GATEWAY_LONGPOLL_BUFFER"] * GATEWAY_BUFFERED_MESSAGE
-        + n["WS_GATEWAY_LONGPOLL_MAX_BODY"]
+        + 2 * n["WS_GATEWAY_LONGPOLL_MAX_BODY"]
         + rooms
     )
     return (
