@@ -128,7 +128,7 @@ console.log(
   `gateway RSS: ${before.join(' + ')} KiB before, ${after.join(' + ')} KiB with ${clients} idle ` +
     `${args.transport} clients = ${perClient(after)} KiB per client`,
 );
-const connections = after.map((_, i) => ((filesAfter[i] - filesBefore[i]) / clients).toFixed(2));
+const connections = filesAfter.map((files, i) => ((files - filesBefore[i]) / clients).toFixed(2));
 console.log(`gateway connections: ${connections.join(' + ')} per client`);
 if (Number(args.hold) > 0) {
   await sleep(Number(args.hold) * 1000);
