@@ -208,7 +208,9 @@ impl<C: Connect> Endpoint<C> {
             };
             if self.longpoll.is_some() {
                 let state: MountState<C> = (Arc::clone(self), Arc::from(mount));
-                let serve = get(longpoll::serve::<C>).post(longpoll::serve::<C>);
+                let serve = get(longpoll::serve::<C>)
+                    .post(longpoll::serve::<C>)
+                    .options(longpoll::serve::<C>);
                 router = router.route(&format!("{mount}/longpoll"), serve.with_state(state));
             }
         }

@@ -102,6 +102,21 @@ impl Session {
     }
 }
 
+/// Asserts that a poll's answer is that of a GET which resumed nothing: as in Phoenix, a new
+/// session's 410 with a token other than `stale` (a client holding a token reconnects).
+fn assert_new_session(body: &Value, stale: &str, what: &str) {
+    assert_eq!(body["status"], 410, "{what}: {body}");
+    let token = body["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{what}: {body}"));
+    assert_ne!(token, stale, "{what}");
+}
+
+/// A join, to post where a session is expected to be gone.
+fn a_join() -> String {
+    json!([null, "1", "echo:x", "phx_join", {}]).to_string()
+}
+
 async fn try_open(base: &str, query: &str) -> (u16, Value) {
     let url = format!("{base}/longpoll?{query}");
     answer(reqwest::get(url).await.unwrap()).await
@@ -157,23 +172,29 @@ async fn v1_objects_too_and_the_token_in_the_phoenix_1_9_header() {
         .unwrap();
     let (_, body) = answer(polled).await;
     assert_eq!(body["status"], 200);
-    assert_eq!(body["token"], session.token.as_str());
+    assert!(body["token"].is_string());
     let reply: Value = serde_json::from_str(body["messages"][0].as_str().unwrap()).unwrap();
     assert_eq!(reply["event"], "phx_reply");
     assert_eq!(reply["payload"]["status"], "ok");
 }
 
 #[tokio::test]
-async fn a_poll_with_nothing_to_give_answers_204_after_the_window() {
+async fn a_poll_with_nothing_to_give_answers_204_after_the_window_with_a_new_token() {
     let server = serve(with_longpoll(|lp| lp.window = Duration::from_millis(200))).await;
     let session = Session::open(&base(&server), "vsn=2.0.0").await;
     let started = std::time::Instant::now();
     let body = session.poll().await;
     assert_eq!(
-        body,
-        json!({"status": 204, "token": session.token, "messages": []})
+        (&body["status"], &body["messages"]),
+        (&json!(204), &json!([]))
     );
     assert!(started.elapsed() >= Duration::from_millis(200));
+    // Each answer brings a new token (the client keeps the latest), which resumes the session.
+    let renewed = Session {
+        token: body["token"].as_str().unwrap().to_owned(),
+        ..session.via(&base(&server))
+    };
+    renewed.assert_echoes("1").await;
 }
 
 #[tokio::test]
@@ -203,8 +224,11 @@ async fn polls_keep_a_session_past_the_idle_timeout_and_without_them_it_expires(
     })
     .await
     .expect("the session expires");
-    let body = session.poll().await;
-    assert_eq!(body["status"], 410, "{body}");
+    assert_new_session(
+        &session.poll().await,
+        &session.token,
+        "a poll after the expiry",
+    );
     let (status, body) = session
         .post(&json!(["1", "e3", "echo:a", "echo", 3]).to_string())
         .await;
@@ -260,19 +284,19 @@ async fn forged_or_foreign_tokens_are_gone_and_the_session_they_imitate_plays_on
             token,
             ..session.via(&base(&server))
         };
-        let body = imitation.poll().await;
+        let (_, body) = imitation.post(&a_join()).await;
         assert_eq!(body["status"], 410, "{what}: {body}");
         assert!(body["reason"].is_string(), "{what}: {body}");
-        let (_, body) = imitation
-            .post(&json!([null, "1", "echo:x", "phx_join", {}]).to_string())
-            .await;
-        assert_eq!(body["status"], 410, "{what}: {body}");
+        assert_new_session(&imitation.poll().await, &imitation.token, what);
     }
     // A token is bound to the mount that made it.
-    let body = session.via(&format!("{}/other", server.url())).poll().await;
+    let elsewhere = session.via(&format!("{}/other", server.url()));
+    let (_, body) = elsewhere.post(&a_join()).await;
     assert_eq!(body["status"], 410, "{body}");
+    assert_new_session(&elsewhere.poll().await, &session.token, "another mount");
     session.assert_echoes("1").await;
-    assert_eq!(server.endpoint.longpoll_sessions(), 1);
+    // The session itself and the five the polls opened (ended after a window unpolled).
+    assert_eq!(server.endpoint.longpoll_sessions(), 6);
 }
 
 #[tokio::test]
@@ -425,10 +449,12 @@ async fn a_request_landing_on_another_replica_is_forwarded_to_the_one_holding_th
         .send()
         .await
         .unwrap();
-    assert_eq!(answer(twice).await.1["status"], 410);
-    // The holder shut down, its sessions are gone for the others too.
+    assert_new_session(&answer(twice).await.1, &session.token, "forwarded twice");
+    assert_eq!(other.endpoint.longpoll_sessions(), 1, "opened by that GET");
+    // The holder shut down, a POST for its session is 410 wherever it lands.
     holder.endpoint.shutdown().await;
-    assert_eq!(session.via(&base(&other)).poll().await["status"], 410);
+    let (_, body) = session.via(&base(&other)).post(&a_join()).await;
+    assert_eq!(body["status"], 410, "{body}");
 }
 
 #[tokio::test]
@@ -453,7 +479,8 @@ async fn a_holder_that_cannot_be_reached_makes_its_sessions_gone() {
         &["/socket"],
     );
     let session = Session::open(&base(&unreachable), "vsn=2.0.0").await;
-    let body = session.via(&base(&other)).poll().await;
+    let via_other = session.via(&base(&other));
+    let (_, body) = via_other.post(&a_join()).await;
     assert_eq!(body["status"], 410, "{body}");
     assert!(
         body["reason"]
@@ -462,13 +489,115 @@ async fn a_holder_that_cannot_be_reached_makes_its_sessions_gone() {
             .contains("cannot be reached"),
         "{body}"
     );
+    assert_new_session(&via_other.poll().await, &session.token, "a poll");
 }
 
 #[tokio::test]
 async fn without_an_advertised_address_another_replicas_session_is_gone() {
     let (holder, other) = replicas(false).await;
     let session = Session::open(&base(&holder), "vsn=2.0.0").await;
-    let body = session.via(&base(&other)).poll().await;
+    let via_other = session.via(&base(&other));
+    let (_, body) = via_other.post(&a_join()).await;
     assert_eq!(body["status"], 410, "{body}");
+    assert_new_session(&via_other.poll().await, &session.token, "a poll");
     session.assert_echoes("1").await;
+}
+
+#[tokio::test]
+async fn a_slow_body_a_chunked_body_too_large_or_a_second_post_at_once_is_refused() {
+    let server = serve(with_longpoll(|lp| {
+        lp.window = Duration::from_millis(300);
+        lp.max_body = 1000;
+    }))
+    .await;
+    let session = Session::open(&base(&server), "vsn=2.0.0").await;
+    // Polled once: a session never polled would end after a window.
+    session.assert_echoes("1").await;
+    let url = format!("{}?token={}", session.url, session.token);
+    // A body that never ends: 408 after the window; meanwhile it is the session's one POST.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
+    tx.send(Ok(b"[\"1\"".to_vec())).await.unwrap();
+    let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+    let slow = reqwest::Client::new()
+        .post(&url)
+        .body(reqwest::Body::wrap_stream(stream))
+        .send();
+    let slow = tokio::spawn(slow);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (status, body) = session
+        .post("[null,\"h\",\"phoenix\",\"heartbeat\",{}]")
+        .await;
+    assert_eq!((status, &body["status"]), (409, &json!(409)), "{body}");
+    let (status, body) = answer(slow.await.unwrap().unwrap()).await;
+    assert_eq!((status, &body["status"]), (408, &json!(408)), "{body}");
+    drop(tx);
+    // Chunked, with no length said: refused once it passes the limit.
+    let chunks = vec![
+        Ok::<_, std::io::Error>(vec![b' '; 600]),
+        Ok(vec![b' '; 600]),
+    ];
+    let chunked = reqwest::Client::new()
+        .post(&url)
+        .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = answer(chunked).await;
+    assert_eq!((status, &body["status"]), (413, &json!(413)), "{body}");
+    session
+        .send(&[json!(["1", "e2", "echo:a", "echo", 2])])
+        .await;
+    assert_eq!(session.receive(1).await[0][4]["response"], 2);
+}
+
+#[tokio::test]
+async fn another_allowed_origin_may_read_the_answers_and_head_opens_nothing() {
+    let mut config = config();
+    config.allowed_origins = phoenix_channels::transport::AllowedOrigins::new(
+        &["https://app.example".into()],
+        [127, 0, 0, 1].into(),
+    );
+    let server = serve(config).await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/longpoll?vsn=2.0.0", base(&server));
+    let preflight = http
+        .request(reqwest::Method::OPTIONS, &url)
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), 204);
+    let allowed = |name: &str| preflight.headers()[name].to_str().unwrap().to_owned();
+    assert_eq!(
+        allowed("access-control-allow-origin"),
+        "https://app.example"
+    );
+    assert!(allowed("access-control-allow-headers").contains("x-phoenix-longpoll-token"));
+    assert!(allowed("access-control-allow-methods").contains("POST"));
+    let opened = http
+        .get(&url)
+        .header("origin", "https://app.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        opened.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
+    assert_eq!(answer(opened).await.1["status"], 410);
+    let foreign = http
+        .request(reqwest::Method::OPTIONS, &url)
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        !foreign
+            .headers()
+            .contains_key("access-control-allow-origin")
+    );
+    let head = http.head(&url).send().await.unwrap();
+    assert_eq!(head.status(), 405);
+    assert_eq!(server.endpoint.longpoll_sessions(), 1, "the GET's alone");
 }

@@ -177,6 +177,45 @@ impl LongPoll {
     pub(crate) fn open_sessions(&self) -> usize {
         self.sessions().len()
     }
+
+    /// How old a token may be. Every poll's answer carries a new one, so a live client's is
+    /// never older than about two windows; past its session's expiry it resumes nothing, and
+    /// an old token must not keep naming an address to forward to (a pod's IP is reused).
+    fn token_max_age(&self) -> Duration {
+        self.config.window * 2 + self.config.expiry
+    }
+
+    fn sign(&self, mount: &str, session: SessionId) -> String {
+        let claims = Claims {
+            session,
+            holder: self.holder.clone(),
+            issued_at: token::now(),
+        };
+        self.key.sign(mount, &claims)
+    }
+
+    /// Where a request's token leads.
+    fn resume(&self, mount: &str, token: Option<&str>) -> Resumed {
+        let Some(token) = token else {
+            return Resumed::Nowhere("no session token: open a session with a GET first".into());
+        };
+        let claims = match self.key.verify(mount, token, self.token_max_age()) {
+            Ok(claims) => claims,
+            Err(invalid) => {
+                tracing::debug!(%invalid, "long-poll token refused");
+                return Resumed::Nowhere(invalid.to_string());
+            }
+        };
+        if claims.holder != self.holder {
+            return Resumed::Elsewhere(claims);
+        }
+        match self.sessions().get(&claims.session) {
+            Some(session) => Resumed::Here(Arc::clone(session), claims),
+            None => Resumed::Nowhere(
+                "the session has ended (expired, closed, or the server restarted)".into(),
+            ),
+        }
+    }
 }
 
 /// Keeps a session in its endpoint's registry, and counted, for as long as its socket runs.
@@ -197,15 +236,11 @@ impl<C: Connect> Drop for SessionSlot<C> {
 /// The state of one mount's route: its endpoint, and the mount its tokens are bound to.
 pub(crate) type MountState<C> = (Arc<Endpoint<C>>, Arc<str>);
 
-/// `GET` and `POST {mount}/longpoll`.
+/// `GET`, `POST` and `OPTIONS` (CORS preflight) `{mount}/longpoll`.
 pub(crate) async fn serve<C: Connect>(
     State((endpoint, mount)): State<MountState<C>>,
     request: Request,
 ) -> Response {
-    let longpoll = endpoint
-        .longpoll
-        .as_ref()
-        .expect("routed only with long-poll on");
     let (parts, body) = request.into_parts();
     if !endpoint.config.allowed_origins.allows(&parts.headers) {
         return answer(
@@ -213,6 +248,61 @@ pub(crate) async fn serve<C: Connect>(
             json!({"status": 403, "reason": "origin not allowed"}),
         );
     }
+    let mut response = match parts.method {
+        Method::GET | Method::POST => handle(&endpoint, &mount, parts.clone(), body).await,
+        Method::OPTIONS => preflight(),
+        // axum answers HEAD with the GET route: it must open no session.
+        _ => StatusCode::METHOD_NOT_ALLOWED.into_response(),
+    };
+    // An allowed origin other than the page's own may read the answer (CORS); with none,
+    // the browser keeps it from the page.
+    if let Some(origin) = parts.headers.get(header::ORIGIN) {
+        let headers = response.headers_mut();
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+        headers.insert(header::VARY, HeaderValue::from_static("origin"));
+    }
+    response
+}
+
+/// A browser's preflight of a cross-origin poll or POST (its headers are not CORS-safe).
+fn preflight() -> Response {
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, POST, OPTIONS"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("content-type, x-phoenix-authtoken, x-phoenix-longpoll-token"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("3600"),
+    );
+    response
+}
+
+/// Where a request's token leads.
+enum Resumed {
+    /// A session of this server.
+    Here(Arc<Session>, Claims),
+    /// A session another replica holds.
+    Elsewhere(Claims),
+    /// No session: no token, a token refused, or its session ended (said why).
+    Nowhere(String),
+}
+
+async fn handle<C: Connect>(
+    endpoint: &Arc<Endpoint<C>>,
+    mount: &str,
+    parts: Parts,
+    body: Body,
+) -> Response {
+    let longpoll = endpoint
+        .longpoll
+        .as_ref()
+        .expect("routed only with long-poll on");
     let Ok(Query(params)) = Query::<HashMap<String, String>>::try_from_uri(&parts.uri) else {
         return answer(
             StatusCode::BAD_REQUEST,
@@ -224,34 +314,56 @@ pub(crate) async fn serve<C: Connect>(
         .get(TOKEN_HEADER)
         .and_then(|v| v.to_str().ok())
         .or(params.get("token").map(String::as_str))
-        .filter(|t| !t.is_empty())
-        .map(str::to_owned);
-    let Some(token) = token else {
-        return match parts.method {
-            Method::GET => open(&endpoint, &mount, params, &parts.headers),
-            _ => gone("no session token: open a session with a GET first"),
+        .filter(|t| !t.is_empty());
+    let resumed = longpoll.resume(mount, token);
+    if parts.method == Method::GET {
+        // As Phoenix: a GET that resumes nothing opens a session. (A client holding a token
+        // takes the answer's 410 as its session gone, and reconnects.)
+        return match resumed {
+            Resumed::Here(session, claims) => poll(longpoll, mount, &session, claims).await,
+            Resumed::Elsewhere(claims) => {
+                match forward(longpoll, &claims, &parts, Bytes::new()).await {
+                    Ok(answer) => answer,
+                    Err(_) => open(endpoint, mount, params, &parts.headers),
+                }
+            }
+            Resumed::Nowhere(_) => open(endpoint, mount, params, &parts.headers),
         };
+    }
+    if let Resumed::Nowhere(why) = &resumed {
+        return gone(why);
+    }
+    // One POST of a session at a time, its body read within the window: a client that sends
+    // more at once, or a body slowly, holds no more than that.
+    let _posting = match &resumed {
+        Resumed::Here(session, _) => match session.begin_post() {
+            Some(posting) => Some(posting),
+            None => {
+                return answer(
+                    StatusCode::CONFLICT,
+                    json!({"status": 409, "reason": "another POST of this session is in flight"}),
+                );
+            }
+        },
+        _ => None,
     };
-    let claims = match longpoll.key.verify(&mount, &token) {
-        Ok(claims) => claims,
-        Err(invalid) => {
-            tracing::debug!(%invalid, "long-poll token refused");
-            return gone(&invalid.to_string());
+    let read = read_body(body, &parts.headers, longpoll.config.max_body);
+    let body = match tokio::time::timeout(longpoll.config.window, read).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(refused)) => return refused,
+        Err(_) => {
+            return answer(
+                StatusCode::REQUEST_TIMEOUT,
+                json!({"status": 408, "reason": "the body did not arrive within the poll window"}),
+            );
         }
     };
-    let body = match read_body(parts.method == Method::POST, body, &parts.headers, longpoll).await {
-        Ok(body) => body,
-        Err(refused) => return refused,
-    };
-    if claims.holder != longpoll.holder {
-        return forward(longpoll, &claims, &parts, body).await;
-    }
-    let Some(session) = longpoll.sessions().get(&claims.session).cloned() else {
-        return gone("the session has ended (expired, closed, or the server restarted)");
-    };
-    match parts.method {
-        Method::GET => poll(&session, longpoll.config.window, &token).await,
-        _ => publish(&endpoint, &session, &parts.headers, &body).await,
+    match &resumed {
+        Resumed::Here(session, _) => publish(endpoint, session, &parts.headers, &body).await,
+        Resumed::Elsewhere(claims) => forward(longpoll, claims, &parts, body)
+            .await
+            .unwrap_or_else(|why| gone(&why)),
+        Resumed::Nowhere(why) => gone(why),
     }
 }
 
@@ -276,7 +388,12 @@ fn open<C: Connect>(
         Err(Refusal::Unavailable(why)) => return unavailable(why),
     };
     let id: SessionId = rand::random();
-    let (session, wire) = Session::new(longpoll.config.buffer, longpoll.config.expiry);
+    let config = &longpoll.config;
+    let (session, wire) = Session::new(
+        config.buffer,
+        config.expiry,
+        config.window.min(config.expiry),
+    );
     {
         let mut sessions = longpoll.sessions();
         if sessions.len() >= longpoll.config.max_sessions {
@@ -291,25 +408,22 @@ fn open<C: Connect>(
     };
     let connected = Box::pin(async move { Some(Wire::LongPoll(wire)) });
     endpoint.spawn_socket(serializer, assigns, connected, slot);
-    let token = longpoll.key.sign(
-        mount,
-        &Claims {
-            session: id,
-            holder: longpoll.holder.clone(),
-        },
-    );
+    let token = longpoll.sign(mount, id);
     answer(
         StatusCode::OK,
         json!({"status": 410, "token": token, "messages": []}),
     )
 }
 
-async fn poll(session: &Session, window: Duration, token: &str) -> Response {
-    let (status, messages) = match session.poll(window).await {
+/// Waits for the session's messages; the answer carries a new token (the client keeps the
+/// token of every answer).
+async fn poll(longpoll: &LongPoll, mount: &str, session: &Session, claims: Claims) -> Response {
+    let (status, messages) = match session.poll(longpoll.config.window).await {
         Polled::Messages(messages) => (200, messages),
         Polled::Nothing => (204, Vec::new()),
         Polled::Gone => return gone("the session has ended"),
     };
+    let token = longpoll.sign(mount, claims.session);
     let messages: Vec<&str> = messages.iter().map(|m| m.as_str()).collect();
     answer(
         StatusCode::OK,
@@ -401,17 +515,8 @@ fn client_messages(
         .collect())
 }
 
-/// A POST's body, at most `max_body` bytes; a GET's is ignored.
-async fn read_body(
-    post: bool,
-    body: Body,
-    headers: &HeaderMap,
-    longpoll: &LongPoll,
-) -> Result<Bytes, Response> {
-    if !post {
-        return Ok(Bytes::new());
-    }
-    let max = longpoll.config.max_body;
+/// A POST's body, at most `max` bytes.
+async fn read_body(body: Body, headers: &HeaderMap, max: usize) -> Result<Bytes, Response> {
     let too_large = || {
         answer(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -429,21 +534,26 @@ async fn read_body(
         .map_err(|_| too_large())
 }
 
-/// Sends a request for a session another replica holds to that replica.
-async fn forward(longpoll: &LongPoll, claims: &Claims, parts: &Parts, body: Bytes) -> Response {
+/// Sends a request for a session another replica holds to that replica; or says why not.
+async fn forward(
+    longpoll: &LongPoll,
+    claims: &Claims,
+    parts: &Parts,
+    body: Bytes,
+) -> Result<Response, String> {
     let Some(forwarder) = &longpoll.forwarder else {
-        return gone("the session is held by another replica, and this one forwards nothing");
+        return Err("the session is held by another replica, and this one forwards nothing".into());
     };
     if parts.headers.contains_key(FORWARDED) {
-        return gone("the session is not held here (request already forwarded once)");
+        return Err("the session is not held here (request already forwarded once)".into());
     }
-    match forwarder.forward(&claims.holder, parts, body).await {
-        Ok(answer) => answer,
-        Err(err) => {
+    forwarder
+        .forward(&claims.holder, parts, body)
+        .await
+        .map_err(|err| {
             tracing::info!(%err, holder = %claims.holder, "long-poll request not forwarded");
-            gone(&err.to_string())
-        }
-    }
+            err.to_string()
+        })
 }
 
 /// A session that is not (or no longer) here: the client opens a new one.

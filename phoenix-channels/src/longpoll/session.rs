@@ -7,6 +7,7 @@
 
 use std::collections::VecDeque;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -44,6 +45,8 @@ pub(crate) struct Session {
     socket: AtomicWaker,
     /// The client's messages (a POST's lines), for the socket to read.
     inbox: mailbox::Sender<Message>,
+    /// A POST is being handled (the npm client waits for each POST's answer before the next).
+    posting: AtomicBool,
 }
 
 struct State {
@@ -63,8 +66,14 @@ struct State {
 
 impl Session {
     /// A new session, and the wire its socket uses. The socket keeps at most `buffer`
-    /// messages for the client, and the session ends once no poll has come for `expiry`.
-    pub(crate) fn new(buffer: usize, expiry: Duration) -> (Arc<Session>, SessionWire) {
+    /// messages for the client, and the session ends once no poll has come for `expiry`, or
+    /// for `first_poll` when none ever came (a client polls at once after opening, and
+    /// sessions opened and left would otherwise hold their slots for the whole expiry).
+    pub(crate) fn new(
+        buffer: usize,
+        expiry: Duration,
+        first_poll: Duration,
+    ) -> (Arc<Session>, SessionWire) {
         let (inbox, inbox_rx) = mailbox::bounded(INBOX);
         let session = Arc::new(Session {
             state: Mutex::new(State {
@@ -79,13 +88,15 @@ impl Session {
             ready: Notify::new(),
             socket: AtomicWaker::new(),
             inbox,
+            posting: AtomicBool::new(false),
         });
         let wire = SessionWire {
             session: Arc::clone(&session),
             inbox: inbox_rx,
             buffer: buffer.max(1),
             expiry,
-            timer: Box::pin(tokio::time::sleep(expiry)),
+            first_poll,
+            timer: Box::pin(tokio::time::sleep(first_poll)),
         };
         (session, wire)
     }
@@ -117,31 +128,48 @@ impl Session {
             // Registered before the state is read: nothing that happens after is missed.
             notified.as_mut().enable();
             {
-                let mut state = self.lock();
+                let state = self.lock();
+                // Superseded first: the messages are the newer poll's, whose client waits.
+                if state.newest_poll != ticket {
+                    return Polled::Nothing;
+                }
                 if !state.outgoing.is_empty() {
-                    let messages = Vec::from(std::mem::take(&mut state.outgoing));
-                    let room = state.room.take();
-                    drop(state);
-                    room.into_iter().for_each(Waker::wake);
-                    return Polled::Messages(messages);
+                    return self.take(state);
                 }
                 if state.closed {
                     return Polled::Gone;
                 }
-                if state.newest_poll != ticket {
-                    return Polled::Nothing;
-                }
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                // What came without a wake (none is missed, but a last look costs nothing).
+                let state = self.lock();
+                if state.newest_poll == ticket && !state.outgoing.is_empty() {
+                    return self.take(state);
+                }
                 return Polled::Nothing;
             }
         }
+    }
+
+    /// Takes every message waiting, and lets a socket waiting for room write again.
+    fn take(&self, mut state: MutexGuard<'_, State>) -> Polled {
+        let messages = Vec::from(std::mem::take(&mut state.outgoing));
+        let room = state.room.take();
+        drop(state);
+        room.into_iter().for_each(Waker::wake);
+        Polled::Messages(messages)
     }
 
     /// Hands one of the client's messages to the socket, waiting for room; `Err` once the
     /// session has ended.
     pub(crate) async fn deliver(&self, message: Message) -> Result<(), Gone> {
         self.inbox.send(message).await.map_err(|_| Gone)
+    }
+
+    /// Marks a POST in flight for as long as the guard lives; `None` while another is: one
+    /// client sends one at a time, and more at once would only hold connections and bodies.
+    pub(crate) fn begin_post(&self) -> Option<PostInFlight<'_>> {
+        (!self.posting.swap(true, Ordering::AcqRel)).then_some(PostInFlight(self))
     }
 
     fn close(&self) {
@@ -154,6 +182,15 @@ impl Session {
 /// The session has ended.
 #[derive(Debug)]
 pub(crate) struct Gone;
+
+/// A POST in flight (see [`Session::begin_post`]).
+pub(crate) struct PostInFlight<'a>(&'a Session);
+
+impl Drop for PostInFlight<'_> {
+    fn drop(&mut self) {
+        self.0.posting.store(false, Ordering::Release);
+    }
+}
 
 /// Counts a poll as waiting for as long as it does, even one dropped mid-way (its client
 /// went away): when the last one ends, the session's expiry starts from then.
@@ -178,6 +215,7 @@ pub(crate) struct SessionWire {
     inbox: mailbox::Receiver<Message>,
     buffer: usize,
     expiry: Duration,
+    first_poll: Duration,
     /// Fires when the session would expire, if no poll comes first.
     timer: Pin<Box<Sleep>>,
 }
@@ -193,7 +231,12 @@ impl SessionWire {
             // The poll's end wakes the socket, and the timer is set again then.
             return false;
         }
-        let deadline = state.last_poll + self.expiry;
+        let patience = if state.newest_poll == 0 {
+            self.first_poll
+        } else {
+            self.expiry
+        };
+        let deadline = state.last_poll + patience;
         drop(state);
         if self.timer.deadline() != deadline {
             self.timer.as_mut().reset(deadline);
@@ -236,8 +279,11 @@ impl Sink<Message> for SessionWire {
             return Poll::Ready(Ok(()));
         }
         // Full: the socket waits as for a WebSocket client that does not read, within its
-        // idle timeout, and the next poll makes room.
+        // idle timeout, and the next poll makes room. A poll waiting now takes what is there:
+        // the socket writes a batch before it flushes, and would not flush before room comes.
         state.room = Some(cx.waker().clone());
+        drop(state);
+        self.session.ready.notify_waiters();
         Poll::Pending
     }
 
@@ -292,7 +338,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_poll_takes_what_the_socket_wrote_and_waits_for_more() {
-        let (session, mut wire) = Session::new(8, Duration::from_secs(15));
+        let (session, mut wire) = Session::new(8, Duration::from_secs(15), Duration::from_secs(10));
         wire.send(text("a")).await.unwrap();
         wire.send(text("b")).await.unwrap();
         assert_eq!(
@@ -314,7 +360,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_newer_poll_ends_the_older_one() {
-        let (session, _wire) = Session::new(8, Duration::from_secs(15));
+        let (session, _wire) = Session::new(8, Duration::from_secs(15), Duration::from_secs(10));
         let older = tokio::spawn({
             let session = Arc::clone(&session);
             async move { session.poll(Duration::from_secs(10)).await }
@@ -331,8 +377,9 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn the_socket_sees_a_polls_start_and_end_as_activity_and_the_session_expires_without_polls() {
-        let (session, mut wire) = Session::new(8, Duration::from_secs(15));
+    async fn the_socket_sees_a_polls_start_and_end_as_activity_and_the_session_expires_without_polls()
+     {
+        let (session, mut wire) = Session::new(8, Duration::from_secs(15), Duration::from_secs(10));
         let poll = tokio::spawn({
             let session = Arc::clone(&session);
             async move { session.poll(Duration::from_secs(10)).await }
@@ -356,8 +403,70 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_waiting_poll_takes_a_batch_that_fills_the_buffer_before_it_is_flushed() {
+        let (session, mut wire) = Session::new(1, Duration::from_secs(15), Duration::from_secs(10));
+        let poll = tokio::spawn({
+            let session = Arc::clone(&session);
+            async move { session.poll(Duration::from_secs(10)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        // As the socket writes a batch: fed one by one, flushed only at the end.
+        let started = Instant::now();
+        wire.feed(text("a")).await.unwrap();
+        let room = tokio::time::timeout(Duration::from_secs(1), wire.feed(text("b"))).await;
+        room.expect("the waiting poll took the first message")
+            .unwrap();
+        assert_eq!(messages(poll.await.unwrap()), ["a"]);
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "not after the window"
+        );
+        wire.flush().await.unwrap();
+        assert_eq!(messages(session.poll(Duration::from_secs(10)).await), ["b"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_older_poll_leaves_the_messages_to_the_newer() {
+        let (session, mut wire) = Session::new(8, Duration::from_secs(15), Duration::from_secs(10));
+        let older = tokio::spawn({
+            let session = Arc::clone(&session);
+            async move { session.poll(Duration::from_secs(10)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        // The newer poll arrives, then a message, before the older one has run again.
+        let newer = session.poll(Duration::from_secs(10));
+        tokio::pin!(newer);
+        assert!(futures::poll!(newer.as_mut()).is_pending());
+        wire.send(text("a")).await.unwrap();
+        assert!(matches!(older.await.unwrap(), Polled::Nothing));
+        assert_eq!(messages(newer.await), ["a"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_session_never_polled_ends_after_the_first_poll_time() {
+        let (session, mut wire) = Session::new(8, Duration::from_secs(15), Duration::from_secs(2));
+        let started = Instant::now();
+        assert!(wire.next().await.is_none());
+        assert_eq!(started.elapsed(), Duration::from_secs(2));
+        assert!(matches!(
+            session.poll(Duration::from_secs(10)).await,
+            Polled::Gone
+        ));
+    }
+
+    #[tokio::test]
+    async fn one_post_at_a_time() {
+        let (session, _wire) = Session::new(8, Duration::from_secs(15), Duration::from_secs(10));
+        let first = session.begin_post();
+        assert!(first.is_some());
+        assert!(session.begin_post().is_none());
+        drop(first);
+        assert!(session.begin_post().is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_full_buffer_holds_the_socket_until_a_poll_makes_room() {
-        let (session, mut wire) = Session::new(2, Duration::from_secs(15));
+        let (session, mut wire) = Session::new(2, Duration::from_secs(15), Duration::from_secs(10));
         wire.send(text("a")).await.unwrap();
         wire.send(text("b")).await.unwrap();
         let third = tokio::time::timeout(Duration::from_secs(5), wire.send(text("c"))).await;

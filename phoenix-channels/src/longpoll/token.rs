@@ -7,9 +7,16 @@
 //! 1.8.10 binds it to its socket handler, a token from one mount resumes nothing at another.
 //! A token carries nothing secret; it is only trusted once its signature checks out.
 //!
+//! A token is good for a limited time from when it was made (its issue time, in the payload):
+//! each poll's answer brings a new one, and an old token must not go on naming an address to
+//! forward to.
+//!
 //! Format: `base64url(payload) "." base64url(mac)`, where payload is a version byte, the
-//! session's 16-byte id and the holder's address (UTF-8, possibly empty), and the MAC covers
-//! the mount, a zero byte, then the payload.
+//! issue time (Unix seconds, 8 bytes big-endian), the session's 16-byte id and the holder's
+//! address (UTF-8, possibly empty), and the MAC covers the mount, a zero byte, then the
+//! payload.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -19,7 +26,9 @@ use sha2::Sha256;
 /// A session's id: 128 random bits.
 pub(crate) type SessionId = [u8; 16];
 
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
+/// The payload before the holder's address: version, issue time, session id.
+const FIXED: usize = 1 + 8 + 16;
 
 /// The shortest signing key accepted: HMAC-SHA256's own block of security.
 pub const MIN_KEY_LEN: usize = 32;
@@ -31,6 +40,15 @@ pub(crate) struct Claims {
     /// The address of the replica holding the session (`host:port`), empty when the replica
     /// that made it advertises none.
     pub(crate) holder: String,
+    /// When the token was made, in Unix seconds.
+    pub(crate) issued_at: u64,
+}
+
+/// Now, in Unix seconds (wall-clock: the replicas that check each other's tokens share it).
+pub(crate) fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs())
 }
 
 /// Why a token was not accepted (logged, and said in the answer's `reason`).
@@ -40,6 +58,8 @@ pub(crate) enum InvalidToken {
     Malformed,
     #[error("the token's signature does not match: forged, from another key, or for another mount")]
     Signature,
+    #[error("the token has expired")]
+    Expired,
 }
 
 /// The endpoint's signing key.
@@ -60,8 +80,9 @@ impl Key {
     }
 
     pub(crate) fn sign(&self, mount: &str, claims: &Claims) -> String {
-        let mut payload = Vec::with_capacity(1 + 16 + claims.holder.len());
+        let mut payload = Vec::with_capacity(FIXED + claims.holder.len());
         payload.push(VERSION);
+        payload.extend_from_slice(&claims.issued_at.to_be_bytes());
         payload.extend_from_slice(&claims.session);
         payload.extend_from_slice(claims.holder.as_bytes());
         let tag = self.mac(mount, &payload).finalize().into_bytes();
@@ -72,7 +93,13 @@ impl Key {
         )
     }
 
-    pub(crate) fn verify(&self, mount: &str, token: &str) -> Result<Claims, InvalidToken> {
+    /// What `token` says, if this key made it for `mount` at most `max_age` ago.
+    pub(crate) fn verify(
+        &self,
+        mount: &str,
+        token: &str,
+        max_age: Duration,
+    ) -> Result<Claims, InvalidToken> {
         let (payload, tag) = token.split_once('.').ok_or(InvalidToken::Malformed)?;
         let payload = URL_SAFE_NO_PAD
             .decode(payload)
@@ -84,17 +111,20 @@ impl Key {
         self.mac(mount, &payload)
             .verify_slice(&tag)
             .map_err(|_| InvalidToken::Signature)?;
-        match payload.split_first() {
-            Some((&VERSION, rest)) if rest.len() >= 16 => {
-                let (session, holder) = rest.split_at(16);
-                Ok(Claims {
-                    session: session.try_into().expect("16 bytes"),
-                    holder: String::from_utf8(holder.to_vec())
-                        .map_err(|_| InvalidToken::Malformed)?,
-                })
-            }
-            _ => Err(InvalidToken::Malformed),
+        if payload.len() < FIXED || payload[0] != VERSION {
+            return Err(InvalidToken::Malformed);
         }
+        let (issued_at, rest) = payload[1..].split_at(8);
+        let (session, holder) = rest.split_at(16);
+        let claims = Claims {
+            session: session.try_into().expect("16 bytes"),
+            holder: String::from_utf8(holder.to_vec()).map_err(|_| InvalidToken::Malformed)?,
+            issued_at: u64::from_be_bytes(issued_at.try_into().expect("8 bytes")),
+        };
+        if now().saturating_sub(claims.issued_at) > max_age.as_secs() {
+            return Err(InvalidToken::Expired);
+        }
+        Ok(claims)
     }
 }
 
@@ -102,10 +132,13 @@ impl Key {
 mod tests {
     use super::*;
 
+    const AGE: Duration = Duration::from_secs(60);
+
     fn claims() -> Claims {
         Claims {
             session: [7; 16],
             holder: "10.0.0.5:4000".into(),
+            issued_at: now(),
         }
     }
 
@@ -113,13 +146,13 @@ mod tests {
     fn a_token_gives_back_what_was_signed() {
         let key = Key::new(&[1; 32]);
         let token = key.sign("/socket", &claims());
-        assert_eq!(key.verify("/socket", &token), Ok(claims()));
+        assert_eq!(key.verify("/socket", &token, AGE), Ok(claims()));
         let local = Claims {
             holder: String::new(),
             ..claims()
         };
         assert_eq!(
-            key.verify("/socket", &key.sign("/socket", &local)),
+            key.verify("/socket", &key.sign("/socket", &local), AGE),
             Ok(local)
         );
     }
@@ -129,19 +162,47 @@ mod tests {
         let key = Key::new(&[1; 32]);
         let token = key.sign("/socket", &claims());
         assert_eq!(
-            Key::new(&[2; 32]).verify("/socket", &token),
+            Key::new(&[2; 32]).verify("/socket", &token, AGE),
             Err(InvalidToken::Signature)
         );
-        assert_eq!(key.verify("/other", &token), Err(InvalidToken::Signature));
+        assert_eq!(
+            key.verify("/other", &token, AGE),
+            Err(InvalidToken::Signature)
+        );
         // Another holder, signed by nobody: a forwarding target chosen by the client.
         let (_, tag) = token.split_once('.').unwrap();
         let mut payload = vec![VERSION];
+        payload.extend_from_slice(&now().to_be_bytes());
         payload.extend_from_slice(&[7; 16]);
         payload.extend_from_slice(b"169.254.169.254:80");
         let forged = format!("{}.{tag}", URL_SAFE_NO_PAD.encode(&payload));
-        assert_eq!(key.verify("/socket", &forged), Err(InvalidToken::Signature));
+        assert_eq!(
+            key.verify("/socket", &forged, AGE),
+            Err(InvalidToken::Signature)
+        );
         for malformed in ["", "abc", "abc.def", "!!.??", "."] {
-            assert!(key.verify("/socket", malformed).is_err(), "{malformed}");
+            assert!(
+                key.verify("/socket", malformed, AGE).is_err(),
+                "{malformed}"
+            );
         }
+    }
+
+    #[test]
+    fn a_token_older_than_its_max_age_is_refused() {
+        let key = Key::new(&[1; 32]);
+        let old = Claims {
+            issued_at: now() - 61,
+            ..claims()
+        };
+        let token = key.sign("/socket", &old);
+        assert_eq!(
+            key.verify("/socket", &token, AGE),
+            Err(InvalidToken::Expired)
+        );
+        assert_eq!(
+            key.verify("/socket", &token, Duration::from_secs(120)),
+            Ok(old)
+        );
     }
 }
