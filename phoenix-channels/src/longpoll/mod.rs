@@ -249,7 +249,7 @@ pub(crate) async fn serve<C: Connect>(
         );
     }
     let mut response = match parts.method {
-        Method::GET | Method::POST => handle(&endpoint, &mount, parts.clone(), body).await,
+        Method::GET | Method::POST => handle(&endpoint, &mount, &parts, body).await,
         Method::OPTIONS => preflight(),
         // axum answers HEAD with the GET route: it must open no session.
         _ => StatusCode::METHOD_NOT_ALLOWED.into_response(),
@@ -296,7 +296,7 @@ enum Resumed {
 async fn handle<C: Connect>(
     endpoint: &Arc<Endpoint<C>>,
     mount: &str,
-    parts: Parts,
+    parts: &Parts,
     body: Body,
 ) -> Response {
     let longpoll = endpoint
@@ -322,7 +322,7 @@ async fn handle<C: Connect>(
         return match resumed {
             Resumed::Here(session, claims) => poll(longpoll, mount, &session, claims).await,
             Resumed::Elsewhere(claims) => {
-                match forward(longpoll, &claims, &parts, Bytes::new()).await {
+                match forward(longpoll, &claims, parts, Bytes::new()).await {
                     Ok(answer) => answer,
                     Err(_) => open(endpoint, mount, params, &parts.headers),
                 }
@@ -360,7 +360,7 @@ async fn handle<C: Connect>(
     };
     match &resumed {
         Resumed::Here(session, _) => publish(endpoint, session, &parts.headers, &body).await,
-        Resumed::Elsewhere(claims) => forward(longpoll, claims, &parts, body)
+        Resumed::Elsewhere(claims) => forward(longpoll, claims, parts, body)
             .await
             .unwrap_or_else(|why| gone(&why)),
         Resumed::Nowhere(why) => gone(why),
