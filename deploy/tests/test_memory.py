@@ -67,16 +67,16 @@ GATEWAY_PER_ROOM = 28 * KIB
 GATEWAY_PER_PENDING = 32 * KIB
 # Per idle long-poll session joined to hangman:game, its poll waiting: 2 000 sessions of the
 # npm client's LongPoll, ws-gateway/tests/phoenix-js/bench/longpoll-memory.mjs, measured
-# 37.7-39.8 KiB in 9 runs (38.3-39.5 after two more poll windows), 29.7-30.9 of it the HTTP
-# connection the poll waits on (docs/benchmarks.md).
+# 37.7-39.8 KiB in 9 runs at 34928af, 39.9-40.8 in 4 at f9e97b6 (as much after two more poll
+# windows), 29.7-30.9 of it the HTTP connection the poll waits on (docs/benchmarks.md).
 GATEWAY_PER_SESSION = 48 * KIB
 # A poll that lands on a replica not holding its session is forwarded to the holder: the
 # forwarder keeps the client's connection and one of its own to the holder while it waits.
-# Measured with the same script behind a round-robin proxy: 69.2-71.4 KiB a session summed
-# over two replicas (half the polls forwarded), 81.6 over three, so about 62 KiB a forwarded
-# poll. A replica forwards the polls of 1/n of each other replica's sessions: fewer than it may
+# Measured with the same script behind a round-robin proxy: 71.3-73.5 KiB a session summed
+# over two replicas (half the polls forwarded; 69.2-71.4 at 34928af), 83.2 over three (81.6),
+# so 62-65 KiB a forwarded poll. A replica forwards the polls of 1/n of each other replica's sessions: fewer than it may
 # hold itself, so one forwarded poll (and one forwarded POST body) is counted per session.
-GATEWAY_PER_FORWARDED_POLL = 64 * KIB
+GATEWAY_PER_FORWARDED_POLL = 72 * KIB
 # A message waiting in a session's buffer for the next poll. The gateway's largest to the SPA,
 # a tally with the word and 26 letters used, is under 500 B (the presence of a large room,
 # sent once a join, is more; the headroom pays for it).
