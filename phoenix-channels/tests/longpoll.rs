@@ -12,11 +12,13 @@ use phoenix_channels::transport::TransportConfig;
 use serde_json::{Value, json};
 
 /// A long-poll client, as the npm client's `LongPoll` speaks: a GET opens the session, GETs
-/// with its token poll, POSTs with it send ndjson batches.
+/// with its token poll, POSTs with it send ndjson batches. It keeps the token of every poll's
+/// answer, as the npm client does (tokens expire; each answer brings a new one).
 struct Session {
     http: reqwest::Client,
     url: String,
     token: String,
+    latest: std::sync::Mutex<Option<String>>,
 }
 
 /// An answer: its HTTP status and its JSON body (`Null` when the body is not JSON).
@@ -35,6 +37,7 @@ impl Session {
             http: reqwest::Client::new(),
             url: format!("{base}/longpoll"),
             token: body["token"].as_str().expect("a token").to_owned(),
+            latest: Default::default(),
         }
     }
 
@@ -43,14 +46,21 @@ impl Session {
         Session {
             http: self.http.clone(),
             url: format!("{base}/longpoll"),
-            token: self.token.clone(),
+            token: self.current(),
+            latest: Default::default(),
         }
+    }
+
+    /// The token of the latest answer (the session's first one, before any poll).
+    fn current(&self) -> String {
+        let latest = self.latest.lock().unwrap();
+        latest.clone().unwrap_or_else(|| self.token.clone())
     }
 
     async fn post(&self, body: &str) -> (u16, Value) {
         let request = self
             .http
-            .post(format!("{}?token={}", self.url, self.token))
+            .post(format!("{}?token={}", self.url, self.current()))
             .header("content-type", "application/x-ndjson")
             .body(body.to_owned());
         answer(request.send().await.unwrap()).await
@@ -64,8 +74,14 @@ impl Session {
     }
 
     async fn poll(&self) -> Value {
-        let request = self.http.get(format!("{}?token={}", self.url, self.token));
-        answer(request.send().await.unwrap()).await.1
+        let request = self
+            .http
+            .get(format!("{}?token={}", self.url, self.current()));
+        let body = answer(request.send().await.unwrap()).await.1;
+        if matches!(body["status"].as_u64(), Some(200 | 204)) {
+            *self.latest.lock().unwrap() = body["token"].as_str().map(str::to_owned);
+        }
+        body
     }
 
     /// Polls until `n` messages came, and gives them decoded.
@@ -199,16 +215,18 @@ async fn a_poll_with_nothing_to_give_answers_204_after_the_window_with_a_new_tok
 
 #[tokio::test]
 async fn polls_keep_a_session_past_the_idle_timeout_and_without_them_it_expires() {
+    // Margins for a busy machine: a poll every 200 ms against a 1 s idle timeout and a 2 s
+    // expiry.
     let mut config = with_longpoll(|lp| {
         lp.window = Duration::from_millis(200);
-        lp.expiry = Duration::from_millis(600);
+        lp.expiry = Duration::from_secs(2);
     });
-    config.limits.idle_timeout = Duration::from_millis(500);
+    config.limits.idle_timeout = Duration::from_secs(1);
     let server = serve(config).await;
     let session = Session::open(&base(&server), "vsn=2.0.0").await;
     session.assert_echoes("1").await;
     // Polling only (no message, no heartbeat) for three idle timeouts.
-    let polling_until = std::time::Instant::now() + Duration::from_millis(1500);
+    let polling_until = std::time::Instant::now() + Duration::from_secs(3);
     while std::time::Instant::now() < polling_until {
         assert_eq!(session.poll().await["status"], 204);
     }
@@ -238,17 +256,17 @@ async fn polls_keep_a_session_past_the_idle_timeout_and_without_them_it_expires(
 #[tokio::test]
 async fn a_window_longer_than_the_idle_timeout_is_shortened_so_waiting_polls_keep_the_session() {
     let mut config = with_longpoll(|lp| lp.window = Duration::from_secs(10));
-    config.limits.idle_timeout = Duration::from_millis(400);
+    config.limits.idle_timeout = Duration::from_secs(1);
     let server = serve(config).await;
     let session = Session::open(&base(&server), "vsn=2.0.0").await;
     session.assert_echoes("1").await;
-    // Each poll waits the shortened window (200 ms) out; for five idle timeouts the client
-    // does nothing but poll.
+    // Each poll waits the shortened window (500 ms) out, far from the 10 s asked; for three
+    // idle timeouts the client does nothing but poll.
     let started = std::time::Instant::now();
-    while started.elapsed() < Duration::from_secs(2) {
+    while started.elapsed() < Duration::from_secs(3) {
         let polled = std::time::Instant::now();
         assert_eq!(session.poll().await["status"], 204);
-        assert!(polled.elapsed() < Duration::from_millis(400));
+        assert!(polled.elapsed() < Duration::from_secs(5));
     }
     assert_eq!(server.endpoint.longpoll_sessions(), 1);
     session
