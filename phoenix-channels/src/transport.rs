@@ -170,15 +170,17 @@ pub struct Endpoint<C: Connect> {
 }
 
 impl<C: Connect> Endpoint<C> {
-    pub fn new(connect: C, router: Router<C::Assigns>, config: TransportConfig) -> Arc<Self> {
+    pub fn new(connect: C, router: Router<C::Assigns>, mut config: TransportConfig) -> Arc<Self> {
         Arc::new(Endpoint {
             connect,
             router: Arc::new(router),
             limits: Arc::new(config.limits.clone()),
             metrics: Arc::new(config.metrics.clone()),
+            // Moved, not copied: `LongPoll` keeps the settings it uses (a window it may have
+            // shortened, the key), and nothing reads them from `config`.
             longpoll: config
                 .longpoll
-                .clone()
+                .take()
                 .map(|longpoll| LongPoll::new(longpoll, config.limits.idle_timeout)),
             config,
             connections: AtomicUsize::new(0),

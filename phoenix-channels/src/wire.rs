@@ -35,7 +35,7 @@ impl Wire {
     pub(crate) fn frames(&self, message: Message) -> Frames {
         match self {
             Wire::WebSocket(_) => fragment::frames(message, fragment::FRAGMENT_SIZE),
-            Wire::LongPoll(_) => fragment::frames(message, usize::MAX),
+            Wire::LongPoll(_) => Frames::Whole(Some(message)),
         }
     }
 

@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::{Server, config, serve, serve_at, serve_on};
@@ -376,6 +377,39 @@ async fn past_the_session_limit_a_new_one_gets_503_and_the_others_play_on() {
 }
 
 #[tokio::test]
+async fn a_session_keeps_at_most_its_buffer_and_is_dropped_if_it_stays_full() {
+    let mut config = with_longpoll(|lp| {
+        lp.buffer = 3;
+        lp.window = Duration::from_millis(200);
+    });
+    config.limits.idle_timeout = Duration::from_secs(1);
+    let server = serve(config).await;
+    let session = Session::open(&base(&server), "vsn=2.0.0").await;
+    session.assert_echoes("1").await;
+    let pushes: Vec<Value> = (0..4)
+        .map(|n| json!(["1", format!("p{n}"), "echo:a", "push", n]))
+        .collect();
+    // Eight messages for the client (a push and a reply each), none polled for a while.
+    session.send(&pushes).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let first = session.poll().await;
+    assert_eq!(first["messages"].as_array().unwrap().len(), 3, "{first}");
+    let rest = session.receive(5).await;
+    assert_eq!(rest.len(), 5, "the socket wrote on once the poll made room");
+    // Full again, and no poll: dropped after the idle timeout, well before the expiry (15 s).
+    session.send(&pushes).await;
+    let started = std::time::Instant::now();
+    tokio::time::timeout(PATIENCE, async {
+        while server.endpoint.longpoll_sessions() > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the session is dropped");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[tokio::test]
 async fn a_refused_connect_an_unknown_vsn_or_a_foreign_origin_is_status_403() {
     let server = serve(config()).await;
     for query in ["vsn=2.0.0&refuse=1", "vsn=3.0.0"] {
@@ -436,20 +470,21 @@ async fn on_shutdown_sessions_end_and_their_polls_are_answered_gone() {
     assert_eq!(server.endpoint.longpoll_sessions(), 0);
 }
 
-/// Two replicas with one key, each advertising its own address.
+/// A replica of the replicas' one key, advertising what `advertise` makes of its address.
+async fn replica(advertise: impl FnOnce(SocketAddr) -> Option<String>) -> Server {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let config = with_longpoll(|lp| {
+        lp.key = Some(SigningKey::new([9; 32]).unwrap());
+        lp.advertise = advertise(addr);
+    });
+    serve_on(listener, config, &["/socket"])
+}
+
+/// Two replicas, each advertising its own address, or none.
 async fn replicas(advertise: bool) -> (Server, Server) {
-    let mut servers = Vec::new();
-    for _ in 0..2 {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let config = with_longpoll(|lp| {
-            lp.key = Some(SigningKey::new([9; 32]).unwrap());
-            lp.advertise = advertise.then(|| addr.to_string());
-        });
-        servers.push(serve_on(listener, config, &["/socket"]));
-    }
-    let second = servers.pop().unwrap();
-    (servers.pop().unwrap(), second)
+    let own = |addr: SocketAddr| advertise.then(|| addr.to_string());
+    (replica(own).await, replica(own).await)
 }
 
 #[tokio::test]
@@ -480,22 +515,9 @@ async fn a_holder_that_cannot_be_reached_makes_its_sessions_gone() {
     let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let dead_address = dead.local_addr().unwrap().to_string();
     drop(dead);
-    let key = || Some(SigningKey::new([9; 32]).unwrap());
-    let unreachable = serve(with_longpoll(|lp| {
-        lp.key = key();
-        lp.advertise = Some(dead_address);
-    }))
-    .await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap().to_string();
-    let other = serve_on(
-        listener,
-        with_longpoll(|lp| {
-            lp.key = key();
-            lp.advertise = Some(address);
-        }),
-        &["/socket"],
-    );
+    // Its tokens name an address where nothing listens.
+    let unreachable = replica(|_| Some(dead_address)).await;
+    let other = replica(|addr| Some(addr.to_string())).await;
     let session = Session::open(&base(&unreachable), "vsn=2.0.0").await;
     let via_other = session.via(&base(&other));
     let (_, body) = via_other.post(&a_join()).await;

@@ -242,3 +242,32 @@ fn longpoll_config(config: &Config, port: u16) -> Result<LongPollConfig, StartEr
         advertise,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn advertised(flag: &str) -> Result<Option<String>, StartError> {
+        let config = Config::try_parse_from(["ws-gateway", "--longpoll-advertise", flag]).unwrap();
+        longpoll_config(&config, 4100).map(|longpoll| longpoll.advertise)
+    }
+
+    #[test]
+    fn the_advertised_address_is_host_and_port_and_port_0_is_the_port_bound() {
+        assert_eq!(
+            advertised("10.1.2.3:4000").unwrap().as_deref(),
+            Some("10.1.2.3:4000")
+        );
+        assert_eq!(
+            advertised("gw-0.gw:0").unwrap().as_deref(),
+            Some("gw-0.gw:4100")
+        );
+        assert_eq!(advertised("").unwrap(), None);
+        for bad in ["10.1.2.3", ":4000", "host:port", "host:70000"] {
+            let err = advertised(bad).unwrap_err();
+            assert!(matches!(err, StartError::Advertise(_)), "{bad}: {err}");
+        }
+    }
+}

@@ -9,8 +9,9 @@
 //!   `{"status": 200, "token", "messages": [...]}`, or `{"status": 204, ...}` with none.
 //! - `POST` with the token carries the client's messages, one per line
 //!   (`application/x-ndjson`); `{"status": 200}` once the socket has them.
-//! - A token that is forged, for another key or mount, or of a session that has ended:
-//!   `{"status": 410, "reason"}`; the client then opens a new session and rejoins.
+//! - A token that is forged, for another key or mount, expired, or of a session that has
+//!   ended: a `GET` opens a new session, as in Phoenix; a `POST` gets `{"status": 410,
+//!   "reason"}`. Either way the client, holding a token, opens a new session and rejoins.
 //!
 //! Statuses travel in the body over HTTP 200, as the npm client reads them. The token goes in
 //! the query (npm `phoenix` 1.8) or the `x-phoenix-longpoll-token` header (1.9).
@@ -210,7 +211,7 @@ impl LongPoll {
             return Resumed::Elsewhere(claims);
         }
         match self.sessions().get(&claims.session) {
-            Some(session) => Resumed::Here(Arc::clone(session), claims),
+            Some(session) => Resumed::Here(Arc::clone(session), claims.session),
             None => Resumed::Nowhere(
                 "the session has ended (expired, closed, or the server restarted)".into(),
             ),
@@ -286,7 +287,7 @@ fn preflight() -> Response {
 /// Where a request's token leads.
 enum Resumed {
     /// A session of this server.
-    Here(Arc<Session>, Claims),
+    Here(Arc<Session>, SessionId),
     /// A session another replica holds.
     Elsewhere(Claims),
     /// No session: no token, a token refused, or its session ended (said why).
@@ -320,7 +321,7 @@ async fn handle<C: Connect>(
         // As Phoenix: a GET that resumes nothing opens a session. (A client holding a token
         // takes the answer's 410 as its session gone, and reconnects.)
         return match resumed {
-            Resumed::Here(session, claims) => poll(longpoll, mount, &session, claims).await,
+            Resumed::Here(session, id) => poll(longpoll, mount, &session, id).await,
             Resumed::Elsewhere(claims) => {
                 match forward(longpoll, &claims, parts, Bytes::new()).await {
                     Ok(answer) => answer,
@@ -417,13 +418,13 @@ fn open<C: Connect>(
 
 /// Waits for the session's messages; the answer carries a new token (the client keeps the
 /// token of every answer).
-async fn poll(longpoll: &LongPoll, mount: &str, session: &Session, claims: Claims) -> Response {
+async fn poll(longpoll: &LongPoll, mount: &str, session: &Session, id: SessionId) -> Response {
     let (status, messages) = match session.poll(longpoll.config.window).await {
         Polled::Messages(messages) => (200, messages),
         Polled::Nothing => (204, Vec::new()),
         Polled::Gone => return gone("the session has ended"),
     };
-    let token = longpoll.sign(mount, claims.session);
+    let token = longpoll.sign(mount, id);
     let messages: Vec<&str> = messages.iter().map(|m| m.as_str()).collect();
     answer(
         StatusCode::OK,
