@@ -8,14 +8,13 @@
 // over long-poll, and a reload tries the WebSocket again.
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { launchChromium, screenshot } from './support/browser.mjs'
+import { screenshot, suiteBrowser } from './support/browser.mjs'
 import {
   badgeOf,
   clickLetter,
   expectConnection,
   expectText,
   gameIdOf,
-  openSpa,
   playedKey,
   statusOf,
   turnsLeftOf,
@@ -32,26 +31,20 @@ const FALLBACK_KEY = 'phx:fallback:LongPoll'
 describe('the SPA where the WebSocket is refused', () => {
   let services
   let longPollOnly
-  let browser
-  const contexts = []
+  let chromium
 
   before(async () => {
     services = await startServicesDirectly(WORD) // both transports, and restartable
     longPollOnly = await services.addGateway({ WS_GATEWAY_TRANSPORTS: 'longpoll' })
-    browser = await launchChromium()
+    chromium = await suiteBrowser()
   })
 
   after(async () => {
-    await Promise.allSettled(contexts.map((c) => c.close()))
-    await browser?.close()
+    await chromium?.close()
     if (services) await stopServices(services)
   })
 
-  async function open(url) {
-    const opened = await openSpa(browser, url)
-    contexts.push(opened.context)
-    return opened
-  }
+  const open = (url) => chromium.open(url)
 
   const guessesSent = (traffic) =>
     traffic.sent.filter((m) => m.event === 'make_move').map((m) => m.payload.guess)

@@ -8,13 +8,12 @@
 //   game starts.
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { launchChromium, screenshot } from './support/browser.mjs'
+import { screenshot, suiteBrowser } from './support/browser.mjs'
 import {
   clickLetter,
   expectConnection,
   expectText,
   gameIdOf,
-  openSpa,
   playedKey,
   statusOf,
   turnsLeftOf,
@@ -26,25 +25,19 @@ const WORD = 'gallows'
 
 describe('services stopped and restarted mid-game', () => {
   let services
-  let browser
-  const contexts = []
+  let chromium
 
   before(async () => {
     services = await startServicesDirectly(WORD)
-    browser = await launchChromium()
+    chromium = await suiteBrowser()
   })
 
   after(async () => {
-    await Promise.allSettled(contexts.map((c) => c.close()))
-    await browser?.close()
+    await chromium?.close()
     if (services) await stopServices(services)
   })
 
-  async function open() {
-    const opened = await openSpa(browser, `http://${services.gateway.address}/`)
-    contexts.push(opened.context)
-    return opened
-  }
+  const open = () => chromium.open(`http://${services.gateway.address}/`)
 
   it('shows reconnecting while the gateway is down, queues a guess, and resumes the game', async () => {
     const opened = await open()

@@ -6,7 +6,7 @@
 // version it showed and is given the moves it missed.
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { launchChromium, screenshot } from './support/browser.mjs'
+import { screenshot, suiteBrowser } from './support/browser.mjs'
 import {
   clickLetter,
   expectConnection,
@@ -14,7 +14,6 @@ import {
   expectPlayingTogether,
   expectText,
   gameIdOf,
-  openSpa,
   playedKey,
   watchSocketTraffic,
 } from './support/page.mjs'
@@ -25,24 +24,21 @@ const WORD = 'gallows'
 describe('a shared room across two gateway replicas', () => {
   let services
   let second
-  let browser
-  const contexts = []
+  let chromium
 
   before(async () => {
     services = await startServicesDirectly(WORD)
     second = await services.addGateway()
-    browser = await launchChromium()
+    chromium = await suiteBrowser()
   })
 
   after(async () => {
-    await Promise.allSettled(contexts.map((c) => c.close()))
-    await browser?.close()
+    await chromium?.close()
     if (services) await stopServices(services)
   })
 
   async function open(url) {
-    const opened = await openSpa(browser, url)
-    contexts.push(opened.context)
+    const opened = await chromium.open(url)
     opened.name = await opened.page.evaluate(() => sessionStorage.getItem('hangman.player'))
     return opened
   }

@@ -3,7 +3,7 @@
 // off, then Ctrl-C must leave no service listening (issues 5 and 6).
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { launchChromium, screenshot } from './support/browser.mjs'
+import { screenshot, suiteBrowser } from './support/browser.mjs'
 import {
   clickLetter,
   expectConnection,
@@ -11,7 +11,6 @@ import {
   expectPlayingTogether,
   expectText,
   gameIdOf,
-  openSpa,
   playedKey,
   shownPartsOf,
   statusOf,
@@ -28,8 +27,7 @@ const MISSES = ['b', 'c', 'd', 'e', 'f', 'i', 'j']
 describe('the whole stack, started with scripts/run', () => {
   let dictionary
   let stack
-  let browser
-  const contexts = []
+  let chromium
 
   before(async () => {
     for (const [name, address] of Object.entries(addresses)) {
@@ -37,21 +35,16 @@ describe('the whole stack, started with scripts/run', () => {
     }
     dictionary = oneWordDictionary(WORD)
     stack = await startScriptsRun({ HANGMAN_PROFILE: 'dev', GAME_SERVICE_DICTIONARY: dictionary.file })
-    browser = await launchChromium()
+    chromium = await suiteBrowser()
   })
 
   after(async () => {
-    await Promise.allSettled(contexts.map((c) => c.close()))
-    await browser?.close()
+    await chromium?.close()
     await stack?.kill()
     dictionary?.remove()
   })
 
-  async function open(url = stack.gatewayUrl, options) {
-    const opened = await openSpa(browser, url, options)
-    contexts.push(opened.context)
-    return opened
-  }
+  const open = (url = stack.gatewayUrl, options) => chromium.open(url, options)
 
   it('wins a game with the letter buttons and the keyboard, then starts a new one with Enter', async () => {
     const { page, problems } = await open()
@@ -139,8 +132,7 @@ describe('the whole stack, started with scripts/run', () => {
   })
 
   it('tells a visitor when a shared game does not exist', async () => {
-    const context = await browser.newContext()
-    contexts.push(context)
+    const context = await chromium.newContext()
     const page = await context.newPage()
     await page.goto(`${stack.gatewayUrl}?game=no-such-game`)
     await page.getByTestId('room-missing').waitFor()
@@ -169,8 +161,7 @@ describe('the whole stack, started with scripts/run', () => {
   })
 
   it('plays the HTML app with JavaScript disabled', async () => {
-    const context = await browser.newContext({ javaScriptEnabled: false })
-    contexts.push(context)
+    const context = await chromium.newContext({ javaScriptEnabled: false })
     const page = await context.newPage()
     await page.goto(`${stack.htmlUrl}hangman`)
     await page.locator('form[action$="/hangman"] button[type=submit]').first().click()

@@ -2,14 +2,13 @@
 // Kubernetes) finds its assets and its socket relative to the page.
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { launchChromium, screenshot } from './support/browser.mjs'
-import { clickLetter, expectConnection, openSpa, playedKey, wordOf } from './support/page.mjs'
+import { screenshot, suiteBrowser } from './support/browser.mjs'
+import { clickLetter, expectConnection, playedKey, wordOf } from './support/page.mjs'
 import { startServicesDirectly, stopServices } from './support/stack.mjs'
 
 describe('the SPA served under a versioned path', () => {
   let services
-  let browser
-  const contexts = []
+  let chromium
 
   before(async () => {
     // No socket at the root: only /ws/v1/socket exists, so a page that resolved
@@ -18,18 +17,16 @@ describe('the SPA served under a versioned path', () => {
       WS_GATEWAY_STATIC_PATH: '/ws/v1',
       WS_GATEWAY_MOUNT: '/ws/v1/socket',
     })
-    browser = await launchChromium()
+    chromium = await suiteBrowser()
   })
 
   after(async () => {
-    await Promise.allSettled(contexts.map((c) => c.close()))
-    await browser?.close()
+    await chromium?.close()
     if (services) await stopServices(services)
   })
 
   it('plays, resumes after a reload and shares a link under /ws/v1/', async () => {
-    const own = await openSpa(browser, `http://${services.gateway.address}/ws/v1/`)
-    contexts.push(own.context)
+    const own = await chromium.open(`http://${services.gateway.address}/ws/v1/`)
     assert.equal(await clickLetter(own.page, 'a'), 'right')
 
     await own.page.reload()
@@ -38,8 +35,7 @@ describe('the SPA served under a versioned path', () => {
 
     const link = await own.page.getByTestId('share-link').getAttribute('href')
     assert.match(link, /^http:\/\/[\d.:]+\/ws\/v1\/\?game=[\w-]+$/)
-    const guest = await openSpa(browser, link)
-    contexts.push(guest.context)
+    const guest = await chromium.open(link)
     assert.equal(await playedKey(guest.page, 'a'), 'right')
     await clickLetter(guest.page, 't')
     assert.equal(await playedKey(own.page, 't'), 'right')

@@ -3,6 +3,7 @@
 import { existsSync, mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { chromium } from 'playwright-core'
+import { openSpa } from './page.mjs'
 import { repoRoot } from './stack.mjs'
 
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
@@ -28,6 +29,32 @@ export async function launchChromium() {
       '--no-first-run',
     ],
   })
+}
+
+/**
+ * Chromium for one suite, and the browser contexts its tests open: `open(url, contextOptions)`
+ * opens the SPA in a fresh context (`openSpa`), `newContext(options)` opens a bare one, and
+ * `close()` closes them all, then Chromium.
+ */
+export async function suiteBrowser() {
+  const browser = await launchChromium()
+  const contexts = []
+  return {
+    async open(url, contextOptions) {
+      const opened = await openSpa(browser, url, contextOptions)
+      contexts.push(opened.context)
+      return opened
+    },
+    async newContext(options) {
+      const context = await browser.newContext(options)
+      contexts.push(context)
+      return context
+    },
+    async close() {
+      await Promise.allSettled(contexts.map((c) => c.close()))
+      await browser.close()
+    },
+  }
 }
 
 /** Saves a full-page screenshot as artifacts/screenshots/NAME.png at the repo root. */
