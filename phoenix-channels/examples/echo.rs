@@ -12,6 +12,10 @@
 //! `hangman:game` is a fuller one).
 //!
 //! `cargo run -p phoenix-channels --example echo`
+//!
+//! Two optional arguments, for measuring the crate on its own (ws-gateway/README.md,
+//! "Performance"): the address to listen on (`127.0.0.1:4000`) and the messages a connection may
+//! send a second (50).
 
 use std::time::Duration;
 
@@ -75,6 +79,16 @@ impl Channel for Echo {
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let listen = args.next().unwrap_or_else(|| "127.0.0.1:4000".to_owned());
+    let messages_per_second = match args.next().map(|rate| rate.parse()) {
+        None => 50,
+        Some(Ok(rate)) => rate,
+        Some(Err(err)) => {
+            eprintln!("usage: echo [ADDRESS] [MESSAGES_PER_SECOND]: {err}");
+            std::process::exit(2);
+        }
+    };
     let config = TransportConfig {
         allowed_origins: AllowedOrigins::new(&[], [127, 0, 0, 1].into()),
         max_frame_size: 64 * 1024,
@@ -83,7 +97,7 @@ async fn main() -> std::io::Result<()> {
             idle_timeout: Duration::from_secs(60),
             max_channels: 100,
             channel_inbox: 16,
-            messages_per_second: 50,
+            messages_per_second,
             shutdown_close_code: 1001,
             close_timeout: Duration::from_secs(5),
         },
@@ -95,7 +109,7 @@ async fn main() -> std::io::Result<()> {
     };
     let endpoint = Endpoint::new(Anyone, Router::new().channel("echo:*", EchoJoin), config);
     let app = endpoint.routes(&["/socket".to_owned()]);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:4000").await?;
+    let listener = tokio::net::TcpListener::bind(listen).await?;
     println!("ws://{}/socket/websocket", listener.local_addr()?);
     axum::serve(listener, app).await
 }

@@ -1,9 +1,9 @@
 //! `ws-load`: a bounded load generator for the gateway (loopback only; it stops by itself).
 //!
 //! Two modes, V2 JSON clients in both:
-//! - [`moves`] (the default): `--clients` clients join `hangman:game` and each plays `--moves`
-//!   `make_move` round trips; join latency, round-trip percentiles, moves/s, and with
-//!   `--idle-clients` the gateway's RSS per idle joined connection.
+//! - [`moves`] (the default): `--clients` clients join `hangman:game` (or `--topic`) and each
+//!   plays `--moves` `make_move` round trips; join latency, round-trip percentiles, moves/s,
+//!   and with `--idle-clients` the gateway's RSS per idle joined connection.
 //! - [`fanout`] (`--rooms R`): R rooms (shared `game:<id>` topics) of `--members` members,
 //!   one of them moving; broadcast delivery latency, pushes/s, and whether every member got
 //!   every tally ([`delivery`] checks each member's versions).
@@ -39,6 +39,10 @@ struct Args {
     /// The socket mount path.
     #[arg(long, default_value = "/socket")]
     mount: String,
+    /// The topic the moves mode joins and sends `make_move` on (another server's, such as
+    /// phoenix-channels' echo example, to measure it the same way).
+    #[arg(long, default_value = "hangman:game", conflicts_with = "rooms")]
+    topic: String,
     /// Clients that play moves.
     #[arg(long, default_value_t = 200)]
     clients: usize,

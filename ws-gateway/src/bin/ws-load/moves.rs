@@ -1,4 +1,4 @@
-//! The moves mode: `--clients` clients join `hangman:game`, then each plays `--moves`
+//! The moves mode: `--clients` clients join `--topic` (`hangman:game`), then each plays `--moves`
 //! `make_move` round trips (send, wait for the reply); join latency, round-trip percentiles and
 //! moves/s. With `--idle-clients N` and `--gateway-pid PID` it then opens N more joined clients
 //! that stay silent and prints the gateway's RSS growth per idle joined connection (VmRSS from
@@ -13,7 +13,6 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::{Args, Ws, connect, print_latency, reply_to, vm_rss_kib};
 
-const TOPIC: &str = "hangman:game";
 const LETTERS: &[u8] = b"etaoinshrdlcumwfgypbvkjxqz";
 
 pub async fn run(args: &Args, url: String) -> anyhow::Result<()> {
@@ -36,7 +35,7 @@ pub async fn run(args: &Args, url: String) -> anyhow::Result<()> {
         let started = Instant::now();
         let tasks: Vec<_> = sockets
             .into_iter()
-            .map(|ws| tokio::spawn(play(ws, args.moves, args.reply_timeout)))
+            .map(|ws| tokio::spawn(play(ws, args.topic.clone(), args.moves, args.reply_timeout)))
             .collect();
         let mut rtt = Histogram::<u64>::new(3)?;
         let mut played = Vec::new();
@@ -84,7 +83,7 @@ pub async fn run(args: &Args, url: String) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Opens `n` clients, each joined to `hangman:game`, with the join latency in µs; as many at
+/// Opens `n` clients, each joined to `--topic`, with the join latency in µs; as many at
 /// once as `--connect-concurrency`, each waiting `--reply-timeout` at most for its join reply.
 async fn open_joined(url: &str, n: usize, args: &Args) -> anyhow::Result<Vec<(Ws, u64)>> {
     let patience = args.reply_timeout;
@@ -93,7 +92,8 @@ async fn open_joined(url: &str, n: usize, args: &Args) -> anyhow::Result<Vec<(Ws
             let mut ws = connect(url).await?;
             let started = Instant::now();
             ws.send(Message::text(format!(
-                r#"["1","1","{TOPIC}","phx_join",{{}}]"#
+                r#"["1","1","{}","phx_join",{{}}]"#,
+                args.topic
             )))
             .await?;
             let reply = reply_to(&mut ws, "1", patience).await?;
@@ -113,12 +113,17 @@ async fn open_joined(url: &str, n: usize, args: &Args) -> anyhow::Result<Vec<(Ws
 ///
 /// Plain samples, put in one histogram at the end: a histogram per client (tens of KiB
 /// each) made recording a cache miss, several per cent of the load tool's CPU.
-async fn play(mut ws: Ws, moves: usize, patience: Duration) -> anyhow::Result<(Ws, Vec<u64>)> {
+async fn play(
+    mut ws: Ws,
+    topic: String,
+    moves: usize,
+    patience: Duration,
+) -> anyhow::Result<(Ws, Vec<u64>)> {
     let mut rtt = Vec::with_capacity(moves);
     for i in 0..moves {
         let msg_ref = (i + 2).to_string();
         let guess = LETTERS[i % LETTERS.len()] as char;
-        let frame = format!(r#"["1","{msg_ref}","{TOPIC}","make_move",{{"guess":"{guess}"}}]"#);
+        let frame = format!(r#"["1","{msg_ref}","{topic}","make_move",{{"guess":"{guess}"}}]"#);
         let started = Instant::now();
         ws.send(Message::text(frame)).await?;
         let reply = reply_to(&mut ws, &msg_ref, patience).await?;
