@@ -5,6 +5,7 @@
 //! game service without them.
 
 mod play;
+pub mod tally_wire;
 mod transport;
 
 use std::sync::{Arc, OnceLock};
@@ -21,6 +22,7 @@ use play::{PlayStreams, Played};
 use service_kit::trace_context::TRACEPARENT;
 /// The trace every call carries: one per socket connection, a new span per call.
 pub use service_kit::trace_context::TraceContext;
+pub use tally_wire::TallyWire;
 use tonic::metadata::MetadataValue;
 use tonic::transport::Uri;
 use tonic::{Code, Request, Status};
@@ -333,7 +335,7 @@ impl Upstream {
         trace: &TraceContext,
         game_id: &str,
         guess: &str,
-    ) -> Result<Tally, UpstreamError> {
+    ) -> Result<TallyWire, UpstreamError> {
         if let Some(plays) = &self.clients.plays {
             let started = Instant::now();
             if let Played::Answer(answer) = plays.make_move(game_id, guess).await {
@@ -360,7 +362,7 @@ impl Upstream {
                 &self.clients.games,
             )
             .await?;
-        Ok(response.tally.unwrap_or_default())
+        Ok(TallyWire::from(&response.tally.unwrap_or_default()))
     }
 
     /// Puts the members of `renew` in the game's room for another lease (a member new to it

@@ -4,10 +4,10 @@
 //! higher `version` is the newer.
 
 use hangman_proto::v1::{GameState, Tally};
-use serde::Serialize;
-use serde::ser::SerializeMap;
+use serde::{Serialize, Serializer};
 use serde_json::{Value, json};
 
+use crate::upstream::TallyWire;
 use phoenix_channels::message::Payload;
 
 /// The lower-case state name of docs/design.md §3 (`unspecified` for a value this build does
@@ -18,33 +18,74 @@ pub fn state_name(state: i32) -> &'static str {
         .snake_name()
 }
 
-/// A tally as JSON, written straight from the gRPC message.
-struct TallyJson<'a>(&'a Tally);
+/// A tally as JSON, written straight from the gRPC message: the contract's [`Tally`], or a
+/// move's [`TallyWire`] (its strings read where they lie), `S` listing the strings of either.
+#[derive(Serialize)]
+#[serde(bound = "S: Iterator<Item = &'a str> + Clone")]
+pub struct TallyJson<'a, S> {
+    // Keys in the order a JSON object value prints them (sorted).
+    #[serde(serialize_with = "game_state")]
+    game_state: i32,
+    #[serde(serialize_with = "strings")]
+    letters: S,
+    turns_left: u32,
+    #[serde(serialize_with = "strings")]
+    used: S,
+    version: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    word: Option<&'a str>,
+}
 
-impl Serialize for TallyJson<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let tally = self.0;
-        // Keys in the order a JSON object value prints them (sorted).
-        let mut map = serializer.serialize_map(None)?;
-        map.serialize_entry("game_state", state_name(tally.game_state))?;
-        map.serialize_entry("letters", &tally.letters)?;
-        map.serialize_entry("turns_left", &tally.turns_left)?;
-        map.serialize_entry("used", &tally.used)?;
-        map.serialize_entry("version", &tally.version)?;
-        if let Some(word) = &tally.word {
-            map.serialize_entry("word", word)?;
+fn game_state<Ser: Serializer>(state: &i32, serializer: Ser) -> Result<Ser::Ok, Ser::Error> {
+    serializer.serialize_str(state_name(*state))
+}
+
+fn strings<'a, S, Ser>(strings: &S, serializer: Ser) -> Result<Ser::Ok, Ser::Error>
+where
+    S: Iterator<Item = &'a str> + Clone,
+    Ser: Serializer,
+{
+    serializer.collect_seq(strings.clone())
+}
+
+type StringsOfTally<'a> = std::iter::Map<std::slice::Iter<'a, String>, fn(&String) -> &str>;
+
+impl<'a> From<&'a Tally> for TallyJson<'a, StringsOfTally<'a>> {
+    fn from(tally: &'a Tally) -> Self {
+        TallyJson {
+            game_state: tally.game_state,
+            letters: tally.letters.iter().map(String::as_str),
+            turns_left: tally.turns_left,
+            used: tally.used.iter().map(String::as_str),
+            version: tally.version,
+            word: tally.word.as_deref(),
         }
-        map.end()
+    }
+}
+
+impl<'a> From<&'a TallyWire> for TallyJson<'a, crate::upstream::tally_wire::Strings<'a>> {
+    fn from(tally: &'a TallyWire) -> Self {
+        TallyJson {
+            game_state: tally.game_state(),
+            letters: tally.letters(),
+            turns_left: tally.turns_left(),
+            used: tally.used(),
+            version: tally.version(),
+            word: tally.word(),
+        }
     }
 }
 
 pub fn to_json(tally: &Tally) -> Value {
-    serde_json::to_value(TallyJson(tally)).expect("a tally serializes")
+    serde_json::to_value(TallyJson::from(tally)).expect("a tally serializes")
 }
 
 /// The tally encoded once, for a reply and the push that repeats it.
-pub fn encoded(tally: &Tally) -> Payload {
-    Payload::encode(&TallyJson(tally))
+pub fn encoded<'a, S>(tally: impl Into<TallyJson<'a, S>>) -> Payload
+where
+    S: Iterator<Item = &'a str> + Clone,
+{
+    Payload::encode(&tally.into())
 }
 
 /// The join (and `new_game`) response: `{"game_id": id, "tally": {...}}`.
@@ -90,5 +131,27 @@ mod tests {
             panic!("an encoded payload");
         };
         assert_eq!(raw.get(), serde_json::to_string(&to_json(&tally)).unwrap());
+    }
+
+    #[test]
+    fn a_move_tally_read_where_it_lies_writes_the_same_json() {
+        let mut tally = Tally {
+            version: 4,
+            game_state: GameState::BadGuess as i32,
+            turns_left: 5,
+            letters: vec!["_".into(), "é".into()],
+            used: vec!["\"q".into(), "é".into()],
+            word: None,
+        };
+        for word in [None, Some("ré".to_owned())] {
+            tally.word = word;
+            let Payload::Encoded(from_wire) = encoded(&TallyWire::from(&tally)) else {
+                panic!("an encoded payload");
+            };
+            let Payload::Encoded(from_tally) = encoded(&tally) else {
+                panic!("an encoded payload");
+            };
+            assert_eq!(from_wire.get(), from_tally.get());
+        }
     }
 }

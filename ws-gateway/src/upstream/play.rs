@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures::FutureExt;
 use h2::client::SendRequest;
-use hangman_proto::v1::{PlayRequest, PlayResponse, Tally, play_response::Outcome};
+use hangman_proto::v1::{PlayError, PlayRequest};
 use prost::Message;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant as Deadline;
@@ -40,6 +40,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Uri;
 use tonic::{Code, Status};
 
+use super::tally_wire::TallyWire;
 use super::{H2Transport, MAKE_MOVE, UpstreamError};
 
 /// How long a game service that answered UNIMPLEMENTED gets moves by unary calls before the
@@ -52,9 +53,29 @@ const QUEUED: usize = 1024;
 /// Moves the writer sends in one DATA frame at most.
 const BATCH: usize = 64;
 
+/// `hangman.v1.PlayResponse` as the gateway reads it: the tally left encoded, to be read where
+/// it lies ([`TallyWire`]), and the game id (the gateway's own) skipped.
+#[derive(Clone, PartialEq, prost::Message)]
+struct PlayReply {
+    #[prost(uint64, tag = "1")]
+    request_id: u64,
+    #[prost(oneof = "Outcome", tags = "3, 4")]
+    outcome: Option<Outcome>,
+}
+
+/// `hangman.v1.PlayResponse.outcome`.
+#[derive(Clone, PartialEq, prost::Oneof)]
+enum Outcome {
+    /// An encoded `hangman.v1.Tally`: a message field is length-delimited bytes on the wire.
+    #[prost(bytes = "bytes", tag = "3")]
+    Tally(Bytes),
+    #[prost(message, tag = "4")]
+    Error(PlayError),
+}
+
 /// A move's answer, or word that it must go by unary call.
 pub enum Played {
-    Answer(Result<Tally, UpstreamError>),
+    Answer(Result<TallyWire, UpstreamError>),
     /// The game service does not have `Play`.
     Unsupported,
 }
@@ -88,7 +109,7 @@ struct Open {
 }
 
 /// Where a move's answer goes.
-type Reply = oneshot::Sender<Result<Tally, UpstreamError>>;
+type Reply = oneshot::Sender<Result<TallyWire, UpstreamError>>;
 
 #[derive(Default)]
 struct Pending {
@@ -133,7 +154,7 @@ impl Pending {
             .remove(&request_id);
     }
 
-    fn answer(&self, reply: PlayResponse) {
+    fn answer(&self, reply: PlayReply) {
         let waiting = self
             .replies
             .lock()
@@ -162,9 +183,11 @@ impl Pending {
 }
 
 /// A reply's outcome as the unary call's result would be.
-fn answer(outcome: Option<Outcome>) -> Result<Tally, UpstreamError> {
+fn answer(outcome: Option<Outcome>) -> Result<TallyWire, UpstreamError> {
     match outcome {
-        Some(Outcome::Tally(tally)) => Ok(tally),
+        Some(Outcome::Tally(tally)) => TallyWire::new(tally).map_err(|err| {
+            UpstreamError::Unavailable(format!("a Play reply whose tally does not decode: {err}"))
+        }),
         Some(Outcome::Error(error)) => {
             let code = Code::from_i32(error.code);
             // The same status the unary call would have ended with, read the same way.
@@ -263,7 +286,7 @@ impl PlayStreams {
         &self,
         request: PlayRequest,
         deadline: Deadline,
-    ) -> Result<(Waiting, oneshot::Receiver<Result<Tally, UpstreamError>>), Played> {
+    ) -> Result<(Waiting, oneshot::Receiver<Result<TallyWire, UpstreamError>>), Played> {
         let slots = match self.transport.slot_count().await {
             Ok(slots) => slots,
             Err(err) => {
@@ -443,13 +466,23 @@ async fn send(body: &mut h2::SendStream<Bytes>, data: Bytes) -> Result<(), h2::E
 
 /// The reader: hands each reply to its move; when the stream ends, fails what is pending.
 async fn read(mut replies: h2::RecvStream, pending: Arc<Pending>) {
-    let mut received = BytesMut::new();
+    // The start of a reply cut across DATA frames, waiting for the rest.
+    let mut partial = BytesMut::new();
     let why = loop {
         match replies.data().await {
             Some(Ok(data)) => {
                 let _ = replies.flow_control().release_capacity(data.len());
-                received.extend_from_slice(&data);
-                if let Err(why) = dispatch(&mut received, &pending) {
+                // Replies are read from the frame's own bytes, their tallies left there, unless
+                // one was cut across frames.
+                let mut received = if partial.is_empty() {
+                    data
+                } else {
+                    partial.extend_from_slice(&data);
+                    partial.split().freeze()
+                };
+                let dispatched = dispatch(&mut received, &pending);
+                partial.extend_from_slice(&received);
+                if let Err(why) = dispatched {
                     break why;
                 }
             }
@@ -474,7 +507,7 @@ async fn read(mut replies: h2::RecvStream, pending: Arc<Pending>) {
 }
 
 /// Answers every whole reply in `received`, leaving a partial one there.
-fn dispatch(received: &mut BytesMut, pending: &Pending) -> Result<(), String> {
+fn dispatch(received: &mut Bytes, pending: &Pending) -> Result<(), String> {
     while received.len() >= 5 {
         let compressed = received[0];
         let len = u32::from_be_bytes([received[1], received[2], received[3], received[4]]) as usize;
@@ -484,12 +517,10 @@ fn dispatch(received: &mut BytesMut, pending: &Pending) -> Result<(), String> {
         if compressed != 0 {
             return Err("a compressed Play reply (none was asked for)".into());
         }
-        // Decoded from a slice: prost reads a `BytesMut` through `Buf`, one `advance` (with
-        // its bookkeeping) per varint and string, about 4 % of the gateway's instructions on a
-        // move.
-        let reply = PlayResponse::decode(&received[5..5 + len])
+        let mut message = received.split_to(5 + len);
+        message.advance(5);
+        let reply = PlayReply::decode(message)
             .map_err(|err| format!("a Play reply that does not decode: {err}"))?;
-        received.advance(5 + len);
         pending.answer(reply);
     }
     Ok(())
@@ -503,7 +534,7 @@ mod tests {
         pending: &Pending,
         request_id: u64,
         deadline: Deadline,
-    ) -> oneshot::Receiver<Result<Tally, UpstreamError>> {
+    ) -> oneshot::Receiver<Result<TallyWire, UpstreamError>> {
         let (reply, answer) = oneshot::channel();
         assert!(pending.expect(request_id, deadline, reply));
         answer
@@ -522,10 +553,9 @@ mod tests {
         assert_eq!(why, "timed out");
         assert!(future.try_recv().is_err(), "the other one still waits");
         // Its reply, when it comes, is still its own.
-        pending.answer(PlayResponse {
+        pending.answer(PlayReply {
             request_id: 2,
-            outcome: Some(Outcome::Tally(Tally::default())),
-            ..PlayResponse::default()
+            outcome: Some(Outcome::Tally(Bytes::new())),
         });
         assert!(matches!(future.try_recv(), Ok(Ok(_))));
     }
