@@ -2,7 +2,8 @@
 //! `hangman.v1.HangmanService`, with connect and request timeouts, a W3C `traceparent` on every
 //! call, and errors reduced to the stable reasons the channels reply with. Moves go on a few
 //! long-lived `Play` streams over the same connections (`play`), or by `MakeMove` calls to a
-//! game service without them.
+//! game service without them; either way a move's tally comes back as a [`TallyWire`]
+//! (`tally_wire`: read where it lies, for its JSON).
 
 mod play;
 pub mod tally_wire;
