@@ -1,11 +1,11 @@
 //! Moves on a few long-lived `Play` streams instead of a `MakeMove` call each.
 //!
 //! One stream per connection slot of the transport (a lane: at least one per address of the
-//! game service), opened when the lane's first move comes. A move takes an id, puts a one-shot reply slot in the lane's pending map, and queues
-//! its request for the lane's writer task, which sends everything queued in one HTTP/2 DATA
-//! frame; the lane's reader task decodes the replies and hands each to its slot. So a move costs
-//! a message on an open stream: no HTTP/2 stream, header block or call future of its own, on
-//! either side.
+//! game service), opened when the lane's first move comes. A move takes an id, puts a one-shot
+//! reply slot in the lane's pending map, and queues its request for the lane's writer task,
+//! which sends everything queued in one HTTP/2 DATA frame; the lane's reader task reads the
+//! replies (`replies`) and hands each to its slot. So a move costs a message on an open stream:
+//! no HTTP/2 stream, header block or call future of its own, on either side.
 //!
 //! - Deadline: a move not answered within the request timeout fails `unavailable` (as a unary
 //!   call that times out) and leaves the pending map; its reply, if it comes, is dropped. A
@@ -29,10 +29,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use futures::FutureExt;
 use h2::client::SendRequest;
-use hangman_proto::v1::{PlayError, PlayRequest};
+use hangman_proto::v1::PlayRequest;
 use prost::Message;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant as Deadline;
@@ -40,8 +40,11 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Uri;
 use tonic::{Code, Status};
 
+mod replies;
+
 use super::tally_wire::TallyWire;
 use super::{H2Transport, MAKE_MOVE, UpstreamError};
+use replies::{Answer, Replies};
 
 /// How long a game service that answered UNIMPLEMENTED gets moves by unary calls before the
 /// stream is tried again (it may have been upgraded meanwhile).
@@ -52,26 +55,6 @@ const QUEUED: usize = 1024;
 
 /// Moves the writer sends in one DATA frame at most.
 const BATCH: usize = 64;
-
-/// `hangman.v1.PlayResponse` as the gateway reads it: the tally left encoded, to be read where
-/// it lies ([`TallyWire`]), and the game id (the gateway's own) skipped.
-#[derive(Clone, PartialEq, prost::Message)]
-struct PlayReply {
-    #[prost(uint64, tag = "1")]
-    request_id: u64,
-    #[prost(oneof = "Outcome", tags = "3, 4")]
-    outcome: Option<Outcome>,
-}
-
-/// `hangman.v1.PlayResponse.outcome`.
-#[derive(Clone, PartialEq, prost::Oneof)]
-enum Outcome {
-    /// An encoded `hangman.v1.Tally`: a message field is length-delimited bytes on the wire.
-    #[prost(bytes = "bytes", tag = "3")]
-    Tally(Bytes),
-    #[prost(message, tag = "4")]
-    Error(PlayError),
-}
 
 /// A move's answer, or word that it must go by unary call.
 pub enum Played {
@@ -154,15 +137,15 @@ impl Pending {
             .remove(&request_id);
     }
 
-    fn answer(&self, reply: PlayReply) {
+    fn answer(&self, (request_id, answer): Answer) {
         let waiting = self
             .replies
             .lock()
             .expect("pending lock")
-            .remove(&reply.request_id);
+            .remove(&request_id);
         // None: its move gave up at its deadline; the late reply is dropped.
         if let Some((_, waiting)) = waiting {
-            let _ = waiting.send(answer(reply.outcome));
+            let _ = waiting.send(answer);
         }
     }
 
@@ -179,27 +162,6 @@ impl Pending {
         for (_, (_, waiting)) in pending {
             let _ = waiting.send(Err(why.clone()));
         }
-    }
-}
-
-/// A reply's outcome as the unary call's result would be.
-fn answer(outcome: Option<Outcome>) -> Result<TallyWire, UpstreamError> {
-    match outcome {
-        Some(Outcome::Tally(tally)) => TallyWire::new(tally).map_err(|err| {
-            UpstreamError::Unavailable(format!("a Play reply whose tally does not decode: {err}"))
-        }),
-        Some(Outcome::Error(error)) => {
-            let code = Code::from_i32(error.code);
-            // The same status the unary call would have ended with, read the same way.
-            let status = match error.field.as_str() {
-                "" => Status::new(code, error.message),
-                field => hangman_proto::invalid_field(field, error.message),
-            };
-            Err(UpstreamError::from_status(&MAKE_MOVE, &status))
-        }
-        None => Err(UpstreamError::Unavailable(
-            "a Play reply without an outcome".into(),
-        )),
     }
 }
 
@@ -477,23 +439,12 @@ async fn send(body: &mut h2::SendStream<Bytes>, data: Bytes) -> Result<(), h2::E
 
 /// The reader: hands each reply to its move; when the stream ends, fails what is pending.
 async fn read(mut replies: h2::RecvStream, pending: Arc<Pending>) {
-    // The start of a reply cut across DATA frames, waiting for the rest.
-    let mut partial = BytesMut::new();
+    let mut read = Replies::default();
     let why = loop {
         match replies.data().await {
             Some(Ok(data)) => {
                 let _ = replies.flow_control().release_capacity(data.len());
-                // Replies are read from the frame's own bytes, their tallies left there, unless
-                // one was cut across frames.
-                let mut received = if partial.is_empty() {
-                    data
-                } else {
-                    partial.extend_from_slice(&data);
-                    partial.split().freeze()
-                };
-                let dispatched = dispatch(&mut received, &pending);
-                partial.extend_from_slice(&received);
-                if let Err(why) = dispatched {
+                if let Err(why) = read.feed(data, |answer| pending.answer(answer)) {
                     break why;
                 }
             }
@@ -515,26 +466,6 @@ async fn read(mut replies: h2::RecvStream, pending: Arc<Pending>) {
         }
     };
     pending.end(&UpstreamError::Unavailable(why));
-}
-
-/// Answers every whole reply in `received`, leaving a partial one there.
-fn dispatch(received: &mut Bytes, pending: &Pending) -> Result<(), String> {
-    while received.len() >= 5 {
-        let compressed = received[0];
-        let len = u32::from_be_bytes([received[1], received[2], received[3], received[4]]) as usize;
-        if received.len() < 5 + len {
-            break;
-        }
-        if compressed != 0 {
-            return Err("a compressed Play reply (none was asked for)".into());
-        }
-        let mut message = received.split_to(5 + len);
-        message.advance(5);
-        let reply = PlayReply::decode(message)
-            .map_err(|err| format!("a Play reply that does not decode: {err}"))?;
-        pending.answer(reply);
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -564,10 +495,7 @@ mod tests {
         assert_eq!(why, "timed out");
         assert!(future.try_recv().is_err(), "the other one still waits");
         // Its reply, when it comes, is still its own.
-        pending.answer(PlayReply {
-            request_id: 2,
-            outcome: Some(Outcome::Tally(Bytes::new())),
-        });
+        pending.answer((2, Ok(TallyWire::from(&Default::default()))));
         assert!(matches!(future.try_recv(), Ok(Ok(_))));
     }
 }

@@ -5,14 +5,15 @@
 //! word and per letter used, thirty or so. Decoded as `String`s (an allocation, a copy and a
 //! growing `Vec` each), then written out as JSON and dropped, they were about a third of the
 //! gateway's instructions a move; the gateway does nothing with a move's tally but write it as
-//! JSON. Read from the bytes, each costs a key, a length, its UTF-8 check and a place in a
-//! list of where the strings lie. This is what a gRPC-JSON transcoder does (Envoy's, say), for
+//! JSON. Read from the bytes, each costs a key, a length, a UTF-8 check and a place in a list
+//! of where the strings lie. This is what a gRPC-JSON transcoder does (Envoy's, say), for
 //! the one message the gateway sees per move.
 //!
 //! Reading follows protobuf's rules as prost's decoding of `Tally` does: fields in any order,
 //! the last of a scalar wins, unknown fields skipped, and a message prost would refuse (bad
 //! wire type, truncated, strings that are not UTF-8) is refused. The tests hold it to prost's
-//! decoding of the same bytes.
+//! decoding of the same bytes, fields written in any order by any sender. (Within a
+//! `PlayResponse`, a tally given twice is merged first: `play::replies`.)
 
 use std::ops::Range;
 
@@ -161,7 +162,9 @@ impl<'a> Iterator for Strings<'a> {
     }
 }
 
-/// A string that [`TallyWire::new`] found in `bytes` and checked UTF-8.
+/// A string that [`TallyWire::new`] found in `bytes` and checked UTF-8. Safe Rust makes a
+/// `str` of bytes only by checking them, so they are checked again here (a byte or two each);
+/// a string that failed the first check never got a place to be read from.
 fn str_at(bytes: &[u8], at: Range<usize>) -> &str {
     std::str::from_utf8(&bytes[at]).unwrap_or_default()
 }
@@ -217,7 +220,9 @@ mod tests {
             &[0x1a, 1, 0xff][..], // not UTF-8
             &[0x18, 1][..],       // letters as a varint
             &[0x08][..],          // a key without its value
-            &[0x0c][..],          // an end-group with no start
+            &[0x0c][..],          // game_state as an end-group
+            &[0x4c][..],          // an end-group of an unknown field, with no start
+            &[0x4b, 0x08][..],    // a group of an unknown field, never ended
         ] {
             assert!(Tally::decode(bytes).is_err(), "{bytes:?}");
             assert!(
@@ -253,16 +258,109 @@ mod tests {
         fn any_tally_reads_back_as_prost_decodes_it(tally in any_tally()) {
             prop_assert_eq!(read(&TallyWire::from(&tally)), tally);
         }
+    }
+
+    proptest! {
+        // More cases than the default: most random fields make a message prost refuses, and
+        // the accepted ones are what tell a scalar given twice or a skipped group apart.
+        #![proptest_config(ProptestConfig::with_cases(4096))]
 
         #[test]
-        fn any_bytes_are_refused_or_read_as_prost_reads_them(
-            bytes in proptest::collection::vec(any::<u8>(), 0..64)
+        fn any_fields_in_any_order_cut_anywhere_are_refused_or_read_as_prost_reads_them(
+            fields in proptest::collection::vec(any_field(), 0..12),
+            cut in any::<proptest::sample::Index>(),
+            cut_it in any::<bool>(),
         ) {
+            let mut bytes = Vec::new();
+            for field in &fields {
+                put(field, &mut bytes);
+            }
+            if cut_it && !bytes.is_empty() {
+                bytes.truncate(cut.index(bytes.len()));
+            }
             let wire = TallyWire::new(Bytes::from(bytes.clone()));
             match Tally::decode(&bytes[..]) {
                 Ok(tally) => prop_assert_eq!(read(&wire.unwrap()), tally),
                 Err(_) => prop_assert!(wire.is_err()),
             }
         }
+    }
+
+    /// A field as any sender might write it: a tally's own tag or another, any wire type, groups
+    /// of fields, an end-group with no start, a wire type that does not exist.
+    #[derive(Debug, Clone)]
+    enum Field {
+        Varint(u32, u64),
+        Delimited(u32, Vec<u8>),
+        Fixed32(u32),
+        Fixed64(u32),
+        Group(u32, Vec<Field>),
+        StrayEndGroup(u32),
+        NoSuchWireType(u32, u8),
+    }
+
+    fn put_key(tag: u32, wire_type: u8, out: &mut Vec<u8>) {
+        prost::encoding::encode_varint(u64::from(tag) << 3 | u64::from(wire_type), out);
+    }
+
+    fn put(field: &Field, out: &mut Vec<u8>) {
+        match field {
+            Field::Varint(tag, value) => {
+                put_key(*tag, 0, out);
+                prost::encoding::encode_varint(*value, out);
+            }
+            Field::Delimited(tag, bytes) => {
+                put_key(*tag, 2, out);
+                prost::encoding::encode_varint(bytes.len() as u64, out);
+                out.extend_from_slice(bytes);
+            }
+            Field::Fixed32(tag) => {
+                put_key(*tag, 5, out);
+                out.extend_from_slice(&[1, 2, 3, 4]);
+            }
+            Field::Fixed64(tag) => {
+                put_key(*tag, 1, out);
+                out.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
+            }
+            Field::Group(tag, fields) => {
+                put_key(*tag, 3, out);
+                for field in fields {
+                    put(field, out);
+                }
+                put_key(*tag, 4, out);
+            }
+            Field::StrayEndGroup(tag) => put_key(*tag, 4, out),
+            Field::NoSuchWireType(tag, wire_type) => {
+                put_key(*tag, *wire_type, out);
+                out.push(1);
+            }
+        }
+    }
+
+    fn any_field() -> impl Strategy<Value = Field> {
+        // Mostly the tally's own six tags, some unknown ones, the largest tag there is.
+        let tag = || prop_oneof![4 => 1u32..=7, 1 => Just(9u32), 1 => Just((1u32 << 29) - 1)];
+        let value = prop_oneof![
+            any::<u64>(),
+            any::<i32>().prop_map(|negative| negative as i64 as u64),
+            0u64..300,
+        ];
+        // Mostly UTF-8, so that most messages are ones prost accepts.
+        let bytes = prop_oneof![
+            4 => ".{0,3}".prop_map(String::into_bytes),
+            1 => proptest::collection::vec(any::<u8>(), 0..3),
+        ];
+        let leaf = prop_oneof![
+            6 => (tag(), value).prop_map(|(tag, value)| Field::Varint(tag, value)),
+            6 => (tag(), bytes).prop_map(|(tag, bytes)| Field::Delimited(tag, bytes)),
+            1 => tag().prop_map(Field::Fixed32),
+            1 => tag().prop_map(Field::Fixed64),
+            1 => tag().prop_map(Field::StrayEndGroup),
+            1 => (tag(), 6u8..=7).prop_map(|(tag, wire_type)| Field::NoSuchWireType(tag, wire_type)),
+        ];
+        leaf.prop_recursive(3, 16, 4, move |inner| {
+            (tag(), proptest::collection::vec(inner, 0..4))
+                .prop_map(|(tag, fields)| Field::Group(tag, fields))
+        })
     }
 }
