@@ -118,6 +118,16 @@ pub struct Config {
     )]
     pub max_pending_connections: usize,
 
+    /// Connections open at once, whatever they are doing; past this, new connections wait in
+    /// the kernel's accept queue. The clients are the front ends (a few connections each) and
+    /// the odd grpcurl.
+    #[arg(
+        long,
+        env = "GAME_SERVICE_MAX_OPEN_CONNECTIONS",
+        default_value_t = 4_096
+    )]
+    pub max_open_connections: usize,
+
     /// Close each client connection after this long (gracefully: open calls finish), so that
     /// clients reconnect and spread over the replicas a Service has now. Off by default.
     #[arg(long, env = "GAME_SERVICE_MAX_CONNECTION_AGE", value_parser = service_kit::durations::non_zero)]

@@ -207,6 +207,7 @@ async fn serve<S: GameStore>(
     let connection_limits = ConnectionLimits {
         header_read_timeout: config.header_read_timeout,
         max_pending: config.max_pending_connections,
+        max_open: config.max_open_connections,
     };
     let task = tokio::spawn(async move {
         // Admission caps the connections that have not sent a request yet and drops those

@@ -98,6 +98,15 @@ pub struct Config {
     )]
     pub max_pending_connections: usize,
 
+    /// Connections open at once, whatever they are doing (waiting for a request or kept alive
+    /// between requests); past this, new connections wait in the kernel's accept queue.
+    #[arg(
+        long,
+        env = "HTML_GALLOWS_MAX_OPEN_CONNECTIONS",
+        default_value_t = 4_096
+    )]
+    pub max_open_connections: usize,
+
     /// How long a graceful shutdown waits for requests in flight. (`--shutdown-grace`, its
     /// old name, still works.)
     #[arg(long, alias = "shutdown-grace", env = "HTML_GALLOWS_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]

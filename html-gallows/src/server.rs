@@ -59,6 +59,7 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
     let limits = ConnectionLimits {
         header_read_timeout: config.header_read_timeout,
         max_pending: config.max_pending_connections,
+        max_open: config.max_open_connections,
     };
     let serving = tokio::spawn(service_kit::http::serve(listener, app, limits, async {
         stop_requested.await.ok();

@@ -9,7 +9,12 @@
 //!   first complete request. At the cap, the accept loop stops accepting: new connections
 //!   wait in the kernel's accept queue (costing this process nothing) until a slot frees;
 //! - a connection whose first request has not arrived within
-//!   [`ConnectionLimits::header_read_timeout`] is dropped, which frees its slot.
+//!   [`ConnectionLimits::header_read_timeout`] is dropped, which frees its slot;
+//! - at most [`ConnectionLimits::max_open`] connections may be open at once, whatever they are
+//!   doing: waiting for a request, kept alive between requests (a client that sends one within
+//!   the header read timeout each time keeps its connection), or upgraded to a WebSocket. At
+//!   that cap, too, the accept loop waits, so no number of clients makes the connections
+//!   together cost more than the cap allows.
 //!
 //! A connection's first request is known by the service, not the socket: whoever serves the
 //! connection calls [`FirstRequest::arrived`] for each request (the HTTP server in
@@ -41,12 +46,15 @@ pub struct ConnectionLimits {
     pub header_read_timeout: Duration,
     /// Accepted connections that may be waiting for their first request at once.
     pub max_pending: usize,
+    /// Connections that may be open at once, in any state.
+    pub max_open: usize,
 }
 
 /// Hands out accepted connections within [`ConnectionLimits`].
 #[derive(Debug, Clone)]
 pub struct Admission {
     pending: Arc<Semaphore>,
+    open: Arc<Semaphore>,
     header_read_timeout: Duration,
 }
 
@@ -55,13 +63,19 @@ impl Admission {
         Admission {
             // A cap of 0 would never accept anything.
             pending: Arc::new(Semaphore::new(limits.max_pending.max(1))),
+            open: Arc::new(Semaphore::new(limits.max_open.max(1))),
             header_read_timeout: limits.header_read_timeout,
         }
     }
 
-    /// Waits for a pending slot, then for the next connection, with `TCP_NODELAY` set (replies
-    /// are small and written in pieces: Nagle's algorithm would hold them back).
+    /// Waits for room among the open connections and for a pending slot, then for the next
+    /// connection, with `TCP_NODELAY` set (replies are small and written in pieces: Nagle's
+    /// algorithm would hold them back).
     pub async fn accept(&self, listener: &TcpListener) -> Guarded<TcpStream> {
+        let open = Arc::clone(&self.open)
+            .acquire_owned()
+            .await
+            .expect("the open semaphore is never closed");
         let slot = Arc::clone(&self.pending)
             .acquire_owned()
             .await
@@ -72,7 +86,7 @@ impl Admission {
                     if let Err(error) = tcp.set_nodelay(true) {
                         tracing::debug!(%error, "cannot set TCP_NODELAY");
                     }
-                    return Guarded::new(tcp, slot, self.header_read_timeout);
+                    return Guarded::new(tcp, open, slot, self.header_read_timeout);
                 }
                 // The peer gave up before we took it: nothing to do.
                 Err(error) if is_connection_error(&error) => {}
@@ -159,15 +173,23 @@ pub struct Guarded<IO> {
     deadline: Option<Pin<Box<Sleep>>>,
     /// When reads and writes start failing, if ever.
     ends: Option<Pin<Box<Sleep>>>,
+    /// The connection's room among the open ones, given back when it is dropped.
+    _open: OwnedSemaphorePermit,
 }
 
 impl<IO> Guarded<IO> {
-    fn new(io: IO, slot: OwnedSemaphorePermit, timeout: Duration) -> Self {
+    fn new(
+        io: IO,
+        open: OwnedSemaphorePermit,
+        slot: OwnedSemaphorePermit,
+        timeout: Duration,
+    ) -> Self {
         Guarded {
             io,
             first_request: FirstRequest::new(slot),
             deadline: Some(Box::pin(tokio::time::sleep(timeout))),
             ends: None,
+            _open: open,
         }
     }
 
@@ -272,8 +294,8 @@ mod tests {
 
     /// `io` as admitted, with its first request in already (so only its life can end it).
     fn admitted(io: DuplexStream) -> Guarded<DuplexStream> {
-        let slot = Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap();
-        let guarded = Guarded::new(io, slot, Duration::from_secs(3600));
+        let permit = || Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap();
+        let guarded = Guarded::new(io, permit(), permit(), Duration::from_secs(3600));
         guarded.first_request().arrived();
         guarded
     }

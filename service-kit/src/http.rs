@@ -2,16 +2,16 @@
 //!
 //! `axum::serve` sets no timer on hyper, so hyper's header-read timeout never runs there, and it
 //! admits any number of connections: a half-sent request was held forever. This loop is
-//! `axum::serve` with both limits of [`ConnectionLimits`]:
+//! `axum::serve` with the limits of [`ConnectionLimits`]:
 //!
 //! - [`Admission`] caps the connections waiting for their first request, and drops one whose
 //!   first request does not come within the header-read timeout;
 //! - hyper's `header_read_timeout` bounds every later request's headers too, and so how long
-//!   an idle keep-alive connection is kept.
+//!   an idle keep-alive connection is kept;
+//! - [`Admission`] caps the connections open at once too, an upgraded one (a WebSocket)
+//!   included until it closes; its own server may count it again under a cap of its own.
 //!
 //! HTTP/1.1 only: browsers speak HTTP/2 only over TLS, which a load balancer in front ends.
-//! Upgraded connections (WebSockets) leave this loop's accounting once upgraded: their own
-//! server counts them.
 
 use std::convert::Infallible;
 use std::future::Future;

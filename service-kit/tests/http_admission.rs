@@ -13,13 +13,18 @@ use tokio::time::timeout;
 
 /// A server of `GET /` on port 0 with the given limits; stops when the test ends.
 async fn server(header_read_timeout: Duration, max_pending: usize) -> std::net::SocketAddr {
+    server_with(ConnectionLimits {
+        header_read_timeout,
+        max_pending,
+        max_open: 10_000,
+    })
+    .await
+}
+
+async fn server_with(limits: ConnectionLimits) -> std::net::SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = Router::new().route("/", get(|| async { "hello" }));
-    let limits = ConnectionLimits {
-        header_read_timeout,
-        max_pending,
-    };
     tokio::spawn(service_kit::http::serve(
         listener,
         app,
@@ -109,6 +114,37 @@ async fn a_connection_frees_its_slot_with_its_first_request() {
     assert!(
         served
             .expect("the second client is served")
+            .starts_with("HTTP/1.1 200")
+    );
+}
+
+#[tokio::test]
+async fn at_the_open_cap_a_new_connection_waits_until_one_closes() {
+    // Two keep-alive connections, each sending a request now and then, hold both places.
+    let addr = server_with(ConnectionLimits {
+        header_read_timeout: Duration::from_secs(60),
+        max_pending: 10,
+        max_open: 2,
+    })
+    .await;
+    let mut kept = [
+        TcpStream::connect(addr).await.unwrap(),
+        TcpStream::connect(addr).await.unwrap(),
+    ];
+    for stream in &mut kept {
+        assert!(get_on(stream).await.starts_with("HTTP/1.1 200"));
+    }
+    let mut third = TcpStream::connect(addr).await.unwrap();
+    let early = timeout(Duration::from_millis(500), get_on(&mut third)).await;
+    assert!(early.is_err(), "a third connection was served past the cap");
+    // The kept ones are still served.
+    assert!(get_on(&mut kept[0]).await.starts_with("HTTP/1.1 200"));
+    // One closes: the waiting request is served.
+    let [first, _second] = kept;
+    drop(first);
+    let late = timeout(Duration::from_secs(10), get_on(&mut third)).await;
+    assert!(
+        late.expect("served once a connection closed")
             .starts_with("HTTP/1.1 200")
     );
 }

@@ -135,6 +135,17 @@ pub struct Config {
     )]
     pub max_pending_connections: usize,
 
+    /// HTTP connections open at once, whatever they are doing (waiting for a request, kept
+    /// alive between requests, a long-poll's, upgraded to a WebSocket); past this, new
+    /// connections wait in the kernel's accept queue. Keep it above `--max-connections` plus
+    /// `--longpoll-max-sessions`, or the WebSockets past it wait instead of getting 503.
+    #[arg(
+        long,
+        env = "WS_GATEWAY_MAX_OPEN_CONNECTIONS",
+        default_value_t = 65_536
+    )]
+    pub max_open_connections: usize,
+
     /// Open WebSocket connections at most; more get HTTP 503.
     #[arg(long, env = "WS_GATEWAY_MAX_CONNECTIONS", default_value_t = 50_000)]
     pub max_connections: usize,

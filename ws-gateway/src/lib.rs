@@ -193,6 +193,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
     let limits = ConnectionLimits {
         header_read_timeout: config.header_read_timeout,
         max_pending: config.max_pending_connections,
+        max_open: config.max_open_connections,
     };
     let serve = tokio::spawn(service_kit::http::serve(
         listener,

@@ -62,6 +62,25 @@ async fn a_binary_push_to_a_hangman_channel_is_invalid_payload() {
     assert_eq!(reply[4]["response"]["reason"], "invalid_payload");
 }
 
+/// `--max-open-connections` counts a WebSocket for as long as it is open: past it, a new
+/// connection waits in the kernel's accept queue until one closes.
+#[tokio::test]
+async fn the_open_connection_cap_holds_a_new_connection_until_a_websocket_closes() {
+    let sys = system(&["--max-open-connections", "2"]).await;
+    let url = sys.socket_url("vsn=2.0.0");
+    let first = sys.client().await;
+    let _second = sys.client().await;
+    let waiting = tokio::spawn(async move { try_connect(&url, &[]).await.is_ok() });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(
+        !waiting.is_finished(),
+        "a third connection was taken past the cap"
+    );
+    drop(first);
+    let connected = tokio::time::timeout(std::time::Duration::from_secs(10), waiting).await;
+    assert!(connected.expect("taken once one closed").unwrap());
+}
+
 /// `--max-channels` reaches the socket's cap; how the cap treats a rejoin is the crate's, tested
 /// there.
 #[tokio::test]
