@@ -142,6 +142,7 @@ GATEWAY_LIMITS = [
     "WS_GATEWAY_MAX_CHANNELS",
     "WS_GATEWAY_MAX_FRAME_SIZE",
     "WS_GATEWAY_MAX_PENDING_CONNECTIONS",
+    "WS_GATEWAY_MAX_OPEN_CONNECTIONS",
     "WS_GATEWAY_LONGPOLL_MAX_SESSIONS",
     "WS_GATEWAY_LONGPOLL_BUFFER",
     "WS_GATEWAY_LONGPOLL_MAX_BODY",
@@ -158,6 +159,7 @@ HTML_LIMITS = [
     "HTML_GALLOWS_TALLY_CACHE_GAMES",
     "HTML_GALLOWS_MAX_CONCURRENT_REQUESTS",
     "HTML_GALLOWS_MAX_PENDING_CONNECTIONS",
+    "HTML_GALLOWS_MAX_OPEN_CONNECTIONS",
 ]
 
 
@@ -188,10 +190,19 @@ def gateway_need(env: dict[str, str]) -> float:
         + 2 * n["WS_GATEWAY_LONGPOLL_MAX_BODY"]
         + rooms
     )
+    # The other connections (half-open, or kept alive between two requests), each at most a
+    # half-open one: what the open cap leaves beside full WebSockets and sessions, and never
+    # fewer than the half-open ones it admits.
+    others = max(
+        n["WS_GATEWAY_MAX_PENDING_CONNECTIONS"],
+        n["WS_GATEWAY_MAX_OPEN_CONNECTIONS"]
+        - n["WS_GATEWAY_MAX_CONNECTIONS"]
+        - n["WS_GATEWAY_LONGPOLL_MAX_SESSIONS"],
+    )
     return (
         GATEWAY_BASELINE
         + n["WS_GATEWAY_MAX_CONNECTIONS"] * per_connection
-        + n["WS_GATEWAY_MAX_PENDING_CONNECTIONS"] * GATEWAY_PER_PENDING
+        + others * GATEWAY_PER_PENDING
         + n["WS_GATEWAY_LONGPOLL_MAX_SESSIONS"] * per_session
     )
 
@@ -202,7 +213,12 @@ def html_need(env: dict[str, str]) -> float:
         HTML_BASELINE
         + n["HTML_GALLOWS_TALLY_CACHE_GAMES"] * HTML_PER_CACHED_GAME
         + n["HTML_GALLOWS_MAX_CONCURRENT_REQUESTS"] * HTML_PER_REQUEST
-        + n["HTML_GALLOWS_MAX_PENDING_CONNECTIONS"] * HTML_PER_PENDING
+        # The other connections, half-open or kept alive, each at most a half-open one.
+        + max(
+            n["HTML_GALLOWS_MAX_PENDING_CONNECTIONS"],
+            n["HTML_GALLOWS_MAX_OPEN_CONNECTIONS"] - n["HTML_GALLOWS_MAX_CONCURRENT_REQUESTS"],
+        )
+        * HTML_PER_PENDING
     )
 
 
