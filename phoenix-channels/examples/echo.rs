@@ -110,6 +110,7 @@ async fn main() -> std::io::Result<()> {
     let endpoint = Endpoint::new(Anyone, Router::new().channel("echo:*", EchoJoin), config);
     let app = endpoint.routes(&["/socket".to_owned()]);
     let listener = tokio::net::TcpListener::bind(listen).await?;
-    println!("ws://{}/socket/websocket", listener.local_addr()?);
+    let addr = listener.local_addr()?;
+    println!("listening on {addr}: ws://{addr}/socket/websocket");
     axum::serve(listener, app).await
 }
