@@ -117,6 +117,12 @@ impl Session {
             ]
         );
     }
+
+    /// The channel `assert_echoes` joined still answers.
+    async fn assert_still_echoes(&self) {
+        self.send(&[json!(["1", "e2", "echo:a", "echo", 2])]).await;
+        assert_eq!(self.receive(1).await[0][4]["response"], 2);
+    }
 }
 
 /// Asserts that a poll's answer is that of a GET which resumed nothing: as in Phoenix, a new
@@ -231,10 +237,7 @@ async fn polls_keep_a_session_past_the_idle_timeout_and_without_them_it_expires(
     while std::time::Instant::now() < polling_until {
         assert_eq!(session.poll().await["status"], 204);
     }
-    session
-        .send(&[json!(["1", "e2", "echo:a", "echo", 2])])
-        .await;
-    assert_eq!(session.receive(1).await[0][4]["response"], 2);
+    session.assert_still_echoes().await;
     // No poll now: the session ends after its expiry, and its channel with it.
     tokio::time::timeout(PATIENCE, async {
         while server.endpoint.longpoll_sessions() > 0 {
@@ -270,10 +273,7 @@ async fn a_window_longer_than_the_idle_timeout_is_shortened_so_waiting_polls_kee
         assert!(polled.elapsed() < Duration::from_secs(5));
     }
     assert_eq!(server.endpoint.longpoll_sessions(), 1);
-    session
-        .send(&[json!(["1", "e2", "echo:a", "echo", 2])])
-        .await;
-    assert_eq!(session.receive(1).await[0][4]["response"], 2);
+    session.assert_still_echoes().await;
 }
 
 #[tokio::test]
@@ -584,10 +584,7 @@ async fn a_slow_body_a_chunked_body_too_large_or_a_second_post_at_once_is_refuse
         .unwrap();
     let (status, body) = answer(chunked).await;
     assert_eq!((status, &body["status"]), (413, &json!(413)), "{body}");
-    session
-        .send(&[json!(["1", "e2", "echo:a", "echo", 2])])
-        .await;
-    assert_eq!(session.receive(1).await[0][4]["response"], 2);
+    session.assert_still_echoes().await;
 }
 
 #[tokio::test]

@@ -328,6 +328,12 @@ mod tests {
         Message::Text(Utf8Bytes::from_static(s))
     }
 
+    /// A poll of `session` with a 10 s window, waiting in a task of its own.
+    fn spawn_poll(session: &Arc<Session>) -> tokio::task::JoinHandle<Polled> {
+        let session = Arc::clone(session);
+        tokio::spawn(async move { session.poll(Duration::from_secs(10)).await })
+    }
+
     fn messages(polled: Polled) -> Vec<String> {
         match polled {
             Polled::Messages(messages) => messages.iter().map(|m| m.to_string()).collect(),
@@ -345,10 +351,7 @@ mod tests {
             messages(session.poll(Duration::from_secs(10)).await),
             ["a", "b"]
         );
-        let later = tokio::spawn({
-            let session = Arc::clone(&session);
-            async move { session.poll(Duration::from_secs(10)).await }
-        });
+        let later = spawn_poll(&session);
         tokio::time::sleep(Duration::from_secs(1)).await;
         wire.send(text("c")).await.unwrap();
         assert_eq!(messages(later.await.unwrap()), ["c"]);
@@ -361,15 +364,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_newer_poll_ends_the_older_one() {
         let (session, _wire) = Session::new(8, Duration::from_secs(15), Duration::from_secs(10));
-        let older = tokio::spawn({
-            let session = Arc::clone(&session);
-            async move { session.poll(Duration::from_secs(10)).await }
-        });
+        let older = spawn_poll(&session);
         tokio::time::sleep(Duration::from_millis(10)).await;
-        let newer = tokio::spawn({
-            let session = Arc::clone(&session);
-            async move { session.poll(Duration::from_secs(10)).await }
-        });
+        let newer = spawn_poll(&session);
         let started = Instant::now();
         assert!(matches!(older.await.unwrap(), Polled::Nothing));
         assert!(started.elapsed() < Duration::from_secs(1));
@@ -380,10 +377,7 @@ mod tests {
     async fn the_socket_sees_a_polls_start_and_end_as_activity_and_the_session_expires_without_polls()
      {
         let (session, mut wire) = Session::new(8, Duration::from_secs(15), Duration::from_secs(10));
-        let poll = tokio::spawn({
-            let session = Arc::clone(&session);
-            async move { session.poll(Duration::from_secs(10)).await }
-        });
+        let poll = spawn_poll(&session);
         assert!(matches!(wire.next().await, Some(Ok(Message::Ping(_)))));
         session.deliver(text("[1]")).await.unwrap();
         assert_eq!(wire.next().await.unwrap().unwrap(), text("[1]"));
@@ -405,10 +399,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_waiting_poll_takes_a_batch_that_fills_the_buffer_before_it_is_flushed() {
         let (session, mut wire) = Session::new(1, Duration::from_secs(15), Duration::from_secs(10));
-        let poll = tokio::spawn({
-            let session = Arc::clone(&session);
-            async move { session.poll(Duration::from_secs(10)).await }
-        });
+        let poll = spawn_poll(&session);
         tokio::time::sleep(Duration::from_millis(10)).await;
         // As the socket writes a batch: fed one by one, flushed only at the end.
         let started = Instant::now();
@@ -428,10 +419,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn an_older_poll_leaves_the_messages_to_the_newer() {
         let (session, mut wire) = Session::new(8, Duration::from_secs(15), Duration::from_secs(10));
-        let older = tokio::spawn({
-            let session = Arc::clone(&session);
-            async move { session.poll(Duration::from_secs(10)).await }
-        });
+        let older = spawn_poll(&session);
         tokio::time::sleep(Duration::from_millis(10)).await;
         // The newer poll arrives, then a message, before the older one has run again.
         let newer = session.poll(Duration::from_secs(10));

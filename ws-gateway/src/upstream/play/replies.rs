@@ -48,7 +48,7 @@ impl Replies {
             data
         } else {
             self.partial.extend_from_slice(&data);
-            if !whole_reply_at_front(&self.partial)? {
+            if whole_reply_at_front(&self.partial)?.is_none() {
                 return Ok(());
             }
             self.partial.split().freeze()
@@ -59,10 +59,10 @@ impl Replies {
     }
 }
 
-/// Whether `received` starts with a whole reply's frame.
-fn whole_reply_at_front(received: &[u8]) -> Result<bool, String> {
+/// The length of the whole reply's frame `received` starts with, if it does.
+fn whole_reply_at_front(received: &[u8]) -> Result<Option<usize>, String> {
     let Some(header) = received.get(..5) else {
-        return Ok(false);
+        return Ok(None);
     };
     if header[0] != 0 {
         return Err("a compressed Play reply (none was asked for)".into());
@@ -71,14 +71,13 @@ fn whole_reply_at_front(received: &[u8]) -> Result<bool, String> {
     if len > MAX_REPLY {
         return Err(format!("a Play reply of {len} bytes (at most {MAX_REPLY})"));
     }
-    Ok(received.len() >= 5 + len)
+    Ok((received.len() >= 5 + len).then_some(5 + len))
 }
 
 /// Answers every whole reply at the front of `received`, leaving a partial one there.
 fn read_whole_replies(received: &mut Bytes, answer: &mut impl FnMut(Answer)) -> Result<(), String> {
-    while whole_reply_at_front(received)? {
-        let len = u32::from_be_bytes([received[1], received[2], received[3], received[4]]) as usize;
-        let mut message = received.split_to(5 + len);
+    while let Some(frame_len) = whole_reply_at_front(received)? {
+        let mut message = received.split_to(frame_len);
         message.advance(5);
         let reply = PlayReply::decode(message)
             .map_err(|err| format!("a Play reply that does not decode: {err}"))?;
