@@ -27,6 +27,11 @@ pub struct Config {
     #[arg(long, env = "GAME_SERVICE_STORE", default_value = "memory", value_parser = StoreConfig::parse)]
     pub store: StoreConfig,
 
+    /// TLS to a `rediss://` store whose certificate is not from a public authority, or that
+    /// asks its clients for a certificate.
+    #[command(flatten)]
+    pub store_tls: StoreTls,
+
     /// How long one call to the store (Redis) may take, and how often its health is checked.
     #[arg(long, env = "GAME_SERVICE_STORE_TIMEOUT", default_value = "2s", value_parser = service_kit::durations::non_zero)]
     pub store_timeout: Duration,
@@ -163,6 +168,40 @@ pub struct Config {
     pub log_json: bool,
 }
 
+/// The PEM files of a `rediss://` store's TLS, read at start-up. With none, the server's
+/// certificate is checked against the public authorities (what managed Redis services use)
+/// and no client certificate is sent.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct StoreTls {
+    /// The authorities (one or more PEM certificates) that the Redis server's certificate is
+    /// checked against instead of the public ones: a Redis with a certificate of its own CA.
+    #[arg(long = "store-tls-ca", env = "GAME_SERVICE_STORE_TLS_CA")]
+    pub ca: Option<PathBuf>,
+
+    /// The certificate (PEM, chain first to last) this service shows a Redis that asks its
+    /// clients for one (Redis' `tls-auth-clients`); with `--store-tls-key`.
+    #[arg(
+        long = "store-tls-cert",
+        env = "GAME_SERVICE_STORE_TLS_CERT",
+        requires = "key"
+    )]
+    pub cert: Option<PathBuf>,
+
+    /// The private key (PEM) of `--store-tls-cert`.
+    #[arg(
+        long = "store-tls-key",
+        env = "GAME_SERVICE_STORE_TLS_KEY",
+        requires = "cert"
+    )]
+    pub key: Option<PathBuf>,
+}
+
+impl StoreTls {
+    pub fn is_set(&self) -> bool {
+        self.ca.is_some() || self.cert.is_some()
+    }
+}
+
 /// Where games are kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreConfig {
@@ -234,5 +273,22 @@ mod tests {
         assert!(store("rediss://cache.example:6380").is_ok());
         let error = store("postgres://x").unwrap_err();
         assert!(error.to_string().contains("redis://"), "{error}");
+    }
+
+    #[test]
+    fn a_client_certificate_for_the_store_comes_with_its_key() {
+        let parse = |flags: &[&str]| Config::try_parse_from(["game-service"].iter().chain(flags));
+        let error = parse(&["--store-tls-cert", "client.pem"]).unwrap_err();
+        assert!(error.to_string().contains("--store-tls-key"), "{error}");
+        let error = parse(&["--store-tls-key", "client.key"]).unwrap_err();
+        assert!(error.to_string().contains("--store-tls-cert"), "{error}");
+        let config = parse(&[
+            "--store-tls-cert",
+            "client.pem",
+            "--store-tls-key",
+            "client.key",
+        ])
+        .unwrap();
+        assert!(config.store_tls.is_set() && config.store_tls.ca.is_none());
     }
 }

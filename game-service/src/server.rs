@@ -101,7 +101,13 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             serve(Arc::new(store), &limits, config).await
         }
         StoreConfig::Redis(url) => {
-            let store = RedisStore::connect(url, dictionary, limits.clone(), config.store_timeout)?;
+            let store = RedisStore::connect(
+                url,
+                &config.store_tls,
+                dictionary,
+                limits.clone(),
+                config.store_timeout,
+            )?;
             tracing::info!(url = %redacted(url), "games are kept in Redis");
             serve(Arc::new(store), &limits, config).await
         }

@@ -3,7 +3,8 @@
 //!
 //! - [`spawn_with_words`] and [`TestGameService::builder`]: a real server on 127.0.0.1:0,
 //!   in this process, whose games play the words given in memory;
-//! - [`RedisServer`]: a `redis-server` of the test's own on a free port, killed on drop;
+//! - [`RedisServer`]: a `redis-server` of the test's own on a free port, killed on drop,
+//!   with TLS ([`RedisServer::start_tls`]) on certificates of a [`TestCertificates`];
 //! - [`GameServiceProcess`]: the binary in a process of its own, for what only a process
 //!   shows (`kill -9`, a `/metrics` of its own), and [`game_service_binary`] to find it from
 //!   another crate's tests.
@@ -182,15 +183,29 @@ impl TestGameService {
 pub struct RedisServer {
     child: Option<Child>,
     port: u16,
+    tls: Option<(u16, TestCertificates)>,
     dir: tempfile::TempDir,
 }
 
 impl RedisServer {
     /// Starts it and waits until it answers PING.
     pub fn start() -> RedisServer {
+        RedisServer::start_with(None)
+    }
+
+    /// Starts it with a TLS port as well ([`RedisServer::tls_url`]), its certificate signed
+    /// by an authority of its own ([`RedisServer::certificates`]), asking every TLS client for
+    /// a certificate of that authority (Redis' default). The plain port stays, for the test's
+    /// own [`RedisServer::command`]s.
+    pub fn start_tls() -> RedisServer {
+        RedisServer::start_with(Some((free_port(), TestCertificates::generate())))
+    }
+
+    fn start_with(tls: Option<(u16, TestCertificates)>) -> RedisServer {
         let mut redis = RedisServer {
             child: None,
             port: free_port(),
+            tls,
             dir: tempfile::tempdir().expect("a temporary directory"),
         };
         redis.spawn();
@@ -199,6 +214,17 @@ impl RedisServer {
 
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// The `rediss://` URL of a server started with [`RedisServer::start_tls`].
+    pub fn tls_url(&self) -> Option<String> {
+        let (port, _) = self.tls.as_ref()?;
+        Some(format!("rediss://127.0.0.1:{port}"))
+    }
+
+    /// The authority, server and client certificates of [`RedisServer::start_tls`].
+    pub fn certificates(&self) -> Option<&TestCertificates> {
+        self.tls.as_ref().map(|(_, certificates)| certificates)
     }
 
     pub fn port(&self) -> u16 {
@@ -239,6 +265,21 @@ impl RedisServer {
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(self.dir.path())
+            .args(self.tls.iter().flat_map(|(port, certificates)| {
+                let file = |name| certificates.path(name).into_os_string();
+                [
+                    "--tls-port".into(),
+                    port.to_string().into(),
+                    "--tls-cert-file".into(),
+                    file("server.pem"),
+                    "--tls-key-file".into(),
+                    file("server.key"),
+                    "--tls-ca-cert-file".into(),
+                    file("ca.pem"),
+                    "--tls-auth-clients".into(),
+                    "yes".into(),
+                ]
+            }))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -265,6 +306,55 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A certificate authority of a test's own, and a server certificate (for 127.0.0.1 and
+/// localhost) and a client certificate it signed: PEM files in a temporary directory,
+/// `ca.pem`, `server.pem` and `server.key`, `client.pem` and `client.key`.
+pub struct TestCertificates {
+    dir: tempfile::TempDir,
+}
+
+impl TestCertificates {
+    pub fn generate() -> TestCertificates {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let write = |name: &str, pem: String| {
+            std::fs::write(dir.path().join(name), pem).expect("the certificate is written");
+        };
+        let mut authority = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        authority.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        // Each its own name: OpenSSL (Redis) takes a certificate whose subject is its issuer's
+        // for a self-signed one, and refuses it.
+        authority
+            .distinguished_name
+            .push(DnType::CommonName, "hangman test authority");
+        let authority = CertifiedIssuer::self_signed(authority, KeyPair::generate().unwrap())
+            .expect("a self-signed authority");
+        write("ca.pem", authority.pem());
+        for (name, subject_alt_names) in [
+            (
+                "server",
+                vec!["127.0.0.1".to_owned(), "localhost".to_owned()],
+            ),
+            ("client", vec!["game-service".to_owned()]),
+        ] {
+            let key = KeyPair::generate().unwrap();
+            let mut params = CertificateParams::new(subject_alt_names).expect("params");
+            params.distinguished_name.push(DnType::CommonName, name);
+            let certificate = params
+                .signed_by(&key, &authority)
+                .expect("a certificate signed by the authority");
+            write(&format!("{name}.pem"), certificate.pem());
+            write(&format!("{name}.key"), key.serialize_pem());
+        }
+        TestCertificates { dir }
+    }
+
+    /// The file `name` (`ca.pem`, `client.key`, ...).
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
     }
 }
 

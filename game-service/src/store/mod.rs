@@ -74,7 +74,7 @@ pub enum StoreError {
     StoreFull(String),
     #[error("the game store holds something that is not a game: {0:?}")]
     Corrupt(String),
-    #[error("invalid game store URL: {0}")]
+    #[error("invalid game store settings: {0}")]
     Config(String),
 }
 

@@ -13,4 +13,5 @@ mod readme_walkthrough;
 mod recovery;
 mod redis_presence;
 mod redis_replicas;
+mod redis_tls;
 mod rules_properties;

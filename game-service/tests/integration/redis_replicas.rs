@@ -10,12 +10,10 @@ use hangman_proto::v1::{
     hangman_service_client::HangmanServiceClient,
 };
 use tonic::{Code, Streaming};
-use tonic_health::pb::{
-    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
-};
+use tonic_health::pb::health_check_response::ServingStatus;
 
 use crate::support::{
-    Store, assert_refused, channel, eventually, get, new_game, server, try_guess, watch,
+    Store, assert_refused, channel, get, new_game, server, try_guess, until_health, watch,
 };
 
 fn letters(tally: &Tally) -> String {
@@ -150,23 +148,6 @@ async fn after_kill_9_of_one_replica_the_game_goes_on_through_the_other_with_not
     };
     assert_eq!(won.game_state(), GameState::Won);
     assert_eq!(won.word.as_deref(), Some("otter"));
-}
-
-async fn health(server: &TestGameService) -> ServingStatus {
-    let mut health = HealthClient::new(channel(server).await);
-    let request = HealthCheckRequest {
-        service: "hangman.v1.HangmanService".into(),
-    };
-    health.check(request).await.unwrap().into_inner().status()
-}
-
-/// Polls the health check until it reports `wanted`, for at most ten seconds.
-async fn until_health(server: &TestGameService, wanted: ServingStatus) {
-    let stuck = format!("health never turned {wanted:?}");
-    eventually(&stuck, async || {
-        (health(server).await == wanted).then_some(())
-    })
-    .await;
 }
 
 #[tokio::test]

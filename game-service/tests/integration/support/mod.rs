@@ -9,6 +9,9 @@ use hangman_proto::v1::{
     WatchGameRequest, WatchGameResponse,
 };
 use tonic::{Code, Status, Streaming, transport::Channel};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
 
 /// Where the server under test keeps its games.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +92,24 @@ pub async fn channel(server: &TestGameService) -> Channel {
         .connect()
         .await
         .unwrap()
+}
+
+/// The health check's status of the game service.
+pub async fn health(server: &TestGameService) -> ServingStatus {
+    let mut health = HealthClient::new(channel(server).await);
+    let request = HealthCheckRequest {
+        service: "hangman.v1.HangmanService".into(),
+    };
+    health.check(request).await.unwrap().into_inner().status()
+}
+
+/// Polls the health check until it reports `wanted`, for at most ten seconds.
+pub async fn until_health(server: &TestGameService, wanted: ServingStatus) {
+    let stuck = format!("health never turned {wanted:?}");
+    eventually(&stuck, async || {
+        (health(server).await == wanted).then_some(())
+    })
+    .await;
 }
 
 /// Asserts that a call was refused with `code` and a message that says `why`.
