@@ -1,10 +1,11 @@
 //! Memory per game: starts the real `game-service` binary (so with its allocator, mimalloc)
 //! as a process of its own, fills its registry with N games over gRPC and prints how much
 //! its RSS grew per game; then opens W `WatchGame` streams on W distinct games and prints
-//! the growth per watched game. These are the figures behind the Kubernetes memory limit
-//! (README, "Memory").
+//! the growth per watched game; then opens C more client connections, each past one call and
+//! left idle (a front end's connection between calls), and prints the growth per connection.
+//! These are the figures behind the Kubernetes memory limit (README, "Memory").
 //!
-//! `cargo bench -p game-service --bench memory -- --games 20000,100000 --watchers 10000`
+//! `cargo bench -p game-service --bench memory -- --games 20000,100000 --watchers 10000 --connections 1000`
 //!
 //! `--binary PATH` measures another build of the service, e.g. an older revision's.
 
@@ -17,7 +18,7 @@ use std::{
 use clap::Parser;
 use futures::{StreamExt, TryStreamExt, future::try_join_all};
 use hangman_proto::v1::{
-    CreateGameRequest, EndGameRequest, WatchGameRequest, WatchGameResponse,
+    CreateGameRequest, EndGameRequest, GetGameRequest, WatchGameRequest, WatchGameResponse,
     hangman_service_client::HangmanServiceClient,
 };
 use tonic::{
@@ -34,6 +35,9 @@ struct Args {
     /// default --max-watchers).
     #[arg(long, default_value_t = 10_000)]
     watchers: usize,
+    /// Idle client connections opened last, each past one call.
+    #[arg(long, default_value_t = 1_000)]
+    connections: usize,
     /// The service binary to measure; the one built with this benchmark by default.
     #[arg(long, default_value = env!("CARGO_BIN_EXE_game-service"))]
     binary: String,
@@ -54,11 +58,16 @@ fn main() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     println!("binary: {}", args.binary);
     for &games in &args.games {
-        runtime.block_on(measure(&args.binary, games, args.watchers.min(games)));
+        runtime.block_on(measure(
+            &args.binary,
+            games,
+            args.watchers.min(games),
+            args.connections,
+        ));
     }
 }
 
-async fn measure(binary: &str, games: usize, watchers: usize) {
+async fn measure(binary: &str, games: usize, watchers: usize, connections: usize) {
     let service = Service::start(binary, games);
     let channels = service.connect().await;
     let started = rss_kib(service.pid());
@@ -97,7 +106,40 @@ async fn measure(binary: &str, games: usize, watchers: usize) {
             per_item(watched - full, watchers)
         );
     }
+    if connections > 0 {
+        let idle = idle_connections(&service, &ids[0], connections).await;
+        tokio::time::sleep(SETTLE).await;
+        let connected = rss_kib(service.pid());
+        println!(
+            "  + {} idle client connections, each past one GetGame: {connected} KiB: \
+             {:.0} bytes per connection",
+            idle.len(),
+            per_item(connected - watched, idle.len())
+        );
+    }
     drop(streams);
+}
+
+/// `count` connections of their own, each past one `GetGame` of `game_id`, `CONCURRENCY` at a
+/// time.
+async fn idle_connections(service: &Service, game_id: &str, count: usize) -> Vec<Channel> {
+    let endpoint = Endpoint::from_shared(format!("http://{}", service.addr)).unwrap();
+    let connections = (0..count).map(|_| {
+        let endpoint = endpoint.clone();
+        let game_id = game_id.to_owned();
+        async move {
+            let channel = endpoint.connect().await.expect("a connection");
+            HangmanServiceClient::new(channel.clone())
+                .get_game(GetGameRequest { game_id })
+                .await
+                .expect("GetGame");
+            channel
+        }
+    });
+    futures::stream::iter(connections)
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await
 }
 
 fn per_item(kib: i64, items: usize) -> f64 {
