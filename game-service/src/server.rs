@@ -22,7 +22,10 @@ use crate::{
     dictionary::{Dictionary, DictionaryError},
     oversized,
     service::HangmanApi,
-    store::{GameStore, Limits, MemoryStore, RedisStore, StoreError},
+    store::{
+        GameStore, Limits, MemoryStore, RedisStore, StoreError,
+        tls::{self, TlsError},
+    },
     telemetry,
 };
 
@@ -39,6 +42,8 @@ pub enum StartError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    StoreTls(#[from] TlsError),
 }
 
 /// A server running in the background; [`RunningServer::stop`] shuts it down.
@@ -95,19 +100,15 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         max_members_per_game: config.max_members_per_game,
         max_members: config.max_members,
     };
+    let tls = tls::certificates(&config.store_tls, &config.store)?;
     match &config.store {
         StoreConfig::Memory => {
             let store = MemoryStore::new(dictionary, limits.clone());
             serve(Arc::new(store), &limits, config).await
         }
         StoreConfig::Redis(url) => {
-            let store = RedisStore::connect(
-                url,
-                &config.store_tls,
-                dictionary,
-                limits.clone(),
-                config.store_timeout,
-            )?;
+            let store =
+                RedisStore::connect(url, tls, dictionary, limits.clone(), config.store_timeout)?;
             tracing::info!(url = %redacted(url), "games are kept in Redis");
             serve(Arc::new(store), &limits, config).await
         }

@@ -1,13 +1,15 @@
 //! Where live games are kept, behind one small seam: [`GameStore`].
 //!
 //! - [`memory`]: in this process, the embedded default; a game lives as long as the process.
-//! - [`redis`]: in Redis, shared by any number of replicas, surviving restarts and rollouts.
+//! - [`redis`]: in Redis, shared by any number of replicas, surviving restarts and rollouts;
+//!   [`tls`]: its TLS files, checked at start-up.
 //!
 //! Both apply moves with [`crate::rules`] only; a store keeps games, tells watchers of their
 //! changes and keeps who is in each game's room (presence, as leases that clients renew).
 
 pub mod memory;
 pub mod redis;
+pub mod tls;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -74,7 +76,7 @@ pub enum StoreError {
     StoreFull(String),
     #[error("the game store holds something that is not a game: {0:?}")]
     Corrupt(String),
-    #[error("invalid game store settings: {0}")]
+    #[error("invalid game store URL: {0}")]
     Config(String),
 }
 

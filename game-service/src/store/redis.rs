@@ -42,15 +42,14 @@
 //! already in the state is handed out.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::path::Path;
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{
-    ClientTlsConfig, IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, RedisResult, Script,
-    ScriptInvocation, TlsCertificates, Value,
+    IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, RedisResult, Script, ScriptInvocation,
+    TlsCertificates, Value,
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc, oneshot};
 
@@ -58,7 +57,6 @@ use super::{
     Change, Changes, GameId, Limits, Member, Recovery, StoreError, Subscription, WatchOptions,
     new_game_id,
 };
-use crate::config::StoreTls;
 use crate::dictionary::Dictionary;
 use crate::rules::{Game, GameState, History, Record, Tally};
 
@@ -230,29 +228,6 @@ return room
     )
 });
 
-/// The files of `tls`, read.
-fn tls_certificates(tls: &StoreTls) -> Result<TlsCertificates, StoreError> {
-    let read = |flag: &str, path: &Path| {
-        std::fs::read(path)
-            .map_err(|error| StoreError::Config(format!("{flag} {}: {error}", path.display())))
-    };
-    let client_tls = match (&tls.cert, &tls.key) {
-        (Some(cert), Some(key)) => Some(ClientTlsConfig {
-            client_cert: read("--store-tls-cert", cert)?,
-            client_key: read("--store-tls-key", key)?,
-        }),
-        _ => None,
-    };
-    let root_cert = match &tls.ca {
-        Some(ca) => Some(read("--store-tls-ca", ca)?),
-        None => None,
-    };
-    Ok(TlsCertificates {
-        client_tls,
-        root_cert,
-    })
-}
-
 fn room_script(body: &str) -> Script {
     Script::new(&[ROOM_PRELUDE, body].concat())
 }
@@ -282,10 +257,10 @@ pub struct RedisStore {
 impl RedisStore {
     /// Connects lazily: the service starts (not serving) while Redis is down, and serves as
     /// soon as it is up. `url` is `redis://` or `rediss://` with optional user, password and
-    /// database; `tls` is only for `rediss://`, and its files are read here.
+    /// database; `tls`, for `rediss://` only, what [`super::tls::certificates`] read.
     pub fn connect(
         url: &str,
-        tls: &StoreTls,
+        tls: Option<TlsCertificates>,
         dictionary: Dictionary,
         limits: Limits,
         timeout: Duration,
@@ -299,10 +274,10 @@ impl RedisStore {
             .clone()
             .set_protocol(ProtocolVersion::RESP3);
         let info = info.set_redis_settings(settings);
-        let client = if tls.is_set() {
-            redis::Client::build_with_tls(info, tls_certificates(tls)?)
-        } else {
-            redis::Client::open(info)
+        super::tls::install_crypto_provider();
+        let client = match tls {
+            Some(certificates) => redis::Client::build_with_tls(info, certificates),
+            None => redis::Client::open(info),
         }
         .map_err(|error| StoreError::Config(error.to_string()))?;
         let (pushes, received) = mpsc::unbounded_channel();
@@ -1321,10 +1296,9 @@ mod tests {
             max_members: 1_000,
         };
         let dictionary = Dictionary::parse("otter").unwrap();
-        let tls = StoreTls::default();
         RedisStore::connect(
             &redis.url(),
-            &tls,
+            None,
             dictionary,
             limits,
             Duration::from_secs(2),

@@ -100,26 +100,66 @@ async fn a_redis_that_asks_for_a_client_certificate_refuses_a_service_without_on
 }
 
 #[tokio::test]
-async fn tls_files_that_cannot_be_read_or_a_plain_url_stop_start_up_with_a_reason() {
-    let certificates = TestCertificates::generate();
-    let ca = path(&certificates, "ca.pem");
-    let missing = path(&certificates, "missing.pem");
-    for (store, ca, reason) in [
-        ("rediss://127.0.0.1:1", missing.as_str(), "--store-tls-ca"),
-        ("redis://127.0.0.1:1", ca.as_str(), "rediss://"),
-    ] {
-        let config = <Config as clap::Parser>::parse_from([
-            "game-service",
-            "--listen",
-            "127.0.0.1:0",
-            "--store",
-            store,
+async fn tls_files_that_are_missing_or_wrong_or_not_for_a_rediss_store_stop_start_up_with_a_reason()
+{
+    let ours = TestCertificates::generate();
+    let theirs = TestCertificates::generate();
+    let empty = ours.path("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    let file = |certificates: &TestCertificates, name: &str| path(certificates, name);
+    let rediss = "rediss://127.0.0.1:1";
+    let cases = [
+        (
+            rediss,
+            vec![("--store-tls-ca", file(&ours, "missing.pem"))],
             "--store-tls-ca",
-            ca,
-        ]);
+        ),
+        (
+            rediss,
+            vec![("--store-tls-ca", file(&ours, "empty.pem"))],
+            "no PEM certificate",
+        ),
+        (
+            rediss,
+            vec![("--store-tls-ca", file(&ours, "client.key"))],
+            "no PEM certificate",
+        ),
+        (
+            rediss,
+            vec![
+                ("--store-tls-cert", file(&ours, "client.pem")),
+                ("--store-tls-key", file(&ours, "empty.pem")),
+            ],
+            "no PEM private key",
+        ),
+        (
+            rediss,
+            vec![
+                ("--store-tls-cert", file(&ours, "client.pem")),
+                ("--store-tls-key", file(&theirs, "client.key")),
+            ],
+            "KeyMismatch",
+        ),
+        (
+            "redis://127.0.0.1:1",
+            vec![("--store-tls-ca", file(&ours, "ca.pem"))],
+            "rediss://",
+        ),
+        (
+            "memory",
+            vec![("--store-tls-ca", file(&ours, "ca.pem"))],
+            "rediss://",
+        ),
+    ];
+    for (store, files, reason) in cases {
+        let mut args = vec!["game-service", "--listen", "127.0.0.1:0", "--store", store];
+        for (flag, path) in &files {
+            args.extend([*flag, path.as_str()]);
+        }
+        let config = <Config as clap::Parser>::parse_from(&args);
         let Err(error) = game_service::start(config).await else {
-            panic!("{store} with --store-tls-ca {ca} was accepted");
+            panic!("{args:?} was accepted");
         };
-        assert!(error.to_string().contains(reason), "{error}");
+        assert!(error.to_string().contains(reason), "{args:?}: {error}");
     }
 }
