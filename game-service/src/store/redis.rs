@@ -801,10 +801,17 @@ impl Room {
 }
 
 fn unavailable(error: redis::RedisError) -> StoreError {
-    if error.code() == Some("OOM") {
-        StoreError::StoreFull(error.to_string())
+    let message = error.to_string();
+    // A transaction (MULTI/EXEC, as CreateGame's) that Redis refused is an EXECABORT that
+    // carries each command's error: out of memory in there is out of memory all the same.
+    let out_of_memory = error.code() == Some("OOM")
+        || error
+            .into_server_errors()
+            .is_some_and(|errors| errors.iter().any(|(_, error)| error.code() == "OOM"));
+    if out_of_memory {
+        StoreError::StoreFull(message)
     } else {
-        StoreError::Unavailable(error.to_string())
+        StoreError::Unavailable(message)
     }
 }
 

@@ -170,6 +170,32 @@ async fn with_redis_down_calls_are_unavailable_and_health_not_serving_until_it_i
     server.stop().await;
 }
 
+#[tokio::test]
+async fn with_redis_out_of_memory_new_games_and_moves_are_resource_exhausted_until_it_has_room() {
+    let server = server(Store::Redis, &["--test-mode"]).await;
+    let mut games = server.client().await;
+    let id = new_game(&mut games, "otter").await;
+    let redis = server.redis().unwrap();
+    // Below what Redis already uses: with `noeviction` (the default), every write is refused.
+    assert!(redis.command("CONFIG SET maxmemory 1").starts_with("+OK"));
+    let refused = games
+        .create_game(CreateGameRequest::default())
+        .await
+        .unwrap_err();
+    assert_refused(&refused, Code::ResourceExhausted, "out of memory");
+    let refused = try_guess(&mut games, &id, "t").await.unwrap_err();
+    assert_refused(&refused, Code::ResourceExhausted, "out of memory");
+    // Redis answers: the service is still serving, and the game is as it was.
+    until_health(&server, ServingStatus::Serving).await;
+    assert_eq!(letters(&get(&mut games, &id).await.unwrap()), "_____");
+    assert!(redis.command("CONFIG SET maxmemory 0").starts_with("+OK"));
+    assert_eq!(
+        letters(&try_guess(&mut games, &id, "t").await.unwrap()),
+        "_tt__"
+    );
+    server.stop().await;
+}
+
 /// Sends `commands` to `redis` on one connection, authenticated as `user`; the raw replies.
 fn redis_as(redis: &RedisServer, user: &str, password: &str, commands: &[&str]) -> String {
     use std::io::{Read, Write};
