@@ -292,14 +292,20 @@ async fn check_health<S: GameStore>(
     status
 }
 
-/// A store URL fit for a log line: without its password.
+/// A store URL fit for a log line: without its password. Everything between the first `:`
+/// after the scheme and the last `@` is hidden, so that a password with `:` or `@` left
+/// unencoded is hidden whole; credentials with no `:` (a password some providers put where
+/// the user goes) are hidden whole too.
 fn redacted(url: &str) -> String {
-    match url.split_once('@') {
-        Some((credentials, host)) => match credentials.rsplit_once(':') {
-            Some((user, _)) if !user.ends_with('/') => format!("{user}:***@{host}"),
-            _ => url.to_owned(),
-        },
-        None => url.to_owned(),
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((credentials, host)) = rest.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match credentials.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => format!("{scheme}://***@{host}"),
     }
 }
 
@@ -332,6 +338,31 @@ async fn every<S>(
         tokio::select! {
             _ = ticks.tick() => task(&store).await,
             () = shutdown.cancelled() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted;
+
+    #[test]
+    fn a_store_url_is_logged_without_its_password() {
+        for (url, logged) in [
+            ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+            (
+                "redis://:s3cret@127.0.0.1:6379/0",
+                "redis://:***@127.0.0.1:6379/0",
+            ),
+            (
+                "rediss://default:s3cret@cache:6380",
+                "rediss://default:***@cache:6380",
+            ),
+            ("redis://u:pa:ss@host/2", "redis://u:***@host/2"),
+            ("redis://u:p@ss@host", "redis://u:***@host"),
+            ("redis://s3cret@host", "redis://***@host"),
+        ] {
+            assert_eq!(redacted(url), logged, "{url}");
         }
     }
 }
