@@ -124,9 +124,9 @@ def assert_all_gone(ports, pids):
         assert not alive(pid), f"process {pid} is still running"
 
 
-def test_starts_everything_says_where_and_stops_on_sigterm(stack, ports):
-    stack.wait_ready()
-    out = stack.output
+def assert_up_and_said_where(run, ports):
+    run.wait_ready()
+    out = run.output
     assert f"http://127.0.0.1:{ports['ws-gateway']}/" in out
     assert f"http://127.0.0.1:{ports['html-gallows']}/hangman" in out
     assert f"grpcurl -plaintext 127.0.0.1:{ports['game-service']} list" in out
@@ -136,10 +136,26 @@ def test_starts_everything_says_where_and_stops_on_sigterm(stack, ports):
     assert http_get(f"127.0.0.1:{ports['html-gallows']}", "/hangman")[0] == 200
     assert '"status": "SERVING"' in grpc_health(f"127.0.0.1:{ports['game-service']}")
 
+
+def test_starts_everything_says_where_and_stops_on_sigterm(stack, ports):
+    assert_up_and_said_where(stack, ports)
     pids = [pid_listening_on(port) for port in ports.values()]
     stack.proc.send_signal(signal.SIGTERM)
     assert stack.wait() == 0, stack.output
     assert_all_gone(ports, pids)
+
+
+def test_a_quiet_rust_log_still_starts_everything_and_is_honoured(ports, binaries, web_dist):
+    # scripts/run reads each address from an INFO line (`listening on ADDR`), which
+    # RUST_LOG=warn alone would hide.
+    run = Run(ports, binaries, RUST_LOG="warn")
+    try:
+        assert_up_and_said_where(run, ports)
+    finally:
+        run.proc.send_signal(signal.SIGTERM)
+        assert run.wait() == 0, run.output
+    # Everywhere else the filter holds: each service logs "shutting down" at INFO.
+    assert "service_kit::lifecycle" not in run.output, run.output
 
 
 def test_ctrl_c_stops_everything_and_exits_zero(stack, ports):
