@@ -165,7 +165,8 @@ pub struct Config {
     pub presence_renew_interval: Duration,
 
     /// The shortest time between two `presence_diff` pushes of a room: a lone join or leave
-    /// goes out at once, those of a burst together at the end of the interval.
+    /// goes out at once, those of a burst together at the end of the interval. Zero: no
+    /// batching, every change goes out as it arrives.
     #[arg(long, env = "WS_GATEWAY_PRESENCE_BATCH_INTERVAL", default_value = "100ms", value_parser = humantime::parse_duration)]
     pub presence_batch_interval: Duration,
 
@@ -320,5 +321,12 @@ mod tests {
         }
         let config = Config::try_parse_from(["ws-gateway", "--grpc-keep-alive", "10s"]).unwrap();
         assert_eq!(config.grpc_keep_alive, std::time::Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_presence_batch_interval_of_zero_means_no_batching_and_is_accepted() {
+        let config =
+            Config::try_parse_from(["ws-gateway", "--presence-batch-interval", "0s"]).unwrap();
+        assert!(config.presence_batch_interval.is_zero());
     }
 }
