@@ -146,8 +146,8 @@ def test_starts_everything_says_where_and_stops_on_sigterm(stack, ports):
 
 
 def test_a_quiet_rust_log_still_starts_everything_and_is_honoured(ports, binaries, web_dist):
-    # scripts/run reads each address from an INFO line (`listening on ADDR`), which
-    # RUST_LOG=warn alone would hide.
+    # scripts/run reads each address from an INFO line (`listening on ADDR`), which the
+    # services log whatever the filter (its target, `listening`, is added at info).
     run = Run(ports, binaries, RUST_LOG="warn")
     try:
         assert_up_and_said_where(run, ports)

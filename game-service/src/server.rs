@@ -235,7 +235,7 @@ async fn serve<S: GameStore>(
             }
         }
     });
-    tracing::info!("listening on {addr}");
+    tracing::info!(target: service_kit::logging::LISTENING, "listening on {addr}");
     Ok(RunningServer {
         addr,
         shutdown,

@@ -53,7 +53,7 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
     let addr = listener.local_addr()?;
     tracing::info!(game_service = %config.game_service, "game service client ready");
     // Alone in its message, so `listening on (\S+)` finds just the address.
-    tracing::info!("listening on {addr}");
+    tracing::info!(target: service_kit::logging::LISTENING, "listening on {addr}");
 
     let (shutdown, stop_requested) = oneshot::channel();
     let limits = ConnectionLimits {

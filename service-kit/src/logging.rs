@@ -5,6 +5,10 @@ use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
+/// The target of the one line each service logs once it listens (`listening on ADDR`), shown
+/// whatever `RUST_LOG` says ([`init`]).
+pub const LISTENING: &str = "listening";
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -31,7 +35,15 @@ impl LogFormat {
 /// Colour codes only when stderr is a terminal: written into a file or a pipe (a container's
 /// log, `scripts/run`) they come out as `[2m…[0m` litter, and they cost time on every span.
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info"))
+        // Where a service listens is logged whatever RUST_LOG says: scripts/run, the tests'
+        // harnesses and operators read the address from that line.
+        .add_directive(
+            format!("{LISTENING}=info")
+                .parse()
+                .expect("a valid directive"),
+        );
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

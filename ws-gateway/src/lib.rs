@@ -185,7 +185,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         .merge(http::routes(upstream, &config.mounts));
     let app = http::spa(app, &config.static_dir, &config.static_path);
 
-    tracing::info!(mounts = ?config.mounts, transports = ?config.transports, game_service = %config.game_service, "listening on {addr}");
+    tracing::info!(target: service_kit::logging::LISTENING, mounts = ?config.mounts, transports = ?config.transports, game_service = %config.game_service, "listening on {addr}");
 
     let stop_renewals = CancellationToken::new();
     let renewals = members.run(stop_renewals.clone());
