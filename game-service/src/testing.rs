@@ -423,6 +423,16 @@ impl GameServiceProcess {
         format!("http://{}", self.addr)
     }
 
+    /// SIGTERM, as Kubernetes stops a pod: the graceful shutdown (health NOT_SERVING, no new
+    /// connection, open calls finish), not waited for.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -TERM {}", self.child.id());
+    }
+
     /// `kill -9`: no graceful shutdown of any kind.
     pub fn kill_9(&mut self) {
         let _ = self.child.kill();

@@ -15,6 +15,14 @@
 //! inserts and removes the addresses that came and went. A name with one
 //! address, or an IP address, gives one connection per channel, as before.
 //!
+//! Only the addresses that serve get calls. The balancer alone would keep choosing
+//! an address with nothing behind it (a replica that crashed, or that shut down
+//! ahead of the next resolution), and a share of the players' pages would fail.
+//! So `follow` asks each address's health check, with every resolution and at once
+//! when a call finds an address down ([`Routing::recheck`]), and keeps in the
+//! channels only those that answer `SERVING`; or every address, when none does, so
+//! that calls fail fast (503 pages) rather than wait for a replica.
+//!
 //! A call that certainly never reached the service is made again, once: the
 //! transparent retry of gRPC's design (A6). It covers a connection that the
 //! service retires (`--max-connection-age`) just as a call is put on it, so a
@@ -30,6 +38,8 @@ use std::error::Error;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
 
 use hangman_proto::v1::{
     CreateGameRequest, GetGameRequest, MakeMoveRequest, Tally, WatchGameRequest,
@@ -111,6 +121,7 @@ pub struct GameService {
     /// On a connection of its own: the watches that feed `tallies`.
     watches: HangmanServiceClient<Channel>,
     tallies: TallyCache,
+    routing: Routing,
 }
 
 impl GameService {
@@ -123,21 +134,27 @@ impl GameService {
             .collect::<Result<Vec<Uri>, tonic::transport::Error>>()?;
         let (channel, calls) = Channel::balance_channel::<SocketAddr>(16);
         let (watches, watch_changes) = Channel::balance_channel::<SocketAddr>(16);
+        let endpoints = Endpoints {
+            connect_timeout: config.grpc_connect_timeout,
+            request_timeout: config.grpc_request_timeout,
+        };
+        let (routing, rounds) = Routing::new(&endpoints);
         tokio::spawn(follow(
             targets,
-            Endpoints {
-                connect_timeout: config.grpc_connect_timeout,
-                request_timeout: config.grpc_request_timeout,
-            },
+            endpoints,
             config.grpc_resolve_interval,
-            calls,
-            watch_changes,
+            Channels {
+                calls,
+                watches: watch_changes,
+            },
+            rounds,
         ));
         Ok(Self {
             hangman: HangmanServiceClient::new(channel.clone()),
             health: HealthClient::new(channel),
             watches: HangmanServiceClient::new(watches),
             tallies: TallyCache::new(config.tally_cache_limits()),
+            routing,
         })
     }
 
@@ -219,13 +236,28 @@ impl GameService {
             tonic::Request<Q>,
         ) -> Result<tonic::Response<A>, Status>,
     ) -> Result<A, UpstreamError> {
-        retried_unsent(|| async {
+        let attempt = || async {
             let mut hangman = self.hangman.clone();
             rpc(&mut hangman, traced(request.clone(), trace)).await
-        })
-        .await
-        .map(tonic::Response::into_inner)
-        .map_err(|status| UpstreamError::from_status(name, status))
+        };
+        let answer = match attempt().await {
+            // The transparent retry of gRPC's design (A6): a call that certainly never
+            // reached the service cannot have been played, so it is safe to make again, moves
+            // too; after the addresses are probed, so that it goes to one that serves.
+            Err(status) if service_kit::unsent::never_reached_the_server(&status) => {
+                tracing::debug!(%status, "call made again: the first try was never sent");
+                self.routing.recheck().await;
+                attempt().await
+            }
+            Err(status) if status.code() == Code::Unavailable => {
+                self.routing.recheck_soon();
+                Err(status)
+            }
+            answer => answer,
+        };
+        answer
+            .map(tonic::Response::into_inner)
+            .map_err(|status| UpstreamError::from_status(name, status))
     }
 
     /// Tells the cache what the service just said about a game.
@@ -242,8 +274,17 @@ impl GameService {
         answer
     }
 
-    /// Whether the game service answers its health check as serving.
+    /// Whether the game service answers its health check as serving: asked again, once the
+    /// addresses are probed, if the replica asked first does not.
     pub async fn is_serving(&self, trace: &TraceContext) -> bool {
+        if self.asks_serving(trace).await {
+            return true;
+        }
+        self.routing.recheck().await;
+        self.asks_serving(trace).await
+    }
+
+    async fn asks_serving(&self, trace: &TraceContext) -> bool {
         let request = HealthCheckRequest {
             service: HANGMAN_SERVICE.to_owned(),
         };
@@ -254,21 +295,6 @@ impl GameService {
                 false
             }
         }
-    }
-}
-
-/// Makes a call, and makes it again (once) if the first try never reached the
-/// service, so that it cannot have been played: safe for every call, moves too.
-async fn retried_unsent<T, F>(mut call: impl FnMut() -> F) -> Result<T, Status>
-where
-    F: Future<Output = Result<T, Status>>,
-{
-    match call().await {
-        Err(status) if service_kit::unsent::never_reached_the_server(&status) => {
-            tracing::debug!(%status, "call made again: the first try was never sent");
-            call().await
-        }
-        answer => answer,
     }
 }
 
@@ -316,48 +342,139 @@ impl Endpoints {
 
 type Changes = tokio::sync::mpsc::Sender<Change<SocketAddr, Endpoint>>;
 
-/// Keeps the calls' and the watches' channels on every address the targets resolve to, one
-/// endpoint per address, resolving them every `interval` until the channels are dropped.
+/// The balancers of the calls' and the watches' channels.
+struct Channels {
+    calls: Changes,
+    watches: Changes,
+}
+
+/// How calls ask `follow` to probe the addresses now: a wake-up, and the count of probe
+/// rounds begun and ended.
+#[derive(Debug, Clone)]
+struct Routing {
+    wake: Arc<Notify>,
+    rounds: watch::Receiver<ProbeRounds>,
+    /// How long a call waits for a round: what a connection may take (a health check on it
+    /// is quick; a round that takes longer is not waited for).
+    patience: Duration,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct ProbeRounds {
+    begun: u64,
+    ended: u64,
+}
+
+impl Routing {
+    fn new(endpoints: &Endpoints) -> (Routing, (Arc<Notify>, watch::Sender<ProbeRounds>)) {
+        let wake = Arc::new(Notify::new());
+        let (rounds, rounds_receiver) = watch::channel(ProbeRounds::default());
+        let routing = Routing {
+            wake: wake.clone(),
+            rounds: rounds_receiver,
+            patience: endpoints.connect_timeout,
+        };
+        (routing, (wake, rounds))
+    }
+
+    /// Has the addresses probed now, and waits until a round begun after this call has
+    /// ended (or `patience` has passed): a round under way may have asked before the
+    /// failure that brought the caller here.
+    async fn recheck(&self) {
+        let mut rounds = self.rounds.clone();
+        let begun = rounds.borrow_and_update().begun;
+        self.wake.notify_one();
+        let _ = tokio::time::timeout(
+            self.patience,
+            rounds.wait_for(|rounds| rounds.ended > begun),
+        )
+        .await;
+    }
+
+    /// Has the addresses probed now, without waiting.
+    fn recheck_soon(&self) {
+        self.wake.notify_one();
+    }
+}
+
+/// Keeps the calls' and the watches' channels on the addresses the targets resolve to that
+/// serve (every one, when none does), one endpoint per address: resolving and probing them
+/// every `interval`, and at once when woken, until the channels are dropped.
 async fn follow(
     targets: Vec<Uri>,
     endpoints: Endpoints,
     interval: Duration,
-    calls: Changes,
-    watches: Changes,
+    channels: Channels,
+    (wake, rounds): (Arc<Notify>, watch::Sender<ProbeRounds>),
 ) {
-    let mut known = BTreeSet::new();
+    let mut found = BTreeMap::new();
+    let mut routed = BTreeSet::new();
     loop {
+        rounds.send_modify(|rounds| rounds.begun += 1);
         match resolve(&targets).await {
-            Ok(found) => {
-                for (addr, target) in &found {
-                    if known.contains(addr) {
-                        continue;
-                    }
-                    let (Some(call), Some(watch)) = (
-                        endpoints.of(target, *addr, true),
-                        endpoints.of(target, *addr, false),
-                    ) else {
-                        continue;
-                    };
-                    tracing::info!(%addr, "game service address");
-                    let _ = calls.send(Change::Insert(*addr, call)).await;
-                    let _ = watches.send(Change::Insert(*addr, watch)).await;
-                }
-                for gone in known.iter().filter(|addr| !found.contains_key(addr)) {
-                    tracing::info!(addr = %gone, "game service address gone");
-                    let _ = calls.send(Change::Remove(*gone)).await;
-                    let _ = watches.send(Change::Remove(*gone)).await;
-                }
-                known = found.into_keys().collect();
-            }
+            Ok(resolved) => found = resolved,
             // The known addresses stay in use.
             Err(error) => tracing::warn!(%error, "cannot resolve the game service"),
         }
+        let mut probes = tokio::task::JoinSet::new();
+        for (addr, target) in &found {
+            let (addr, endpoint) = (*addr, endpoints.of(target, *addr, true));
+            probes.spawn(async move { (addr, serves(endpoint).await) });
+        }
+        let serving: BTreeSet<SocketAddr> = probes
+            .join_all()
+            .await
+            .into_iter()
+            .filter_map(|(addr, serves)| serves.then_some(addr))
+            .collect();
+        let wanted: BTreeSet<SocketAddr> = if serving.is_empty() {
+            found.keys().copied().collect()
+        } else {
+            serving
+        };
+        for addr in wanted.difference(&routed) {
+            let target = &found[addr];
+            let (Some(call), Some(watch)) = (
+                endpoints.of(target, *addr, true),
+                endpoints.of(target, *addr, false),
+            ) else {
+                continue;
+            };
+            tracing::info!(%addr, "game service address in use");
+            let _ = channels.calls.send(Change::Insert(*addr, call)).await;
+            let _ = channels.watches.send(Change::Insert(*addr, watch)).await;
+        }
+        for addr in routed.difference(&wanted) {
+            tracing::info!(%addr, "game service address left out: gone, or not serving");
+            let _ = channels.calls.send(Change::Remove(*addr)).await;
+            let _ = channels.watches.send(Change::Remove(*addr)).await;
+        }
+        routed = wanted;
+        rounds.send_modify(|rounds| rounds.ended += 1);
         tokio::select! {
             () = tokio::time::sleep(interval) => {}
-            () = calls.closed() => return,
+            () = wake.notified() => {}
+            () = channels.calls.closed() => return,
         }
     }
+}
+
+/// Whether the game service at `endpoint` answers its health check as serving, on a
+/// connection of the probe's own (the endpoint's connect and call timeouts bound it).
+async fn serves(endpoint: Option<Endpoint>) -> bool {
+    let Some(endpoint) = endpoint else {
+        return false;
+    };
+    let Ok(channel) = endpoint.connect().await else {
+        return false;
+    };
+    let request = HealthCheckRequest {
+        service: HANGMAN_SERVICE.to_owned(),
+    };
+    HealthClient::new(channel)
+        .check(request)
+        .await
+        .is_ok_and(|response| response.into_inner().status == ServingStatus::Serving as i32)
 }
 
 /// Every address the targets resolve to, with the target it belongs to; an error only when

@@ -85,3 +85,42 @@ async fn connections_retired_by_age_are_reopened_without_a_failed_request() {
     );
     games.stop().await;
 }
+
+/// Plays `games` games of "gallows" one after another, and checks `/readyz` after each: every
+/// page must be right (a failed call would be a 503 page).
+async fn every_page_right(server: &html_gallows::Server, browser: &Browser, games: usize) {
+    for _ in 0..games {
+        play_until(browser, |moves| moves >= 5).await;
+        let ready = reqwest::get(format!("{}/readyz", server.url()))
+            .await
+            .unwrap();
+        assert_eq!(ready.status(), reqwest::StatusCode::OK);
+    }
+}
+
+#[tokio::test]
+async fn an_address_with_no_game_service_behind_it_gets_no_calls() {
+    let redis = Redis::start();
+    let (a, _b) = two_replicas(&redis, WORDS).await;
+    let nothing = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}", nothing.local_addr().unwrap());
+    drop(nothing);
+    let server = gallows(&format!("{},{dead}", a.url())).await;
+    every_page_right(&server, &Browser::at(&server.url()), 20).await;
+}
+
+#[tokio::test]
+async fn a_replica_that_shuts_down_or_crashes_gets_no_more_calls_and_no_page_fails() {
+    let redis = Redis::start();
+    let (a, mut b) = two_replicas(&redis, WORDS).await;
+    let c = replicas::Replica::spawn(WORDS, &["--store", &redis.url()]);
+    let server = gallows(&format!("{},{},{}", a.url(), b.url(), c.url())).await;
+    let browser = Browser::at(&server.url());
+    every_page_right(&server, &browser, 4).await;
+    // A rollout: B goes gracefully; then C crashes. Players go on through A alone.
+    b.terminate();
+    every_page_right(&server, &browser, 10).await;
+    drop(c);
+    every_page_right(&server, &browser, 10).await;
+    b.kill_9();
+}

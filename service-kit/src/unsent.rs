@@ -9,15 +9,24 @@
 use std::error::Error;
 
 /// Whether `error` (a tonic `Status`, or a transport's error) says its call was never seen by
-/// the server: hyper cancelled it before sending (its connection was closing), or the server
-/// refused its stream unprocessed (REFUSED_STREAM, or a GOAWAY whose last stream came before
-/// it: RFC 9113 §8.7). The whole `source()` chain is read.
+/// the server: its connection was refused (nothing listens at the address: a replica that
+/// crashed or shut down), hyper cancelled it before sending (its connection was closing), or
+/// the server refused its stream unprocessed (REFUSED_STREAM, or a GOAWAY whose last stream
+/// came before it: RFC 9113 §8.7). The whole `source()` chain is read.
 pub fn never_reached_the_server(error: &(dyn Error + 'static)) -> bool {
     let mut cause = Some(error);
     while let Some(error) = cause {
         if error
             .downcast_ref::<hyper::Error>()
             .is_some_and(hyper::Error::is_canceled)
+        {
+            return true;
+        }
+        // Only a connection's opening is refused; any other I/O error may have come after
+        // the request was sent.
+        if error
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
         {
             return true;
         }
@@ -43,6 +52,11 @@ mod tests {
         assert!(!never_reached_the_server(&reset));
         let io = std::io::Error::other("connection reset");
         assert!(!never_reached_the_server(&io));
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(!never_reached_the_server(&reset));
+        // Nothing listened: the connection never opened, so no call went over it.
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert!(never_reached_the_server(&refused));
     }
 
     #[test]

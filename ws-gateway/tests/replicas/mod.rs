@@ -29,6 +29,16 @@ impl Replica {
         self.0.url()
     }
 
+    /// SIGTERM: it shuts down gracefully, as a pod in a rollout.
+    pub fn terminate(&self) {
+        self.0.terminate();
+    }
+
+    /// `kill -9`: it is gone at once, as a pod that crashed.
+    pub fn kill_9(&mut self) {
+        self.0.kill_9();
+    }
+
     /// The moves this replica played (on `Play` streams or `MakeMove` calls), from its
     /// `/metrics`.
     pub async fn moves_served(&self) -> f64 {
