@@ -132,8 +132,8 @@ impl GameService {
             .game_service_urls()
             .map(|url| Ok(Endpoint::from_shared(url.to_owned())?.uri().clone()))
             .collect::<Result<Vec<Uri>, tonic::transport::Error>>()?;
-        let (channel, calls) = Channel::balance_channel::<SocketAddr>(16);
-        let (watches, watch_changes) = Channel::balance_channel::<SocketAddr>(16);
+        let (channel, calls) = Channel::balance_channel::<SocketAddr>(CHANGES_QUEUED);
+        let (watches, watch_changes) = Channel::balance_channel::<SocketAddr>(CHANGES_QUEUED);
         let endpoints = Endpoints {
             connect_timeout: config.grpc_connect_timeout,
             request_timeout: config.grpc_request_timeout,
@@ -143,10 +143,10 @@ impl GameService {
             targets,
             endpoints,
             config.grpc_resolve_interval,
-            Channels {
-                calls,
-                watches: watch_changes,
-            },
+            [
+                Balancer::new(calls, true),
+                Balancer::new(watch_changes, false),
+            ],
             rounds,
         ));
         Ok(Self {
@@ -223,9 +223,10 @@ impl GameService {
     }
 
     /// Makes the players' call `name` (`rpc` on a client of the players' channel)
-    /// with `request` carrying the trace, made again if the first try never
-    /// reached the service ([`retried_unsent`]); a failure is told as an
-    /// [`UpstreamError`] and counted under `name`.
+    /// with `request` carrying the trace, made again once if the first try never
+    /// reached the service (after the addresses are probed); a failure is told as an
+    /// [`UpstreamError`] and counted under `name`, and an `UNAVAILABLE` one has the
+    /// addresses probed.
     async fn call<Q: Clone, A>(
         &self,
         name: &'static str,
@@ -249,12 +250,14 @@ impl GameService {
                 self.routing.recheck().await;
                 attempt().await
             }
-            Err(status) if status.code() == Code::Unavailable => {
-                self.routing.recheck_soon();
-                Err(status)
-            }
             answer => answer,
         };
+        if answer
+            .as_ref()
+            .is_err_and(|status| status.code() == Code::Unavailable)
+        {
+            self.routing.recheck_soon();
+        }
         answer
             .map(tonic::Response::into_inner)
             .map_err(|status| UpstreamError::from_status(name, status))
@@ -342,10 +345,68 @@ impl Endpoints {
 
 type Changes = tokio::sync::mpsc::Sender<Change<SocketAddr, Endpoint>>;
 
-/// The balancers of the calls' and the watches' channels.
-struct Channels {
-    calls: Changes,
-    watches: Changes,
+/// The changes a balanced channel's queue holds. A channel reads its queue only when a call
+/// goes through it, so the queue holds what changed since the last call: an address coming,
+/// going, or turning serving or not. When it is full, `follow` keeps the rest for a later round,
+/// and the first call after a long quiet spell may go by a state that is out of date.
+const CHANGES_QUEUED: usize = 1024;
+
+/// The least time between the starts of two probe rounds: while every call fails (the game
+/// service down), each asks for a round, and each round opens a connection to every address.
+const MIN_ROUND_GAP: Duration = Duration::from_millis(250);
+
+/// What one balanced channel was told: its queue of changes, and the addresses it was sent.
+struct Balancer {
+    changes: Changes,
+    routed: BTreeSet<SocketAddr>,
+    /// Whether its calls have the request timeout (a watch has none: it is meant to stay open).
+    timeout: bool,
+}
+
+impl Balancer {
+    fn new(changes: Changes, timeout: bool) -> Balancer {
+        Balancer {
+            changes,
+            routed: BTreeSet::new(),
+            timeout,
+        }
+    }
+
+    /// Sends the differences between `wanted` and what it was sent, as many as its queue
+    /// takes now, additions first (so that it is never left empty). A balanced channel reads
+    /// its queue only when a call goes through it (tower's `Balance` behind a `Buffer`): the
+    /// watches' may go without one for long, and a wait for room there would stop `follow`.
+    /// What does not fit goes with a later round.
+    fn update(&mut self, wanted: &BTreeMap<SocketAddr, Uri>, endpoints: &Endpoints) {
+        for (addr, target) in wanted {
+            if self.routed.contains(addr) {
+                continue;
+            }
+            let Some(endpoint) = endpoints.of(target, *addr, self.timeout) else {
+                continue;
+            };
+            if self
+                .changes
+                .try_send(Change::Insert(*addr, endpoint))
+                .is_err()
+            {
+                return;
+            }
+            self.routed.insert(*addr);
+        }
+        let gone: Vec<SocketAddr> = self
+            .routed
+            .iter()
+            .filter(|addr| !wanted.contains_key(addr))
+            .copied()
+            .collect();
+        for addr in gone {
+            if self.changes.try_send(Change::Remove(addr)).is_err() {
+                return;
+            }
+            self.routed.remove(&addr);
+        }
+    }
 }
 
 /// How calls ask `follow` to probe the addresses now: a wake-up, and the count of probe
@@ -399,17 +460,19 @@ impl Routing {
 
 /// Keeps the calls' and the watches' channels on the addresses the targets resolve to that
 /// serve (every one, when none does), one endpoint per address: resolving and probing them
-/// every `interval`, and at once when woken, until the channels are dropped.
+/// every `interval`, and when woken (at most once every [`MIN_ROUND_GAP`]), until the
+/// channels are dropped.
 async fn follow(
     targets: Vec<Uri>,
     endpoints: Endpoints,
     interval: Duration,
-    channels: Channels,
+    mut balancers: [Balancer; 2],
     (wake, rounds): (Arc<Notify>, watch::Sender<ProbeRounds>),
 ) {
     let mut found = BTreeMap::new();
-    let mut routed = BTreeSet::new();
+    let mut in_use = BTreeSet::new();
     loop {
+        let begun = tokio::time::Instant::now();
         rounds.send_modify(|rounds| rounds.begun += 1);
         match resolve(&targets).await {
             Ok(resolved) => found = resolved,
@@ -427,34 +490,32 @@ async fn follow(
             .into_iter()
             .filter_map(|(addr, serves)| serves.then_some(addr))
             .collect();
-        let wanted: BTreeSet<SocketAddr> = if serving.is_empty() {
-            found.keys().copied().collect()
+        let wanted: BTreeMap<SocketAddr, Uri> = if serving.is_empty() {
+            found.clone()
         } else {
-            serving
+            found
+                .iter()
+                .filter(|(addr, _)| serving.contains(addr))
+                .map(|(addr, target)| (*addr, target.clone()))
+                .collect()
         };
-        for addr in wanted.difference(&routed) {
-            let target = &found[addr];
-            let (Some(call), Some(watch)) = (
-                endpoints.of(target, *addr, true),
-                endpoints.of(target, *addr, false),
-            ) else {
-                continue;
-            };
+        for addr in wanted.keys().filter(|addr| !in_use.contains(*addr)) {
             tracing::info!(%addr, "game service address in use");
-            let _ = channels.calls.send(Change::Insert(*addr, call)).await;
-            let _ = channels.watches.send(Change::Insert(*addr, watch)).await;
         }
-        for addr in routed.difference(&wanted) {
+        for addr in in_use.iter().filter(|addr| !wanted.contains_key(addr)) {
             tracing::info!(%addr, "game service address left out: gone, or not serving");
-            let _ = channels.calls.send(Change::Remove(*addr)).await;
-            let _ = channels.watches.send(Change::Remove(*addr)).await;
         }
-        routed = wanted;
+        in_use = wanted.keys().copied().collect();
+        for balancer in &mut balancers {
+            balancer.update(&wanted, &endpoints);
+        }
         rounds.send_modify(|rounds| rounds.ended += 1);
         tokio::select! {
             () = tokio::time::sleep(interval) => {}
-            () = wake.notified() => {}
-            () = channels.calls.closed() => return,
+            () = wake.notified() => {
+                tokio::time::sleep_until(begun + MIN_ROUND_GAP).await;
+            }
+            () = balancers[0].changes.closed() => return,
         }
     }
 }

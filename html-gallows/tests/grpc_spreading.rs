@@ -16,6 +16,10 @@ use replicas::{Redis, assert_both_served, counting_proxy, two_replicas};
 use support::{Browser, COOKIE_KEY};
 
 async fn gallows(game_service: &str) -> html_gallows::Server {
+    gallows_with(game_service, &[]).await
+}
+
+async fn gallows_with(game_service: &str, flags: &[&str]) -> html_gallows::Server {
     let args = [
         "html-gallows",
         "--listen",
@@ -25,6 +29,7 @@ async fn gallows(game_service: &str) -> html_gallows::Server {
         "--cookie-key",
         COOKIE_KEY,
     ];
+    let args = args.iter().chain(flags);
     html_gallows::start(html_gallows::Config::parse_from(args))
         .await
         .unwrap()
@@ -123,4 +128,72 @@ async fn a_replica_that_shuts_down_or_crashes_gets_no_more_calls_and_no_page_fai
     drop(c);
     every_page_right(&server, &browser, 10).await;
     b.kill_9();
+}
+
+#[tokio::test]
+async fn routing_follows_many_health_changes_that_no_watch_reads() {
+    // Each replica over a Redis of its own: with its Redis killed a replica turns
+    // NOT_SERVING, and SERVING again once it is back.
+    let (mut redis_a, mut redis_b) = (Redis::start(), Redis::start());
+    let flags = |redis: &Redis| {
+        [
+            "--store".to_owned(),
+            redis.url(),
+            "--store-timeout".to_owned(),
+            "200ms".to_owned(),
+        ]
+    };
+    let spawn = |redis: &Redis| {
+        let flags = flags(redis);
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        replicas::Replica::spawn(WORDS, &flags)
+    };
+    let (a, b) = (spawn(&redis_a), spawn(&redis_b));
+    // No tally cache: no watch is ever made, so the watches' balanced channel never reads
+    // its queue of changes, and B comes and goes more times than the queue holds (16).
+    let server = gallows_with(
+        &format!("{},{}", a.url(), b.url()),
+        &[
+            "--tally-cache-games",
+            "0",
+            "--grpc-resolve-interval",
+            "100ms",
+        ],
+    )
+    .await;
+    for _ in 0..9 {
+        redis_b.kill();
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        redis_b.restart();
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    // Now only B serves: once A says so, and a probe round (every 100 ms) has seen it,
+    // html-gallows plays on B alone.
+    redis_a.kill();
+    until_not_serving(&a).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    every_page_right(&server, &Browser::at(&server.url()), 2).await;
+}
+
+/// Waits until `replica`'s health check answers NOT_SERVING, for at most ten seconds.
+async fn until_not_serving(replica: &replicas::Replica) {
+    use tonic_health::pb::{
+        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+    };
+    let channel = tonic::transport::Endpoint::from_shared(replica.url())
+        .unwrap()
+        .connect_lazy();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let request = HealthCheckRequest::default();
+        let status = HealthClient::new(channel.clone()).check(request).await;
+        if status.is_ok_and(|answer| answer.into_inner().status() == ServingStatus::NotServing) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the replica never turned NOT_SERVING"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
