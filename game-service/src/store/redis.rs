@@ -587,6 +587,8 @@ impl RedisStore {
         Ok(count)
     }
 
+    /// Counts a game this replica made (1) or ended (-1) in the cached count, and in the
+    /// `hangman_games_live` gauge with it.
     fn count_games(&self, change: isize) {
         if let Some((_, count)) = self
             .game_count
@@ -595,6 +597,7 @@ impl RedisStore {
             .as_mut()
         {
             *count = count.saturating_add_signed(change);
+            metrics::gauge!("hangman_games_live").set(*count as f64);
         }
     }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use game_service::testing::{GameServiceProcess, RedisServer, TestGameService};
 use hangman_proto::v1::{
-    CreateGameRequest, GameState, Tally, WatchGameResponse,
+    CreateGameRequest, EndGameRequest, GameState, Tally, WatchGameResponse,
     hangman_service_client::HangmanServiceClient,
 };
 use tonic::{Code, Streaming};
@@ -148,6 +148,41 @@ async fn after_kill_9_of_one_replica_the_game_goes_on_through_the_other_with_not
     };
     assert_eq!(won.game_state(), GameState::Won);
     assert_eq!(won.word.as_deref(), Some("otter"));
+}
+
+#[tokio::test]
+async fn games_live_counts_the_games_in_redis_as_they_are_made_and_ended() {
+    let redis = RedisServer::start();
+    let store = redis.url();
+    let replica = GameServiceProcess::spawn(
+        env!("CARGO_BIN_EXE_game-service"),
+        &[],
+        &["--test-mode", "--store", &store],
+    );
+    let mut games = HangmanServiceClient::connect(replica.url()).await.unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(new_game(&mut games, "otter").await);
+    }
+    assert_eq!(games_live(&replica).await, 3.0);
+    let game_id = ids.pop().unwrap();
+    games.end_game(EndGameRequest { game_id }).await.unwrap();
+    assert_eq!(games_live(&replica).await, 2.0);
+}
+
+/// The `hangman_games_live` gauge of `replica`'s `/metrics`.
+async fn games_live(replica: &GameServiceProcess) -> f64 {
+    let metrics = reqwest::get(format!("{}/metrics", replica.url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("hangman_games_live "))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("no hangman_games_live in {metrics}"))
 }
 
 #[tokio::test]
