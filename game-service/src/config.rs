@@ -9,7 +9,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use clap::Parser;
+use clap::{Parser, builder::BoolishValueParser};
 
 use crate::dictionary::Dictionary;
 
@@ -160,11 +160,11 @@ pub struct Config {
     pub words: Option<Dictionary>,
 
     /// Allow CreateGame to fix the word, for deterministic tests and demos.
-    #[arg(long, env = "GAME_SERVICE_TEST_MODE")]
+    #[arg(long, env = "GAME_SERVICE_TEST_MODE", value_parser = BoolishValueParser::new())]
     pub test_mode: bool,
 
     /// Log JSON lines instead of human-readable text.
-    #[arg(long, env = "GAME_SERVICE_LOG_JSON")]
+    #[arg(long, env = "GAME_SERVICE_LOG_JSON", value_parser = BoolishValueParser::new())]
     pub log_json: bool,
 }
 

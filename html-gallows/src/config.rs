@@ -9,7 +9,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use axum::http::Uri;
 use axum_extra::extract::cookie::Key;
-use clap::Parser;
+use clap::{Parser, builder::BoolishValueParser};
 
 use crate::tally_cache::CacheLimits;
 
@@ -51,7 +51,7 @@ pub struct Config {
     pub cookie_key_file: Option<PathBuf>,
 
     /// Mark the session cookie `Secure` (set it when served behind TLS).
-    #[arg(long, env = "HTML_GALLOWS_SECURE_COOKIES")]
+    #[arg(long, env = "HTML_GALLOWS_SECURE_COOKIES", value_parser = BoolishValueParser::new())]
     pub secure_cookies: bool,
 
     /// How long to wait for a connection to the game service.
@@ -130,7 +130,7 @@ pub struct Config {
     pub tally_cache_max_age: Duration,
 
     /// Log as JSON lines instead of human-readable text.
-    #[arg(long, env = "HTML_GALLOWS_LOG_JSON")]
+    #[arg(long, env = "HTML_GALLOWS_LOG_JSON", value_parser = BoolishValueParser::new())]
     pub log_json: bool,
 }
 

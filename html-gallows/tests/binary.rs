@@ -121,7 +121,8 @@ async fn flags_have_environment_twins_and_json_logs() {
                 "HTML_GALLOWS_COOKIE_KEY",
                 "a cookie key from the environment, long enough",
             ),
-            ("HTML_GALLOWS_LOG_JSON", "true"),
+            // Any of clap's boolish words: 1, yes, on, true.
+            ("HTML_GALLOWS_LOG_JSON", "1"),
         ],
     );
     let addr = server.address().await;

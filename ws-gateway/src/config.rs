@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, builder::BoolishValueParser};
 use phoenix_channels::longpoll::SigningKey;
 
 #[derive(Debug, Clone, Parser)]
@@ -219,7 +219,7 @@ pub struct Config {
     pub shutdown_close_code: u16,
 
     /// Log JSON lines instead of human-readable text.
-    #[arg(long, env = "WS_GATEWAY_LOG_JSON")]
+    #[arg(long, env = "WS_GATEWAY_LOG_JSON", value_parser = BoolishValueParser::new())]
     pub log_json: bool,
 }
 
