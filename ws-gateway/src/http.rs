@@ -12,7 +12,7 @@ use axum::routing::get;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde_json::json;
 use tower::ServiceExt;
-use tower_http::services::{ServeDir, ServeFile};
+use tower_http::services::ServeDir;
 
 use crate::upstream::Upstream;
 use phoenix_channels::serializer::Serializer;
@@ -73,26 +73,46 @@ async fn version(State(state): State<HttpState>) -> Json<serde_json::Value> {
     }))
 }
 
-/// Serves the SPA from `dir` at `path`, with `index.html` for unknown paths without a file
-/// extension (client-side routes; a missing `*.js` is a 404), and a page explaining how to
-/// build it when it is not built.
-pub fn spa(router: Router, dir: &Path, path: &str) -> Router {
+/// Serves the SPA from `dir` at `path`, and a page explaining how to build it when it is not
+/// built. The SPA has no client-side routes, and its page loads its assets by relative URLs
+/// (one build serves every versioned path): any other path without a file extension (a deep
+/// link, a typo) is redirected to the SPA's root, since the page served there would look for
+/// its assets in the wrong directory and stay blank. The redirect is relative too, so that it
+/// holds behind a proxy that strips a prefix. A missing file is a 404, and so is any path
+/// under one of the socket `mounts` (a transport that is turned off, say): never the SPA's.
+pub fn spa(router: Router, dir: &Path, path: &str, mounts: &[String]) -> Router {
     let dir: Arc<PathBuf> = Arc::new(dir.to_owned());
+    let mounts: Arc<[String]> = mounts
+        .iter()
+        .map(|m| m.trim_end_matches('/').to_owned())
+        .collect();
     let service = move |request: Request| {
         let dir = Arc::clone(&dir);
+        let mounts = Arc::clone(&mounts);
         async move {
+            let full_path = match request.extensions().get::<OriginalUri>() {
+                Some(OriginalUri(uri)) => uri.path(),
+                None => request.uri().path(),
+            };
+            let under_a_mount = mounts.iter().any(|mount| {
+                full_path
+                    .strip_prefix(mount.as_str())
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+            });
+            if under_a_mount {
+                return StatusCode::NOT_FOUND.into_response();
+            }
             let index = dir.join("index.html");
             if !index.is_file() {
                 return not_built(&dir);
             }
-            let serve = ServeDir::new(&*dir);
-            let served = if names_a_file(request.uri().path()) {
-                // A missing asset is a 404, not the page (a browser would run HTML as script).
-                serve.oneshot(request).await
-            } else {
-                serve.fallback(ServeFile::new(index)).oneshot(request).await
-            };
-            match served {
+            let path = request.uri().path();
+            if path != "/" && !names_a_file(path) {
+                return Redirect::temporary(&to_the_root(path, request.uri().query()))
+                    .into_response();
+            }
+            // A missing asset is a 404, not the page (a browser would run HTML as script).
+            match ServeDir::new(&*dir).oneshot(request).await {
                 Ok(response) => response.into_response(),
                 Err(never) => match never {},
             }
@@ -130,6 +150,21 @@ pub fn spa(router: Router, dir: &Path, path: &str) -> Router {
 }
 
 /// Whether the path's last segment has a file extension (`/assets/app.js`, not `/games/42`).
+/// The relative URL of the SPA's root from `path` (within the SPA): `./` from `/game`,
+/// `../` from `/game/42` or `/game/`, with the query kept.
+fn to_the_root(path: &str, query: Option<&str>) -> String {
+    let up = path.matches('/').count().saturating_sub(1);
+    let root = if up == 0 {
+        "./".to_owned()
+    } else {
+        "../".repeat(up)
+    };
+    match query {
+        Some(query) => format!("{root}?{query}"),
+        None => root,
+    }
+}
+
 fn names_a_file(path: &str) -> bool {
     let last = path.rsplit('/').next().unwrap_or_default();
     Path::new(last).extension().is_some()

@@ -183,7 +183,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
     let app = endpoint
         .routes(&config.mounts)
         .merge(http::routes(upstream, &config.mounts));
-    let app = http::spa(app, &config.static_dir, &config.static_path);
+    let app = http::spa(app, &config.static_dir, &config.static_path, &config.mounts);
 
     tracing::info!(target: service_kit::logging::LISTENING, mounts = ?config.mounts, transports = ?config.transports, game_service = %config.game_service, "listening on {addr}");
 

@@ -68,7 +68,7 @@ async fn a_missing_spa_gets_a_page_saying_how_to_build_it() {
 }
 
 #[tokio::test]
-async fn the_spa_is_served_at_its_path_with_index_fallback() {
+async fn the_spa_is_served_at_its_path_and_other_paths_are_sent_to_its_root() {
     let dist = std::env::temp_dir().join(format!("ws-gateway-dist-{}", std::process::id()));
     std::fs::create_dir_all(dist.join("assets")).unwrap();
     std::fs::write(dist.join("index.html"), "<!doctype html><title>spa</title>").unwrap();
@@ -83,11 +83,21 @@ async fn the_spa_is_served_at_its_path_with_index_fallback() {
     let (status, content_type, body) = http_get(&base, "/assets/app.js").await;
     assert_eq!((status, body.as_str()), (200, "console.log('spa')"));
     assert!(content_type.contains("javascript"));
+    // The SPA has no client-side routes, and its page loads its assets by relative URLs:
+    // any other path without an extension is sent to the root (relatively, so that it holds
+    // behind a proxy that strips a prefix), where the page finds them.
+    for (path, location) in [
+        ("/game", "./"),
+        ("/some/client/route", "../../"),
+        ("/game/?id=abc", "../?id=abc"),
+    ] {
+        assert_redirected(&base, path, location).await;
+    }
     assert_eq!(
         http_get(&base, "/some/client/route").await.2,
         "<!doctype html><title>spa</title>"
     );
-    // Only client-side routes fall back to the page: a missing file is a 404.
+    // A missing file is a 404, not the page.
     for path in ["/assets/nope.js", "/nope.css", "/some/client/route/x.png"] {
         let (status, content_type, body) = http_get(&base, path).await;
         assert_eq!(status, 404, "{path}");
@@ -106,6 +116,7 @@ async fn the_spa_is_served_at_its_path_with_index_fallback() {
         "console.log('spa')"
     );
     assert_eq!(http_get(&base, "/ws/v1/assets/nope.js").await.0, 404);
+    assert_redirected(&base, "/ws/v1/game/42", "../").await;
     assert_eq!(
         http_get(&base, "/ws/v1/game/42").await,
         (
@@ -120,6 +131,39 @@ async fn the_spa_is_served_at_its_path_with_index_fallback() {
     ))
     .await;
     client.join_ok("hangman:game", json!({})).await;
+}
+
+/// `path` answers a temporary redirect to `location`.
+async fn assert_redirected(base: &str, path: &str, location: &str) {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let response = client.get(format!("{base}{path}")).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 307, "{path}");
+    assert_eq!(response.headers()["location"], location, "{path}");
+}
+
+#[tokio::test]
+async fn a_path_under_a_socket_mount_is_never_the_spa() {
+    let dist = std::env::temp_dir().join(format!("ws-gateway-dist-mount-{}", std::process::id()));
+    std::fs::create_dir_all(&dist).unwrap();
+    std::fs::write(dist.join("index.html"), "<!doctype html><title>spa</title>").unwrap();
+    // Long-poll turned off: its path is nobody's, not the SPA's.
+    let sys = system(&[
+        "--static-dir",
+        dist.to_str().unwrap(),
+        "--transports",
+        "websocket",
+    ])
+    .await;
+    let base = sys.gateway.url();
+    for path in ["/socket/longpoll?vsn=2.0.0", "/socket", "/socket/other"] {
+        let (status, _, body) = http_get(&base, path).await;
+        assert_eq!(status, 404, "{path}");
+        assert!(!body.contains("<title>spa</title>"), "{path}");
+    }
+    assert_eq!(http_get(&base, "/").await.0, 200);
 }
 
 /// A gateway as Kubernetes runs version 1: the SPA at `/ws/v1/`, the socket at `/ws/v1/socket`.
