@@ -32,7 +32,9 @@ use super::wire::Wire;
 
 /// The subprotocol the npm client offers next to its auth token.
 const PHOENIX_PROTOCOL: &str = "phoenix";
-/// Prefix of the subprotocol that carries the auth token (base64url, no padding).
+/// Prefix of the subprotocol that carries the auth token: base64 without padding, in the
+/// standard alphabet as the npm client sends it or in the URL-safe one (see
+/// [`decode_auth_token`]).
 const TOKEN_PROTOCOL_PREFIX: &str = "base64url.bearer.phx.";
 /// The read buffer a connection starts with, and the most one read takes from the kernel.
 /// (1 KiB before: 770 bytes more of every idle connection.)
@@ -43,7 +45,9 @@ const READ_BUFFER: usize = 256;
 pub struct ConnectInfo {
     /// The query parameters (the npm client's `params`, plus `vsn`).
     pub params: HashMap<String, String>,
-    /// The token from the `base64url.bearer.phx.…` subprotocol, decoded.
+    /// The auth token: over a WebSocket, the `base64url.bearer.phx.…` subprotocol's, decoded
+    /// (standard or URL-safe base64, padded or not); over long-poll, the `x-phoenix-authtoken`
+    /// header as sent (the npm client decodes it before sending). The same bytes either way.
     pub auth_token: Option<Vec<u8>>,
 }
 
@@ -448,18 +452,31 @@ async fn upgrade<C: Connect>(
     response
 }
 
-/// The token of the `base64url.bearer.phx.<token>` subprotocol, when the client offers one.
+/// The token of the `base64url.bearer.phx.<token>` subprotocol, when the client offers one,
+/// decoded by [`decode_auth_token`].
 fn auth_token(headers: &HeaderMap) -> Result<Option<Vec<u8>>, &'static str> {
     let mut token = None;
     for protocol in offered_protocols(headers) {
         if let Some(encoded) = protocol.strip_prefix(TOKEN_PROTOCOL_PREFIX) {
-            let decoded = base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(encoded.trim_end_matches('='))
-                .map_err(|_| "auth token is not base64url")?;
-            token = Some(decoded);
+            token = Some(decode_auth_token(encoded).ok_or("auth token is not base64")?);
         }
     }
     Ok(token)
+}
+
+/// Decodes the token of a `base64url.bearer.phx.<token>` subprotocol. The npm client encodes
+/// it with `btoa(token).replace(/=/g, "")`, the *standard* alphabet ('+', '/') without padding
+/// whatever the prefix says, and Phoenix decodes it so (`Base.decode64!(t, padding: false)`);
+/// a client that follows the prefix's name sends the URL-safe alphabet ('-', '_'). Both are
+/// taken, padded or not. (Over long-poll the npm client sends the token itself, decoded, in
+/// `x-phoenix-authtoken`, which is taken as it is.)
+fn decode_auth_token(encoded: &str) -> Option<Vec<u8>> {
+    use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+    let unpadded = encoded.trim_end_matches('=');
+    STANDARD_NO_PAD
+        .decode(unpadded)
+        .or_else(|_| URL_SAFE_NO_PAD.decode(unpadded))
+        .ok()
 }
 
 #[cfg(test)]

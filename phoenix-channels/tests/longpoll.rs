@@ -410,6 +410,24 @@ async fn a_session_keeps_at_most_its_buffer_and_is_dropped_if_it_stays_full() {
 }
 
 #[tokio::test]
+async fn the_auth_token_header_reaches_the_hook_as_sent() {
+    // The npm client's LongPoll decodes its `base64url.bearer.phx.` form (with `atob`) and
+    // sends the token itself in the header, which Phoenix takes as it is: the hook gets the
+    // same bytes as over a WebSocket.
+    let server = serve(config()).await;
+    let open = |query: &str| {
+        reqwest::Client::new()
+            .get(format!("{}/longpoll?vsn=2.0.0&{query}", base(&server)))
+            .header("x-phoenix-authtoken", "a>b>c~d")
+            .send()
+    };
+    let (_, body) = answer(open("auth=a%3Eb%3Ec~d").await.unwrap()).await;
+    assert_eq!(body["status"], 410, "{body}");
+    let (_, body) = answer(open("auth=other").await.unwrap()).await;
+    assert_eq!(body["status"], 403, "{body}");
+}
+
+#[tokio::test]
 async fn a_refused_connect_an_unknown_vsn_or_a_foreign_origin_is_status_403() {
     let server = serve(config()).await;
     for query in ["vsn=2.0.0&refuse=1", "vsn=3.0.0"] {

@@ -468,6 +468,50 @@ async fn auth_token_subprotocol_is_answered_with_phoenix() {
 }
 
 #[tokio::test]
+async fn auth_tokens_in_the_npm_clients_standard_base64_or_in_base64url_are_decoded() {
+    // The npm client encodes with `btoa(token).replace(/=/g, "")`: the standard alphabet
+    // ('+', '/') without padding, whatever the prefix says, and Phoenix decodes it so.
+    // Clients that follow the prefix's name send base64url; padding may be left on.
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+    let server = serve(config()).await;
+    // (token, as a query value): the hook refuses unless the decoded token is the `auth` param.
+    for (token, in_query) in [("hi?>~~", "hi%3F%3E~~"), ("a>b>c~d", "a%3Eb%3Ec~d")] {
+        let url = server.socket_url(&format!("vsn=2.0.0&auth={in_query}"));
+        for encoded in [
+            STANDARD_NO_PAD.encode(token),
+            STANDARD.encode(token),
+            URL_SAFE_NO_PAD.encode(token),
+        ] {
+            let offered = format!("phoenix, base64url.bearer.phx.{encoded}");
+            let (mut client, protocol) = try_connect(&url, &[("sec-websocket-protocol", &offered)])
+                .await
+                .unwrap_or_else(|status| panic!("{token:?} as {encoded}: {status}"));
+            assert_eq!(protocol.as_deref(), Some("phoenix"), "{encoded}");
+            client.join_ok("echo:a", json!({})).await;
+        }
+    }
+    assert_eq!(
+        STANDARD_NO_PAD.encode("hi?>~~"),
+        "aGk/Pn5+",
+        "both '+' and '/'"
+    );
+
+    let wrong = server.socket_url("vsn=2.0.0&auth=other");
+    let offered = format!(
+        "phoenix, base64url.bearer.phx.{}",
+        STANDARD_NO_PAD.encode("hi?>~~")
+    );
+    assert_eq!(
+        try_connect(&wrong, &[("sec-websocket-protocol", &offered)])
+            .await
+            .err()
+            .map(|s| s.as_u16()),
+        Some(403),
+        "the hook sees the token"
+    );
+}
+
+#[tokio::test]
 async fn malformed_frames_get_clear_errors_and_change_nothing() {
     let server = serve(config()).await;
     let mut client = server.client().await;

@@ -13,7 +13,8 @@
 //!   with the crate's `presence` payloads. Who is present is the application's to know (ws-gateway
 //!   asks its game service), so this room knows only its own member.
 //!
-//! The connect hook refuses a connection whose params carry `refuse`.
+//! The connect hook refuses a connection whose params carry `refuse`, and one whose params carry
+//! `auth` unless its auth token, decoded, is that param (so a test sees what the hook gets).
 //!
 //! These channels are written as a user of the crate writes one, on purpose (the tests use the
 //! crate's API as it is): what they share with each other and with ws-gateway's channels is the
@@ -41,7 +42,8 @@ use tokio_stream::wrappers::BroadcastStream;
 
 use phoenix_channels::test_client::{Client, PATIENCE};
 
-/// The connect hook: assigns the `user` param (or `anonymous`); refuses on `refuse`.
+/// The connect hook: assigns the `user` param (or `anonymous`); refuses on `refuse`, and on
+/// `auth` unless the auth token is that param.
 pub struct App;
 
 impl Connect for App {
@@ -50,6 +52,14 @@ impl Connect for App {
     fn connect(&self, info: &ConnectInfo) -> Result<String, ConnectRefused> {
         if info.params.contains_key("refuse") {
             return Err(ConnectRefused("asked to".into()));
+        }
+        if let Some(expected) = info.params.get("auth")
+            && info.auth_token.as_deref() != Some(expected.as_bytes())
+        {
+            return Err(ConnectRefused(format!(
+                "auth token {:?} is not {expected:?}",
+                info.auth_token.as_deref().map(String::from_utf8_lossy)
+            )));
         }
         let user = info.params.get("user").map_or("anonymous", String::as_str);
         Ok(user.to_owned())

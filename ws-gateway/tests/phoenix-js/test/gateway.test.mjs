@@ -1,7 +1,7 @@
 // The official npm `phoenix` client (1.8.x) against a real ws-gateway and a real game service.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Presence } from 'phoenix';
+import { LongPoll, Presence } from 'phoenix';
 import { WORD, connect, error, next, ok, sleep, startGameService, startGateway, stop, until } from '../lib/harness.mjs';
 
 describe('ws-gateway with the official phoenix client', () => {
@@ -87,6 +87,21 @@ describe('ws-gateway with the official phoenix client', () => {
     assert.equal(resumed.game_id, game_id);
     assert.deepEqual(resumed.tally.used, ['e']);
     assert.deepEqual((await ok(again.push('make_move', { guess: 'h' }))).used, ['e', 'h']);
+  });
+
+  test('an authToken whose base64 has a "+" connects and joins, over a WebSocket and over long-poll', async () => {
+    // The client sends `btoa(token)` without padding: standard base64, "+" and "/" included
+    // (its encoding here is YT5iPmN+ZA; a "/" the ws package itself refuses in a subprotocol).
+    const authToken = 'a>b>c~d';
+    for (const transport of [undefined, LongPoll]) {
+      const name = transport?.name ?? 'WebSocket';
+      const socket = open({ authToken, ...(transport && { transport }) });
+      // A refused socket makes the client wait for it to rejoin, so a refusal fails at once.
+      const refused = new Promise((_, rej) => socket.onError(() => rej(new Error(`${name}: the socket was refused`))));
+      const joined = await Promise.race([ok(socket.channel('hangman:game', {}).join()), refused]);
+      assert.equal(typeof joined.game_id, 'string', name);
+      socket.disconnect();
+    }
   });
 
   test('unknown game ids are refused', async () => {
