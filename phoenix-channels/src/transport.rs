@@ -40,6 +40,14 @@ const TOKEN_PROTOCOL_PREFIX: &str = "base64url.bearer.phx.";
 /// (1 KiB before: 770 bytes more of every idle connection.)
 const READ_BUFFER: usize = 256;
 
+/// The paths of a mount's transports, `[{mount}/websocket, {mount}/longpoll]`, the mount taken
+/// without its trailing '/'s (`/socket/` is `/socket`, `/` is the root). An application that
+/// has routes of its own checks them against these.
+pub fn mount_paths(mount: &str) -> [String; 2] {
+    let mount = mount.trim_end_matches('/');
+    [format!("{mount}/websocket"), format!("{mount}/longpoll")]
+}
+
 /// What the connect hook learns about a connection attempt.
 #[derive(Debug, Clone, Default)]
 pub struct ConnectInfo {
@@ -194,19 +202,21 @@ impl<C: Connect> Endpoint<C> {
     }
 
     /// `GET {mount}/websocket` and, with long-poll on, `GET`/`POST {mount}/longpoll`, for each
-    /// mount.
+    /// mount (the paths of [`mount_paths`]). Like axum's own routing, it panics on a mount that
+    /// is not a plain path starting with '/', and on two mounts with the same paths: an
+    /// application checks its mounts first.
     pub fn routes<S: Clone + Send + Sync + 'static>(
         self: &Arc<Self>,
         mounts: &[String],
     ) -> axum::Router<S> {
         let mut router = axum::Router::new();
         for mount in mounts {
+            let [websocket, longpoll_path] = mount_paths(mount);
             let mount = mount.trim_end_matches('/');
-            let websocket = format!("{mount}/websocket");
             router = if self.config.websocket {
                 router.route(&websocket, get(upgrade::<C>).with_state(Arc::clone(self)))
             } else {
-                let off = format!("the WebSocket transport is off here: use {mount}/longpoll\n");
+                let off = format!("the WebSocket transport is off here: use {longpoll_path}\n");
                 router.route(
                     &websocket,
                     get(|| async move { (StatusCode::NOT_FOUND, off) }),
@@ -217,7 +227,7 @@ impl<C: Connect> Endpoint<C> {
                 let serve = get(longpoll::serve::<C>)
                     .post(longpoll::serve::<C>)
                     .options(longpoll::serve::<C>);
-                router = router.route(&format!("{mount}/longpoll"), serve.with_state(state));
+                router = router.route(&longpoll_path, serve.with_state(state));
             }
         }
         router

@@ -24,7 +24,7 @@ pub struct Config {
     pub listen: SocketAddr,
 
     /// Socket mount path(s); the WebSocket is at `{mount}/websocket`. Repeatable; the env
-    /// twin is comma-separated.
+    /// twin is comma-separated. Checked at start (see [`Config::check_paths`]).
     #[arg(
         long = "mount",
         env = "WS_GATEWAY_MOUNT",
@@ -45,7 +45,8 @@ pub struct Config {
     #[arg(long, env = "WS_GATEWAY_STATIC_DIR", default_value = "web/dist")]
     pub static_dir: PathBuf,
 
-    /// URL prefix the SPA is served at.
+    /// URL prefix the SPA is served at (`/ws/v1` is `/ws/v1/`). Checked at start (see
+    /// [`Config::check_paths`]).
     #[arg(long, env = "WS_GATEWAY_STATIC_PATH", default_value = "/")]
     pub static_path: String,
 
@@ -223,6 +224,92 @@ pub struct Config {
     pub log_json: bool,
 }
 
+/// The gateway's own routes, those of [`crate::http::routes`]: no `--static-path` may take one.
+pub const GATEWAY_ROUTES: [&str; 4] = ["/healthz", "/readyz", "/version", "/metrics"];
+
+/// A `--mount` or `--static-path` the gateway cannot serve: refused at start, since the router
+/// would panic on it (or route it as a pattern) rather than say which flag is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum PathError {
+    #[error("invalid {flag} {value:?}: it must start with '/'")]
+    Relative { flag: &'static str, value: String },
+    #[error(
+        "invalid {flag} {value:?}: a path segment may not start with ':' or '*', nor hold '{{' or '}}' (the router would take it for a pattern)"
+    )]
+    Pattern { flag: &'static str, value: String },
+    #[error(
+        "invalid --mount {value:?}: it is the same mount as --mount {earlier:?} (trailing '/'s make no difference)"
+    )]
+    DuplicateMount { value: String, earlier: String },
+    #[error("invalid --static-path {value:?}: {route} is the gateway's own route{owner}")]
+    Route {
+        value: String,
+        route: String,
+        /// ` (of --mount "…")` for a mount's transport path, empty for the gateway's own.
+        owner: String,
+    },
+}
+
+impl Config {
+    /// Checks `--mount` and `--static-path`: each a path from the root (a trailing '/' makes no
+    /// difference, `/ws/v1` is `/ws/v1/`), no two mounts the same, and the SPA at none of the
+    /// gateway's routes ([`GATEWAY_ROUTES`], each mount's `/websocket` and `/longpoll`, served
+    /// or not).
+    pub fn check_paths(&self) -> Result<(), PathError> {
+        for mount in &self.mounts {
+            check_path("--mount", mount)?;
+        }
+        check_path("--static-path", &self.static_path)?;
+        let mut routes: Vec<(String, Option<&str>)> = GATEWAY_ROUTES
+            .iter()
+            .map(|route| ((*route).to_owned(), None))
+            .collect();
+        for (i, mount) in self.mounts.iter().enumerate() {
+            let paths = phoenix_channels::transport::mount_paths(mount);
+            if let Some(earlier) = self.mounts[..i]
+                .iter()
+                .find(|earlier| phoenix_channels::transport::mount_paths(earlier) == paths)
+            {
+                return Err(PathError::DuplicateMount {
+                    value: mount.clone(),
+                    earlier: earlier.clone(),
+                });
+            }
+            routes.extend(paths.map(|path| (path, Some(mount.as_str()))));
+        }
+        let spa = self.static_path.trim_end_matches('/');
+        match routes.into_iter().find(|(route, _)| route == spa) {
+            Some((route, owner)) => Err(PathError::Route {
+                value: self.static_path.clone(),
+                route,
+                owner: owner.map_or_else(String::new, |mount| format!(" (of --mount {mount:?})")),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// `value` is a path from the root that the router takes as it is.
+fn check_path(flag: &'static str, value: &str) -> Result<(), PathError> {
+    if !value.starts_with('/') {
+        return Err(PathError::Relative {
+            flag,
+            value: value.to_owned(),
+        });
+    }
+    let pattern = value.contains(['{', '}'])
+        || value
+            .split('/')
+            .any(|segment| segment.starts_with([':', '*']));
+    if pattern {
+        return Err(PathError::Pattern {
+            flag,
+            value: value.to_owned(),
+        });
+    }
+    Ok(())
+}
+
 /// A transport a mount serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Transport {
@@ -321,6 +408,30 @@ mod tests {
         }
         let config = Config::try_parse_from(["ws-gateway", "--grpc-keep-alive", "10s"]).unwrap();
         assert_eq!(config.grpc_keep_alive, std::time::Duration::from_secs(10));
+    }
+
+    #[test]
+    fn paths_from_the_root_are_accepted_with_or_without_a_trailing_slash() {
+        // The refused ones are in tests/binary.rs, as an operator meets them.
+        for args in [
+            &[][..],
+            &["--static-path", "/ws/v1/", "--mount", "/ws/v1/socket"],
+            &["--static-path", "/ws/v1", "--mount", "/ws/v1/socket/"],
+            &["--mount", "/", "--static-path", "/"],
+            &["--mount", "/socket", "--mount", "/v1/socket"],
+            &[
+                "--static-path",
+                "/metrics/dashboard/",
+                "--mount",
+                "/healthz",
+            ],
+            &["--static-path", "/socket/websocket/app/"],
+        ] {
+            let config = Config::try_parse_from(["ws-gateway"].iter().chain(args)).unwrap();
+            config
+                .check_paths()
+                .unwrap_or_else(|err| panic!("{args:?}: {err}"));
+        }
     }
 
     #[test]

@@ -48,8 +48,8 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("invalid mount path {0:?}: it must start with '/'")]
-    Mount(String),
+    #[error(transparent)]
+    Path(#[from] config::PathError),
     #[error("invalid --longpoll-advertise {0:?}: it must be host:port")]
     Advertise(String),
 }
@@ -124,9 +124,7 @@ impl Server {
 
 /// Binds, logs `listening on ADDR` and serves until [`Server::stop`].
 pub async fn start(config: Config) -> Result<Server, StartError> {
-    if let Some(bad) = config.mounts.iter().find(|m| !m.starts_with('/')) {
-        return Err(StartError::Mount(bad.clone()));
-    }
+    config.check_paths()?;
     let upstream = Upstream::new(&UpstreamConfig {
         url: config.game_service.clone(),
         connect_timeout: config.grpc_connect_timeout,

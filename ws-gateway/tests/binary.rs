@@ -1,5 +1,5 @@
 //! The `ws-gateway` binary as an operator runs it: what it writes to a log that is not a
-//! terminal, and a game-service URL it refuses at start.
+//! terminal, and a game-service URL and paths it refuses at start.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -53,4 +53,90 @@ async fn an_https_game_service_is_refused_at_start() {
         stderr.contains("https://game-service.example:443") && stderr.contains("TLS"),
         "{stderr}"
     );
+}
+
+/// A `--mount` or `--static-path` the router could not serve stops the start with an error
+/// naming the flag and its value, not a panic deep in the router.
+#[tokio::test]
+async fn misconfigured_paths_stop_the_start_with_the_flag_and_value_named() {
+    let on_route = "invalid --static-path \"/socket/websocket/\": /socket/websocket is the \
+                    gateway's own route (of --mount \"/socket\")";
+    for (args, error) in [
+        (
+            &["--static-path", "ws/v1/"][..],
+            "invalid --static-path \"ws/v1/\": it must start with '/'",
+        ),
+        (
+            &["--static-path", ""],
+            "invalid --static-path \"\": it must start with '/'",
+        ),
+        (
+            &["--mount", "socket"],
+            "invalid --mount \"socket\": it must start with '/'",
+        ),
+        (
+            &["--mount", "/a/", "--mount", "/a"],
+            "invalid --mount \"/a\": it is the same mount as --mount \"/a/\"",
+        ),
+        (
+            &[
+                "--mount",
+                "/socket",
+                "--mount",
+                "/v1",
+                "--mount",
+                "/socket//",
+            ],
+            "invalid --mount \"/socket//\": it is the same mount as --mount \"/socket\"",
+        ),
+        (
+            &["--static-path", "/metrics"],
+            "invalid --static-path \"/metrics\": /metrics is the gateway's own route",
+        ),
+        (
+            &["--static-path", "/healthz/"],
+            "invalid --static-path \"/healthz/\": /healthz is the gateway's own route",
+        ),
+        (
+            &["--static-path", "/readyz/"],
+            "/readyz is the gateway's own route",
+        ),
+        (
+            &["--static-path", "/version"],
+            "/version is the gateway's own route",
+        ),
+        (&["--static-path", "/socket/websocket/"], on_route),
+        // The long-poll path is the mount's whether long-poll is on or not.
+        (
+            &[
+                "--static-path",
+                "/socket/longpoll",
+                "--transports",
+                "websocket",
+            ],
+            "/socket/longpoll is the gateway's own route (of --mount \"/socket\")",
+        ),
+        (
+            &["--mount", "/", "--static-path", "/websocket/"],
+            "/websocket is the gateway's own route (of --mount \"/\")",
+        ),
+        (
+            &["--mount", "/:game"],
+            "invalid --mount \"/:game\": a path segment may not start with ':' or '*'",
+        ),
+        (
+            &["--static-path", "/app/*rest/"],
+            "invalid --static-path \"/app/*rest/\": a path segment may not start",
+        ),
+        (
+            &["--mount", "/{game}"],
+            "invalid --mount \"/{game}\": a path segment may not start",
+        ),
+    ] {
+        let output = gateway(args).output().await.expect("ws-gateway runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?}: {stderr}");
+        assert!(stderr.contains(error), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
 }

@@ -17,6 +17,10 @@ async fn health_readiness_and_version() {
     assert_eq!(version["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(version["protocols"], json!(["1.0.0", "2.0.0"]));
     assert_eq!(version["mounts"], json!(["/v1/socket"]));
+    // The routes a --static-path may not take are these.
+    for route in ws_gateway::config::GATEWAY_ROUTES {
+        assert_eq!(http_get(&base, route).await.0, 200, "{route}");
+    }
 }
 
 #[tokio::test]
