@@ -78,28 +78,30 @@ async fn version(State(state): State<HttpState>) -> Json<serde_json::Value> {
 /// (one build serves every versioned path): any other path without a file extension (a deep
 /// link, a typo) is redirected to the SPA's root, since the page served there would look for
 /// its assets in the wrong directory and stay blank. The redirect is relative too, so that it
-/// holds behind a proxy that strips a prefix. A missing file is a 404, and so is any path
-/// under one of the socket `mounts` (a transport that is turned off, say): never the SPA's.
+/// holds behind a proxy that strips a prefix. A missing file is a 404, and so are the paths of
+/// the socket `mounts`' transports (`{mount}/longpoll` when long-poll is off, say): never the
+/// SPA's.
 pub fn spa(router: Router, dir: &Path, path: &str, mounts: &[String]) -> Router {
     let dir: Arc<PathBuf> = Arc::new(dir.to_owned());
-    let mounts: Arc<[String]> = mounts
+    // The transports' paths, served or not (a transport turned off is still its path).
+    let transports: Arc<[String]> = mounts
         .iter()
-        .map(|m| m.trim_end_matches('/').to_owned())
+        .flat_map(|mount| phoenix_channels::transport::mount_paths(mount))
         .collect();
     let service = move |request: Request| {
         let dir = Arc::clone(&dir);
-        let mounts = Arc::clone(&mounts);
+        let transports = Arc::clone(&transports);
         async move {
             let full_path = match request.extensions().get::<OriginalUri>() {
                 Some(OriginalUri(uri)) => uri.path(),
                 None => request.uri().path(),
             };
-            let under_a_mount = mounts.iter().any(|mount| {
+            let a_transports_path = transports.iter().any(|transport| {
                 full_path
-                    .strip_prefix(mount.as_str())
+                    .strip_prefix(transport.as_str())
                     .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
             });
-            if under_a_mount {
+            if a_transports_path {
                 return StatusCode::NOT_FOUND.into_response();
             }
             let index = dir.join("index.html");
