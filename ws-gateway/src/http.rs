@@ -6,7 +6,8 @@ use std::sync::Arc;
 use axum::Json;
 use axum::Router;
 use axum::extract::{OriginalUri, Request, State};
-use axum::http::StatusCode;
+use axum::http::header::CACHE_CONTROL;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -113,9 +114,21 @@ pub fn spa(router: Router, dir: &Path, path: &str, mounts: &[String]) -> Router 
                 return Redirect::temporary(&to_the_root(path, request.uri().query()))
                     .into_response();
             }
+            let cache = if path.starts_with("/assets/") {
+                ASSET_CACHE
+            } else {
+                PAGE_CACHE
+            };
             // A missing asset is a 404, not the page (a browser would run HTML as script).
             match ServeDir::new(&*dir).oneshot(request).await {
-                Ok(response) => response.into_response(),
+                Ok(mut response) => {
+                    if matches!(response.status(), StatusCode::OK | StatusCode::NOT_MODIFIED) {
+                        response
+                            .headers_mut()
+                            .insert(CACHE_CONTROL, HeaderValue::from_static(cache));
+                    }
+                    response.into_response()
+                }
                 Err(never) => match never {},
             }
         }
@@ -152,6 +165,13 @@ pub fn spa(router: Router, dir: &Path, path: &str, mounts: &[String]) -> Router 
 }
 
 /// Whether the path's last segment has a file extension (`/assets/app.js`, not `/games/42`).
+/// How long a browser may keep the SPA's assets: Vite names each by its content
+/// (`assets/index-<hash>.js`), so a name never comes back with other bytes.
+const ASSET_CACHE: &str = "public, max-age=31536000, immutable";
+/// The page, and whatever else is not under `assets/`: asked again every time (a 304 when
+/// unchanged), so that a new version's page, naming its new assets, is seen at once.
+const PAGE_CACHE: &str = "no-cache";
+
 /// The relative URL of the SPA's root from `path` (within the SPA): `./` from `/game`,
 /// `../` from `/game/42` or `/game/`, with the query kept.
 fn to_the_root(path: &str, query: Option<&str>) -> String {

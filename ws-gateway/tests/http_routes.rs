@@ -101,6 +101,16 @@ async fn the_spa_is_served_at_its_path_and_other_paths_are_sent_to_its_root() {
         http_get(&base, "/some/client/route").await.2,
         "<!doctype html><title>spa</title>"
     );
+    // Vite's assets are named by their content: kept for a year. The page is asked again
+    // every time, so that a new version is seen at once.
+    for (path, cache) in [
+        ("/assets/app.js", "public, max-age=31536000, immutable"),
+        ("/", "no-cache"),
+        ("/index.html", "no-cache"),
+    ] {
+        let response = reqwest::get(format!("{base}{path}")).await.unwrap();
+        assert_eq!(response.headers()["cache-control"], cache, "{path}");
+    }
     // A missing file is a 404, not the page.
     for path in ["/assets/nope.js", "/nope.css", "/some/client/route/x.png"] {
         let (status, content_type, body) = http_get(&base, path).await;
