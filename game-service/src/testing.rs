@@ -6,7 +6,8 @@
 //! - [`RedisServer`]: a `redis-server` of the test's own on a free port, killed on drop,
 //!   with TLS ([`RedisServer::start_tls`]) on certificates of a [`TestCertificates`];
 //! - [`GameServiceProcess`]: the binary in a process of its own, for what only a process
-//!   shows (`kill -9`, a `/metrics` of its own), and [`game_service_binary`] to find it from
+//!   shows (`kill -9`, a `/metrics` of its own, read with [`GameServiceProcess::metric`]),
+//!   and [`game_service_binary`] to find it from
 //!   another crate's tests.
 
 use std::ffi::OsStr;
@@ -421,6 +422,26 @@ impl GameServiceProcess {
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The sum of metric `name`'s samples on its `/metrics`, over every label set (0 when it
+    /// has none).
+    pub async fn metric(&self, name: &str) -> f64 {
+        let metrics = reqwest::get(format!("{}/metrics", self.url()))
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("the metrics' text");
+        metrics
+            .lines()
+            .filter(|line| {
+                line.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with([' ', '{']))
+            })
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
     }
 
     /// SIGTERM, as Kubernetes stops a pod: the graceful shutdown (health NOT_SERVING, no new

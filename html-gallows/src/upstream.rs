@@ -639,10 +639,7 @@ mod tests {
 
     #[test]
     fn an_address_endpoint_calls_the_target_by_its_name() {
-        let endpoints = Endpoints {
-            connect_timeout: Duration::from_secs(1),
-            request_timeout: Duration::from_secs(2),
-        };
+        let endpoints = test_endpoints();
         let target: Uri = "http://game-service:50051".parse().unwrap();
         let endpoint = endpoints
             .of(&target, "10.0.0.5:50051".parse().unwrap(), true)
@@ -651,5 +648,47 @@ mod tests {
             endpoint.uri(),
             &"http://10.0.0.5:50051".parse::<Uri>().unwrap()
         );
+    }
+
+    fn test_endpoints() -> Endpoints {
+        Endpoints {
+            connect_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(2),
+        }
+    }
+
+    #[test]
+    fn a_balancer_whose_queue_is_full_gets_the_rest_of_its_changes_with_a_later_round() {
+        let endpoints = test_endpoints();
+        let target: Uri = "http://game-service:50051".parse().unwrap();
+        let wanted = |ports: &[u16]| -> BTreeMap<SocketAddr, Uri> {
+            let addr = |port| SocketAddr::from(([10, 0, 0, 5], port));
+            ports
+                .iter()
+                .map(|port| (addr(*port), target.clone()))
+                .collect()
+        };
+        let (changes, mut queue) = tokio::sync::mpsc::channel(2);
+        let mut balancer = Balancer::new(changes, true);
+        let mut drained = || {
+            let mut seen = Vec::new();
+            while let Ok(change) = queue.try_recv() {
+                seen.push(match change {
+                    Change::Insert(addr, _) => format!("+{}", addr.port()),
+                    Change::Remove(addr) => format!("-{}", addr.port()),
+                });
+            }
+            seen
+        };
+        // Three additions, room for two: the third waits, and nothing waits on the queue.
+        balancer.update(&wanted(&[1, 2, 3]), &endpoints);
+        assert_eq!(drained(), ["+1", "+2"]);
+        // The next round sends what is left of the difference, additions before removals.
+        balancer.update(&wanted(&[2, 3, 4]), &endpoints);
+        assert_eq!(drained(), ["+3", "+4"]);
+        balancer.update(&wanted(&[2, 3, 4]), &endpoints);
+        assert_eq!(drained(), ["-1"]);
+        balancer.update(&wanted(&[2, 3, 4]), &endpoints);
+        assert!(drained().is_empty(), "nothing left to send");
     }
 }

@@ -164,25 +164,10 @@ async fn games_live_counts_the_games_in_redis_as_they_are_made_and_ended() {
     for _ in 0..3 {
         ids.push(new_game(&mut games, "otter").await);
     }
-    assert_eq!(games_live(&replica).await, 3.0);
+    assert_eq!(replica.metric("hangman_games_live").await, 3.0);
     let game_id = ids.pop().unwrap();
     games.end_game(EndGameRequest { game_id }).await.unwrap();
-    assert_eq!(games_live(&replica).await, 2.0);
-}
-
-/// The `hangman_games_live` gauge of `replica`'s `/metrics`.
-async fn games_live(replica: &GameServiceProcess) -> f64 {
-    let metrics = reqwest::get(format!("{}/metrics", replica.url()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix("hangman_games_live "))
-        .and_then(|value| value.parse().ok())
-        .unwrap_or_else(|| panic!("no hangman_games_live in {metrics}"))
+    assert_eq!(replica.metric("hangman_games_live").await, 2.0);
 }
 
 #[tokio::test]

@@ -42,17 +42,7 @@ impl Replica {
     /// The moves this replica played (on `Play` streams or `MakeMove` calls), from its
     /// `/metrics`.
     pub async fn moves_served(&self) -> f64 {
-        let metrics = reqwest::get(format!("{}/metrics", self.url()))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        metrics
-            .lines()
-            .filter(|line| line.starts_with("hangman_moves_total{"))
-            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        self.0.metric("hangman_moves_total").await
     }
 }
 
